@@ -1,0 +1,18 @@
+# The two commands of the README, and the benchmark. Each does its own set-up (scripts/bootstrap.sh).
+.PHONY: demo test bench bootstrap
+
+bootstrap:
+	@bash scripts/bootstrap.sh
+
+## Run the whole pipeline locally (broker, intake, worker, unit consumers) with demo traffic; Ctrl-C stops it.
+demo: bootstrap
+	.venv/bin/signalements demo
+
+## Run the whole test suite against a real Kafka broker that the suite starts itself.
+test: bootstrap
+	@bash scripts/install-test-tools.sh
+	.venv/bin/python -m pytest
+
+## Push synthetic reports through a freshly started pipeline and print one JSON line of figures.
+bench: bootstrap
+	.venv/bin/signalements bench

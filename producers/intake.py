@@ -1,0 +1,154 @@
+"""The intake: one HTTP route per channel, answering 202 only once Kafka holds the report.
+
+- 202 ``{"report_id": ...}``: the submission is valid and acknowledged by Kafka (acks=all).
+- 422: the submission is invalid; ``detail`` lists each field and why (FastAPI's validation format).
+- 413: the body is larger than the configured limit.
+- 503 with ``Retry-After``: Kafka cannot take the record now; nothing was accepted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from prometheus_client import make_asgi_app
+from pydantic import BaseModel, Field
+
+from producers.report_publisher import PublishError, ReportPublisher
+from schemas.channels import Channel
+from schemas.envelope import BRIGADE_NUMERIQUE_SUBMISSION, MONCOMMISSARIAT_SUBMISSION, EventType, encode
+from schemas.reports import report_id_for
+from schemas.submissions import BrigadeNumeriqueSubmission, MonCommissariatSubmission
+from schemas.topics import Topics
+from signalements import __version__
+from signalements.metrics import PipelineMetrics, Stage
+from signalements.settings import Settings
+from streams.normalize import NormalizationError, normalize_submission
+
+SOURCE = "/signalements/intake"
+RETRY_AFTER_S = 5
+
+
+class Accepted(BaseModel):
+    report_id: str = Field(description="stable id of the report: the same submission always gets the same id")
+    status: str = "accepted"
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+def create_intake_app(settings: Settings, publisher: ReportPublisher, metrics: PipelineMetrics) -> FastAPI:
+    topics = Topics(settings.topic_namespace)
+    app = FastAPI(
+        title="Signalements de points de deal: intake",
+        version=__version__,
+        description="Citizen reports of drug-dealing points from the police portal and Ma brigade numérique.",
+    )
+    app.mount("/metrics", make_asgi_app(registry=metrics.registry))
+
+    @app.middleware("http")
+    async def limit_body_size(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        if request.method == "POST":
+            declared = request.headers.get("content-length")
+            too_big = declared is not None and declared.isdigit() and int(declared) > settings.intake_max_body_bytes
+            if too_big or len(await request.body()) > settings.intake_max_body_bytes:
+                channel = request.url.path.rsplit("/", 1)[-1]
+                metrics.records_failed.labels(Stage.INTAKE.value, _bounded(channel), "body_too_large").inc()
+                return JSONResponse(
+                    {"detail": f"body larger than {settings.intake_max_body_bytes} bytes"}, status_code=413
+                )
+        return await call_next(request)
+
+    @app.exception_handler(RequestValidationError)
+    async def count_invalid(request: Request, error: RequestValidationError) -> Response:
+        channel = _bounded(request.url.path.rsplit("/", 1)[-1])
+        metrics.records_in.labels(Stage.INTAKE.value, channel).inc()
+        metrics.records_failed.labels(Stage.INTAKE.value, channel, "invalid").inc()
+        return await request_validation_exception_handler(request, error)
+
+    def accept(
+        channel: Channel,
+        event_type: EventType,
+        submission: MonCommissariatSubmission | BrigadeNumeriqueSubmission,
+        submission_id: str,
+    ) -> Response:
+        metrics.records_in.labels(Stage.INTAKE.value, channel.value).inc()
+        started = time.perf_counter()
+        accepted_at = datetime.now(UTC)
+        try:
+            # Refuse at the door what the stream could not normalize (bad phone number, coordinates abroad).
+            normalize_submission(submission, accepted_at)
+        except NormalizationError as error:
+            metrics.records_failed.labels(Stage.INTAKE.value, channel.value, "invalid").inc()
+            detail = [{"type": "value_error", "loc": ["body", *error.field.split(".")], "msg": error.reason}]
+            return JSONResponse({"detail": detail}, status_code=422)
+        report_id = report_id_for(channel, submission_id)
+        message = encode(
+            event_type, submission, event_id=report_id, source=SOURCE, key=submission_id, time=accepted_at
+        )
+        try:
+            publisher.publish(topics.raw(channel), message)
+        except PublishError as error:
+            metrics.records_failed.labels(Stage.INTAKE.value, channel.value, "kafka_unavailable").inc()
+            return JSONResponse(
+                {"detail": f"not accepted, retry later: {error}"},
+                status_code=503,
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            )
+        finally:
+            metrics.stage_duration.labels(Stage.INTAKE.value).observe(time.perf_counter() - started)
+        metrics.records_out.labels(Stage.INTAKE.value, channel.value, "accepted").inc()
+        return JSONResponse(Accepted(report_id=report_id).model_dump(), status_code=202)
+
+    responses = {
+        202: {"model": Accepted, "description": "accepted: durably written to Kafka"},
+        413: {"model": Problem, "description": "body too large"},
+        503: {"model": Problem, "description": "Kafka unavailable; retry after the Retry-After delay"},
+    }
+
+    @app.post("/v1/reports/moncommissariat", status_code=202, response_model=Accepted, responses=responses)
+    def submit_moncommissariat(submission: MonCommissariatSubmission) -> Response:
+        """A report from the police portal (moncommissariat)."""
+        return accept(Channel.MONCOMMISSARIAT, MONCOMMISSARIAT_SUBMISSION, submission, submission.submission_id)
+
+    @app.post("/v1/reports/brigade-numerique", status_code=202, response_model=Accepted, responses=responses)
+    def submit_brigade_numerique(submission: BrigadeNumeriqueSubmission) -> Response:
+        """A report from a Ma brigade numérique conversation."""
+        return accept(
+            Channel.BRIGADE_NUMERIQUE, BRIGADE_NUMERIQUE_SUBMISSION, submission, submission.conversation_id
+        )
+
+    @app.get("/healthz")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+def _bounded(channel: str) -> str:
+    return channel if channel in {c.value for c in Channel} else "unknown"
+
+
+def run_intake(settings: Settings) -> None:
+    import uvicorn
+
+    from signalements.topic_admin import ensure_topics, pipeline_topics
+
+    metrics = PipelineMetrics()
+    metrics.set_build_info(__version__)
+    try:
+        ensure_topics(settings, pipeline_topics(settings))
+    except Exception:  # the intake must still start and answer 503 while Kafka is away
+        pass
+    publisher = ReportPublisher(settings.bootstrap_servers, settings.intake_produce_timeout_s)
+    app = create_intake_app(settings, publisher, metrics)
+    try:
+        uvicorn.run(app, host=settings.intake_host, port=settings.intake_port, log_level="warning")
+    finally:
+        publisher.close()

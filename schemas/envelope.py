@@ -1,0 +1,140 @@
+"""CloudEvents 1.0 envelope, Kafka binary content mode.
+
+Every record on every topic carries its CloudEvents attributes as ``ce_*`` headers (``ce_specversion``, ``ce_id``,
+``ce_source``, ``ce_type``, ``ce_time``, ``ce_dataschema``, ``ce_subject``) and ``content-type: application/json``;
+the record value is the payload alone, as JSON. Binary mode keeps values readable by any JSON consumer and lets the
+dead-letter topic carry a rejected record's original bytes untouched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Final
+
+from cloudevents.core.bindings.kafka import KafkaMessage, from_binary, to_binary
+from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.v1.event import CloudEvent
+from pydantic import BaseModel
+
+from schemas.events import CaseOpened, UnroutedReport
+from schemas.reports import CanonicalReport, EnrichedReport
+from schemas.submissions import BrigadeNumeriqueSubmission, MonCommissariatSubmission
+
+SCHEMA_VERSION: Final = 1
+TYPE_PREFIX: Final = "fr.interieur.signalements"
+JSON: Final = "application/json"
+
+
+@dataclass(frozen=True)
+class EventType:
+    """One kind of event: its CloudEvents ``type``, its payload model and its versioned ``dataschema``."""
+
+    name: str
+    model: type[BaseModel]
+    version: int = SCHEMA_VERSION
+
+    @property
+    def ce_type(self) -> str:
+        return f"{TYPE_PREFIX}.{self.name}"
+
+    @property
+    def dataschema(self) -> str:
+        return f"urn:signalements:schema:{self.name}:{self.version}"
+
+
+MONCOMMISSARIAT_SUBMISSION = EventType("submission.moncommissariat", MonCommissariatSubmission)
+BRIGADE_NUMERIQUE_SUBMISSION = EventType("submission.brigade-numerique", BrigadeNumeriqueSubmission)
+REPORT_NORMALIZED = EventType("report.normalized", CanonicalReport)
+REPORT_ENRICHED = EventType("report.enriched", EnrichedReport)
+REPORT_UNROUTED = EventType("report.unrouted", UnroutedReport)
+CASE_OPENED = EventType("case.opened", CaseOpened)
+
+EVENT_TYPES: Final = {
+    event_type.ce_type: event_type
+    for event_type in (
+        MONCOMMISSARIAT_SUBMISSION,
+        BRIGADE_NUMERIQUE_SUBMISSION,
+        REPORT_NORMALIZED,
+        REPORT_ENRICHED,
+        REPORT_UNROUTED,
+        CASE_OPENED,
+    )
+}
+
+DEAD_LETTER_TYPE: Final = f"{TYPE_PREFIX}.deadletter"
+DEAD_LETTER_SCHEMA: Final = "urn:signalements:schema:deadletter:1"
+
+_FORMAT = JSONFormat()
+
+
+class EnvelopeError(ValueError):
+    """A record whose envelope is missing, malformed or of a schema this version does not read."""
+
+
+def encode(
+    event_type: EventType,
+    payload: BaseModel,
+    *,
+    event_id: str,
+    source: str,
+    key: str | None,
+    subject: str | None = None,
+    time: datetime | None = None,
+) -> KafkaMessage:
+    attributes = {
+        "id": event_id,
+        "source": source,
+        "type": event_type.ce_type,
+        "dataschema": event_type.dataschema,
+        "datacontenttype": JSON,
+        "time": time or datetime.now(UTC),
+    }
+    if subject is not None:
+        attributes["subject"] = subject
+    if key is not None:
+        attributes["partitionkey"] = key
+    event = CloudEvent(attributes=attributes, data=payload.model_dump_json().encode())
+    return to_binary(event, _FORMAT)
+
+
+@dataclass(frozen=True)
+class DecodedEvent:
+    event_id: str
+    event_type: EventType
+    time: datetime
+    payload: BaseModel
+
+
+def read_attributes(headers: list[tuple[str, bytes]] | dict[str, bytes] | None) -> dict[str, str]:
+    items = headers.items() if isinstance(headers, dict) else (headers or [])
+    return {name.lower(): bytes(value).decode("utf-8", "replace") for name, value in items if value is not None}
+
+
+def decode(headers: list[tuple[str, bytes]] | dict[str, bytes] | None, key: bytes | None, value: bytes | None) -> DecodedEvent:
+    """Read a record into its typed payload; raise EnvelopeError saying exactly what is wrong."""
+    if value is None:
+        raise EnvelopeError("empty record value")
+    attributes = read_attributes(headers)
+    ce_type = attributes.get("ce_type")
+    if ce_type is None:
+        raise EnvelopeError("missing ce_type header (records must be CloudEvents in Kafka binary mode)")
+    event_type = EVENT_TYPES.get(ce_type)
+    if event_type is None:
+        raise EnvelopeError(f"unknown event type {ce_type!r}")
+    dataschema = attributes.get("ce_dataschema", event_type.dataschema)
+    if dataschema != event_type.dataschema:
+        raise EnvelopeError(f"unsupported schema {dataschema!r} for {ce_type!r} (this version reads {event_type.dataschema!r})")
+    try:
+        event = from_binary(
+            KafkaMessage(headers={k: v.encode() for k, v in attributes.items()}, key=key, value=b""), _FORMAT
+        )
+    except Exception as error:  # the SDK raises several types for invalid attributes
+        raise EnvelopeError(f"invalid CloudEvents attributes: {error}") from error
+    payload = event_type.model.model_validate_json(value)  # pydantic.ValidationError says which field and why
+    time = event.get_time() or datetime.now(UTC)
+    return DecodedEvent(event_id=event.get_id(), event_type=event_type, time=time, payload=payload)
+
+
+def kafka_headers(message: KafkaMessage) -> list[tuple[str, bytes]]:
+    return list(message.headers.items())

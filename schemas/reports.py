@@ -1,0 +1,92 @@
+"""The canonical report both channels are normalized into, and what the pipeline adds to it."""
+
+from __future__ import annotations
+
+import uuid
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+from schemas.channels import Channel, Force, ReportKind
+from schemas.submissions import ActivityKind, CodeInsee, MessagingPlatform, Postcode
+
+# Report ids are derived from the channel and its submission id, so the same submission always gets the same id
+# whoever sends it and however often: the key to idempotent processing downstream.
+REPORT_ID_NAMESPACE = uuid.UUID("6f1c4a52-3a0e-4d55-9d1e-2c55b0e0d7a1")
+
+E164 = Annotated[str, StringConstraints(pattern=r"^\+[1-9]\d{6,14}$")]
+
+
+def report_id_for(channel: Channel, submission_id: str) -> str:
+    return str(uuid.uuid5(REPORT_ID_NAMESPACE, f"{channel.value}:{submission_id}"))
+
+
+class Canonical(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Place(Canonical):
+    """Where the dealing happens, or the area a delivery network serves."""
+
+    street_address: str | None = Field(default=None, description="normalized: house number and street, lower case")
+    description: str | None = Field(default=None, description="the place in the citizen's words (conversations)")
+    postcode: Postcode | None = None
+    commune_code: CodeInsee | None = Field(default=None, description="code INSEE when the channel gave one")
+    commune_name: str | None = None
+    latitude: float | None = Field(default=None, ge=-90, le=90)
+    longitude: float | None = Field(default=None, ge=-180, le=180)
+
+
+class DeliveryNetwork(Canonical):
+    phone_e164: E164 | None = None
+    handle: str | None = Field(default=None, description="lower case, without the leading @")
+    platform: MessagingPlatform | None = None
+
+
+class Reporter(Canonical):
+    """Kept only when the citizen consented to be recontacted."""
+
+    email: str | None = None
+    phone_e164: E164 | None = None
+
+
+class CanonicalReport(Canonical):
+    report_id: str = Field(description="uuid5 of channel and submission id: stable across retries and replays")
+    channel: Channel
+    submission_id: str
+    submitted_at: AwareDatetime = Field(description="when the citizen submitted, UTC")
+    received_at: AwareDatetime = Field(description="when the intake accepted it (the raw event's time), UTC")
+    kind: ReportKind
+    activity: ActivityKind | None = None
+    place: Place
+    delivery: DeliveryNetwork | None = None
+    when_seen: str | None = None
+    description: str = ""
+    reporter: Reporter | None = None
+
+
+class ResolutionMethod(StrEnum):
+    """How the commune was found, in the order they are tried."""
+
+    CODE_INSEE = "code_insee"
+    POSTCODE_NAME = "postcode_name"
+    COORDINATES = "coordinates"
+
+
+class Jurisdiction(Canonical):
+    commune_code: CodeInsee
+    commune_name: str
+    departement: Annotated[str, StringConstraints(pattern=r"^(\d{2}|2[AB]|97\d)$")]
+    region: str | None = None
+    force: Force
+    unit_id: str
+    unit_name: str
+    cross_unit_id: str | None = Field(default=None, description="the département's drug-intelligence cell")
+    method: ResolutionMethod
+    reference_version: str
+
+
+class EnrichedReport(Canonical):
+    report: CanonicalReport
+    jurisdiction: Jurisdiction

@@ -1,0 +1,146 @@
+"""The local run: broker, intake, a Faust worker and the demo units' consumers, fed with demo traffic."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+
+from producers.demo_traffic import demo_submissions
+from signalements.local_broker import LocalBroker
+from signalements.settings import Settings
+from signalements.topic_admin import ensure_topics, pipeline_topics
+from streams.jurisdiction import JurisdictionReference
+
+console = Console()
+
+
+@dataclass
+class Services:
+    """The pipeline's processes, each logging to its own file, stopped in reverse order."""
+
+    log_dir: Path
+    env: dict[str, str]
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def start(self, name: str, *args: str) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        with (self.log_dir / f"{name}.log").open("ab") as log:
+            self.processes[name] = subprocess.Popen(
+                [sys.executable, "-m", "signalements.cli", *args],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                env={**os.environ, **self.env},
+            )
+
+    def check_alive(self) -> None:
+        for name, process in self.processes.items():
+            if process.poll() is not None:
+                raise RuntimeError(f"{name} exited with code {process.returncode}; see {self.log_dir / name}.log")
+
+    def stop(self) -> None:
+        for process in reversed(self.processes.values()):
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for name, process in reversed(self.processes.items()):
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                console.print(f"[yellow]{name} did not stop in time: killed")
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+def wait_for_http(url: str, services: Services, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        services.check_alive()
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"{url} did not answer within {timeout_s:.0f}s")
+
+
+def count_stored_cases(store_dir: Path) -> int:
+    total = 0
+    for path in store_dir.glob("*.sqlite3"):
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            try:
+                total += db.execute("SELECT COUNT(*) FROM cases").fetchone()[0]
+            except sqlite3.OperationalError:  # the consumer has not created its schema yet
+                pass
+    return total
+
+
+def run_local_pipeline(settings: Settings, rate: float, duration_s: float) -> None:
+    broker = LocalBroker.from_settings(settings) if settings.uses_local_broker else None
+    started_broker = broker is not None and broker.running_pid() is None
+    if broker is not None:
+        console.print("starting Kafka (first run fetches it from Maven Central)…")
+        broker.start()
+    ensure_topics(settings, pipeline_topics(settings))
+    reference = JurisdictionReference.load(settings.reference_dir)
+    services = Services(settings.log_dir, settings.as_environment())
+    try:
+        services.start("intake", "intake")
+        services.start("worker", "worker")
+        unit_args = [arg for unit_id in reference.unit_ids for arg in ("--unit", unit_id)]
+        services.start("consumers", "consume", *unit_args)
+        intake_url = f"http://{settings.intake_host}:{settings.intake_port}"
+        wait_for_http(f"{intake_url}/healthz", services)
+        _print_banner(settings, intake_url, reference, broker.log_file if broker else None)
+        _feed_demo_traffic(settings, services, intake_url, reference, rate, duration_s)
+    except KeyboardInterrupt:
+        console.print("\nstopping…")
+    finally:
+        services.stop()
+        if broker is not None and started_broker:
+            broker.stop()
+        console.print("stopped")
+
+
+def _print_banner(settings: Settings, intake_url: str, reference: JurisdictionReference, broker_log: Path | None) -> None:
+    host = settings.metrics_host
+    console.print(f"[bold]Kafka[/]          {settings.bootstrap_servers}" + (f"  (log {broker_log})" if broker_log else ""))
+    console.print(f"[bold]Intake[/]         {intake_url}/v1/reports/{{moncommissariat,brigade-numerique}}  docs {intake_url}/docs")
+    console.print(f"[bold]Metrics[/]        intake {intake_url}/metrics  worker http://{host}:{settings.worker_metrics_port}/metrics"
+                  f"  consumers http://{host}:{settings.consumer_metrics_port}/metrics")
+    console.print(f"[bold]Unit stores[/]    {settings.unit_store_dir}/<unit_id>.sqlite3 for {', '.join(reference.unit_ids)}")
+    console.print(f"[bold]Service logs[/]   {settings.log_dir}")
+    console.print("Ctrl-C stops everything.\n")
+
+
+def _feed_demo_traffic(
+    settings: Settings, services: Services, intake_url: str, reference: JurisdictionReference,
+    rate: float, duration_s: float,
+) -> None:
+    submissions = demo_submissions(reference.communes, seed=int(time.time()), start=int(time.time()) * 1000)
+    sent = accepted = rejected = 0
+    started = time.monotonic()
+    next_summary = started + 2
+    with httpx.Client(base_url=intake_url, timeout=15) as client:
+        while duration_s <= 0 or time.monotonic() - started < duration_s:
+            submission = next(submissions)
+            response = client.post(submission.path, json=submission.body)
+            sent += 1
+            accepted += response.status_code == 202
+            rejected += response.status_code != 202
+            if time.monotonic() >= next_summary:
+                services.check_alive()
+                stored = count_stored_cases(settings.unit_store_dir)
+                console.print(
+                    f"[{time.monotonic() - started:6.0f}s] sent {sent}  accepted {accepted}  "
+                    f"rejected {rejected}  cases stored by units {stored}"
+                )
+                next_summary += 2
+            time.sleep(max(0.0, started + sent / rate - time.monotonic()))

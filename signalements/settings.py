@@ -1,0 +1,88 @@
+"""The one settings object of every service, read from the environment.
+
+Every variable is prefixed ``SIGNALEMENTS_`` except ``KAFKA_BOOTSTRAP_SERVERS``, which keeps the name every Kafka
+tool and deployment already uses: when it is set, the project uses that cluster and starts no broker of its own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SIGNALEMENTS_", extra="ignore", frozen=True, populate_by_name=True
+    )
+
+    kafka_bootstrap_servers: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "SIGNALEMENTS_KAFKA_BOOTSTRAP_SERVERS"),
+        description="host:port[,host:port]; unset means the project's local broker",
+    )
+    topic_namespace: str = Field(
+        default="",
+        pattern=r"^[a-zA-Z0-9._-]*$",
+        description="prefix of every topic and consumer group, to run several pipelines on one cluster",
+    )
+
+    # The local development broker (only used when kafka_bootstrap_servers is unset).
+    local_broker_port: int = 9092
+    local_controller_port: int = 9093
+    state_dir: Path = Field(default=PROJECT_ROOT / "var", description="broker data, logs, unit stores, Faust state")
+    kafka_runtime_dir: Path = Field(default=PROJECT_ROOT / ".cache" / "kafka", description="Kafka jars from Maven")
+
+    # Topics.
+    topic_partitions: int = Field(default=3, ge=1)
+    topic_replication_factor: int = Field(default=1, ge=1)
+    unit_topic_retention_ms: int = Field(default=90 * 24 * 3600 * 1000, description="unit queues keep 90 days")
+
+    # Intake (producers/).
+    intake_host: str = "127.0.0.1"
+    intake_port: int = 8080
+    intake_max_body_bytes: int = 64 * 1024
+    intake_produce_timeout_s: float = 10.0
+
+    # Stream worker (streams/).
+    worker_id: str = "signalements-worker"
+    worker_metrics_port: int = 9101
+
+    # Per-unit consumers (consumers/).
+    consumer_metrics_port: int = 9102
+
+    metrics_host: str = "127.0.0.1"
+
+    reference_dir: Path = Field(default=PROJECT_ROOT / "reference" / "demo")
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.kafka_bootstrap_servers or f"127.0.0.1:{self.local_broker_port}"
+
+    @property
+    def uses_local_broker(self) -> bool:
+        return self.kafka_bootstrap_servers is None
+
+    @property
+    def unit_store_dir(self) -> Path:
+        return self.state_dir / "units"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "log"
+
+    def as_environment(self) -> dict[str, str]:
+        """These settings as environment variables, to hand them to a child service process."""
+        env = {
+            f"SIGNALEMENTS_{name.upper()}": str(value)
+            for name, value in self.model_dump(exclude={"kafka_bootstrap_servers"}).items()
+        }
+        if self.kafka_bootstrap_servers is not None:
+            env["KAFKA_BOOTSTRAP_SERVERS"] = self.kafka_bootstrap_servers
+        return env
+
+    def consumer_group(self, name: str) -> str:
+        return f"{self.topic_namespace}{name}"

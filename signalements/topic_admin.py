@@ -1,0 +1,52 @@
+"""Create the pipeline's topics explicitly, with their partitions, replication and retention.
+
+The broker's auto-creation is off: a topic created by accident gets the wrong partition count, and keys would then
+stop keeping one case's events in order.
+"""
+
+from __future__ import annotations
+
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from schemas.topics import Topics
+from signalements.settings import Settings
+
+
+def pipeline_topics(settings: Settings) -> dict[str, dict[str, str]]:
+    """The fixed topics of the pipeline and their configs (unit queues are created on first use)."""
+    topics = Topics(settings.topic_namespace)
+    week = str(7 * 24 * 3600 * 1000)
+    configs: dict[str, dict[str, str]] = {name: {"retention.ms": week} for name in topics.raw_all}
+    configs[topics.normalized] = {"retention.ms": week}
+    configs[topics.enriched] = {"retention.ms": week}
+    configs[topics.unrouted] = {"retention.ms": str(settings.unit_topic_retention_ms)}
+    configs[topics.dead_letter] = {"retention.ms": str(settings.unit_topic_retention_ms)}
+    return configs
+
+
+def unit_topic_config(settings: Settings) -> dict[str, str]:
+    return {"retention.ms": str(settings.unit_topic_retention_ms), "min.insync.replicas": "1"}
+
+
+def ensure_topics(settings: Settings, configs: dict[str, dict[str, str]]) -> list[str]:
+    """Create the missing topics; return the names created."""
+    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, client_id="signalements-admin")
+    try:
+        existing = set(admin.list_topics())
+        missing = [
+            NewTopic(name, settings.topic_partitions, settings.topic_replication_factor, topic_configs=config)
+            for name, config in configs.items()
+            if name not in existing
+        ]
+        created = []
+        for topic in missing:
+            try:
+                admin.create_topics([topic])
+                created.append(topic.name)
+            except TopicAlreadyExistsError:  # another service created it meanwhile
+                pass
+        return created
+    finally:
+        admin.close()

@@ -1,0 +1,253 @@
+"""The Faust stream worker: one agent per stage.
+
+    reports.raw.<channel> ──normalize──▶ reports.normalized ──enrich──▶ reports.enriched ──route──▶ unit.<unit_id>
+            │                                   │
+            └──▶ reports.dlq                    └──▶ reports.unrouted
+
+Values stay JSON bytes (Faust has no pydantic codec) and are validated with pydantic at each stage. Every output is
+a CloudEvent whose id is derived from the report, so a record processed twice (at-least-once delivery, a restart,
+a rebalance) yields the same event ids and downstream consumers apply it once.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+from pydantic import ValidationError
+
+from schemas.channels import Channel
+from schemas.envelope import (
+    BRIGADE_NUMERIQUE_SUBMISSION,
+    CASE_OPENED,
+    MONCOMMISSARIAT_SUBMISSION,
+    REPORT_ENRICHED,
+    REPORT_NORMALIZED,
+    REPORT_UNROUTED,
+    EnvelopeError,
+    EventType,
+    decode,
+    encode,
+)
+from schemas.events import CaseOpened, UnroutedReport, case_id_for
+from schemas.reports import CanonicalReport, EnrichedReport
+from schemas.topics import Topics
+from schemas.validation import describe_validation_error
+from signalements.metrics import PipelineMetrics, Stage
+from signalements.settings import Settings
+from signalements.topic_admin import unit_topic_config
+from streams.dead_letter import build_dead_letter
+from streams.jurisdiction import JurisdictionReference, Unrouted
+from streams.normalize import NormalizationError, normalize_submission
+
+SOURCE = "/signalements/worker"
+EVENT_ID_NAMESPACE = uuid.UUID("9a4f3e1c-5d2b-4b8e-a7c6-1e0f2d3c4b5a")
+SUBMISSION_TYPES: dict[Channel, EventType] = {
+    Channel.MONCOMMISSARIAT: MONCOMMISSARIAT_SUBMISSION,
+    Channel.BRIGADE_NUMERIQUE: BRIGADE_NUMERIQUE_SUBMISSION,
+}
+
+
+def event_id_for(subject: str, event_type: EventType) -> str:
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{event_type.ce_type}:{subject}"))
+
+
+class StageFailure(Exception):
+    """A record this stage cannot process: it goes to the dead-letter topic with ``code`` and ``detail``."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+        self.detail = detail
+
+
+def create_app(settings: Settings, metrics: PipelineMetrics, reference: JurisdictionReference) -> faust.App:
+    topics = Topics(settings.topic_namespace)
+    app = faust.App(
+        settings.consumer_group(settings.worker_id),
+        broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
+        store="rocksdb://",
+        datadir=str(settings.state_dir / "faust"),
+        web_enabled=False,
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication_factor,
+        producer_acks=-1,
+        consumer_auto_offset_reset="earliest",
+        # Each raw topic has its own consumer offsets; nothing in the skeleton needs co-partitioned joins yet.
+        topic_disable_leader=True,
+    )
+    raw_topic = app.topic(*topics.raw_all, key_serializer="raw", value_serializer="raw")
+    normalized_topic = app.topic(topics.normalized, key_serializer="raw", value_serializer="raw")
+    enriched_topic = app.topic(topics.enriched, key_serializer="raw", value_serializer="raw")
+    unrouted_topic = app.topic(topics.unrouted, key_serializer="raw", value_serializer="raw")
+    dead_letter_topic = app.topic(topics.dead_letter, key_serializer="raw", value_serializer="raw")
+    unit_topics: dict[str, faust.TopicT] = {}
+
+    async def send_event(
+        topic: faust.TopicT,
+        event_type: EventType,
+        payload: Any,
+        *,
+        key: str,
+        event_id: str,
+        subject: str | None = None,
+        on_delivered: Callable[[Any], None] | None = None,
+    ) -> Awaitable[Any]:
+        message = encode(event_type, payload, event_id=event_id, source=SOURCE, key=key, subject=subject)
+        return await topic.send(
+            key=key.encode(), value=message.value, headers=list(message.headers.items()), callback=on_delivered
+        )
+
+    async def send_dead_letter(stage: Stage, channel: str, event: faust.EventT, failure: StageFailure) -> None:
+        message = event.message
+        letter = build_dead_letter(
+            stage=stage.value,
+            reason_code=failure.code,
+            reason=failure.detail,
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            key=message.key,
+            value=message.value,
+            headers=message.headers,
+            source=SOURCE,
+        )
+        await dead_letter_topic.send(key=letter.key, value=letter.value, headers=letter.headers)
+        metrics.records_failed.labels(stage.value, channel, failure.code).inc()
+        metrics.dead_letters.labels(stage.value, failure.code).inc()
+
+    async def unit_topic(unit_id: str) -> faust.TopicT:
+        """The unit's queue, created on first use so a new unit never loses its first case."""
+        topic = unit_topics.get(unit_id)
+        if topic is None:
+            topic = app.topic(
+                topics.unit(unit_id),
+                key_serializer="raw",
+                value_serializer="raw",
+                partitions=settings.topic_partitions,
+                replicas=settings.topic_replication_factor,
+                config=unit_topic_config(settings),
+            )
+            await topic.maybe_declare()
+            unit_topics[unit_id] = topic
+        return topic
+
+    async def process(stage: Stage, channel: str, event: faust.EventT, step: Callable[[], Awaitable[str]]) -> None:
+        """Run one stage on one record: count it, time it, and dead-letter it if it cannot be processed."""
+        metrics.records_in.labels(stage.value, channel).inc()
+        started = time.perf_counter()
+        try:
+            outcome = await step()
+        except StageFailure as failure:
+            await send_dead_letter(stage, channel, event, failure)
+        except Exception as error:  # a bug must not lose the record: keep it for replay after the fix
+            await send_dead_letter(stage, channel, event, StageFailure("internal_error", type(error).__name__))
+        else:
+            metrics.records_out.labels(stage.value, channel, outcome).inc()
+        finally:
+            metrics.stage_duration.labels(stage.value).observe(time.perf_counter() - started)
+
+    def read(event: faust.EventT, expected: EventType) -> Any:
+        message = event.message
+        try:
+            decoded = decode(message.headers, message.key, message.value)
+        except EnvelopeError as error:
+            raise StageFailure("invalid_envelope", str(error)) from error
+        except ValidationError as error:
+            raise StageFailure("invalid_payload", describe_validation_error(error)) from error
+        if decoded.event_type != expected:
+            raise StageFailure("unexpected_event_type", f"{decoded.event_type.ce_type} on {message.topic}")
+        return decoded
+
+    @app.agent(raw_topic, name="normalize")
+    async def normalize(stream: faust.StreamT) -> None:
+        channels = {topics.raw(channel): channel for channel in Channel}
+        async for event in stream.events():
+            channel = channels[event.message.topic]
+
+            async def step(event: faust.EventT = event, channel: Channel = channel) -> str:
+                decoded = read(event, SUBMISSION_TYPES[channel])
+                try:
+                    report = normalize_submission(decoded.payload, decoded.time)
+                except NormalizationError as error:
+                    raise StageFailure("normalization", str(error)) from error
+                await send_event(
+                    normalized_topic, REPORT_NORMALIZED, report,
+                    key=report.report_id, event_id=event_id_for(report.report_id, REPORT_NORMALIZED),
+                )
+                return "normalized"
+
+            await process(Stage.NORMALIZE, channel.value, event, step)
+
+    @app.agent(normalized_topic, name="enrich")
+    async def enrich(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+
+            async def step(event: faust.EventT = event) -> str:
+                report: CanonicalReport = read(event, REPORT_NORMALIZED).payload
+                resolution = reference.resolve_jurisdiction(report.place)
+                if isinstance(resolution, Unrouted):
+                    unrouted = UnroutedReport(report=report, reason=resolution.reason, detail=resolution.detail)
+                    await send_event(
+                        unrouted_topic, REPORT_UNROUTED, unrouted,
+                        key=report.report_id, event_id=event_id_for(report.report_id, REPORT_UNROUTED),
+                    )
+                    metrics.unrouted.labels(resolution.reason).inc()
+                    return "unrouted"
+                enriched = EnrichedReport(report=report, jurisdiction=resolution)
+                # Keyed by unit: every report a unit may have to merge lands on one partition.
+                await send_event(
+                    enriched_topic, REPORT_ENRICHED, enriched,
+                    key=resolution.unit_id, event_id=event_id_for(report.report_id, REPORT_ENRICHED),
+                )
+                return "enriched"
+
+            await process(Stage.ENRICH, _channel_of(event), event, step)
+
+    @app.agent(enriched_topic, name="route")
+    async def route(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+
+            async def step(event: faust.EventT = event) -> str:
+                enriched: EnrichedReport = read(event, REPORT_ENRICHED).payload
+                report, jurisdiction = enriched.report, enriched.jurisdiction
+                # Skeleton: every report opens its own case; deduplication merges reports into cases later.
+                case_id = case_id_for(jurisdiction.unit_id, f"report:{report.report_id}")
+                case = CaseOpened(
+                    case_id=case_id,
+                    unit_id=jurisdiction.unit_id,
+                    opened_at=datetime.now(UTC),
+                    first_seen=report.submitted_at,
+                    last_seen=report.submitted_at,
+                    channels=[report.channel],
+                    report=enriched,
+                )
+                labels = metrics.routing_latency.labels(report.channel.value, jurisdiction.force.value)
+                received_at = report.received_at
+
+                def delivered(_: Any) -> None:
+                    labels.observe((datetime.now(UTC) - received_at).total_seconds())
+
+                await send_event(
+                    await unit_topic(jurisdiction.unit_id), CASE_OPENED, case,
+                    key=case_id, event_id=event_id_for(case_id, CASE_OPENED), subject=case_id,
+                    on_delivered=delivered,
+                )
+                return "case_opened"
+
+            await process(Stage.ROUTE, _channel_of(event), event, step)
+
+    return app
+
+
+def _channel_of(event: faust.EventT) -> str:
+    """The channel label of an internal record, read cheaply from its JSON without a full parse."""
+    value = event.message.value or b""
+    for channel in Channel:
+        if f'"channel":"{channel.value}"'.encode() in value:
+            return channel.value
+    return "unknown"

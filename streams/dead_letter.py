@@ -1,0 +1,59 @@
+"""Dead letters: a record a stage cannot process, kept whole with the reason.
+
+The dead-letter record's value is the original value, byte for byte, and its key the original key. Its headers are
+a CloudEvents envelope of type ``fr.interieur.signalements.deadletter`` whose extension attributes say why and
+where from (``ce_dlqreason``, ``ce_dlqstage``, ``ce_dlqtopic``, ``ce_dlqpartition``, ``ce_dlqoffset``); the original
+headers follow, each renamed ``original-<name>``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from schemas.envelope import DEAD_LETTER_SCHEMA, DEAD_LETTER_TYPE
+
+DEAD_LETTER_NAMESPACE = uuid.UUID("3c2a9c43-1f55-4d38-9c2f-8f3b1c9e0a64")
+MAX_REASON_BYTES = 1000
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+def build_dead_letter(
+    *,
+    stage: str,
+    reason_code: str,
+    reason: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    value: bytes | None,
+    headers: list[tuple[str, bytes]] | dict[str, bytes] | None,
+    source: str,
+) -> DeadLetter:
+    # The id is a function of the record's position, so a reprocessed record yields the same dead letter id.
+    event_id = str(uuid.uuid5(DEAD_LETTER_NAMESPACE, f"{topic}:{partition}:{offset}"))
+    original = headers.items() if isinstance(headers, dict) else (headers or [])
+    envelope = [
+        ("ce_specversion", b"1.0"),
+        ("ce_id", event_id.encode()),
+        ("ce_source", source.encode()),
+        ("ce_type", DEAD_LETTER_TYPE.encode()),
+        ("ce_dataschema", DEAD_LETTER_SCHEMA.encode()),
+        ("ce_time", datetime.now(UTC).isoformat().replace("+00:00", "Z").encode()),
+        ("ce_dlqstage", stage.encode()),
+        ("ce_dlqreasoncode", reason_code.encode()),
+        ("ce_dlqreason", reason.encode()[:MAX_REASON_BYTES]),
+        ("ce_dlqtopic", topic.encode()),
+        ("ce_dlqpartition", str(partition).encode()),
+        ("ce_dlqoffset", str(offset).encode()),
+    ]
+    renamed = [(f"original-{name}", bytes(content)) for name, content in original if content is not None]
+    return DeadLetter(key=key, value=value or b"", headers=envelope + renamed)
