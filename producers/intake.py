@@ -16,7 +16,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from prometheus_client import make_asgi_app
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
 from producers.report_publisher import PublishError, ReportPublisher
@@ -50,7 +50,6 @@ def create_intake_app(settings: Settings, publisher: ReportPublisher, metrics: P
         version=__version__,
         description="Citizen reports of drug-dealing points from the police portal and Ma brigade numérique.",
     )
-    app.mount("/metrics", make_asgi_app(registry=metrics.registry))
 
     @app.middleware("http")
     async def limit_body_size(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -123,6 +122,10 @@ def create_intake_app(settings: Settings, publisher: ReportPublisher, metrics: P
         return accept(
             Channel.BRIGADE_NUMERIQUE, BRIGADE_NUMERIQUE_SUBMISSION, submission, submission.conversation_id
         )
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus_metrics() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz")
     def health() -> dict[str, str]:

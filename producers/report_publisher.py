@@ -32,6 +32,7 @@ class ReportPublisher:
                         enable_idempotence=True,
                         linger_ms=2,
                         max_block_ms=int(self._timeout_s * 1000),
+                        bootstrap_timeout_ms=int(self._timeout_s * 1000),
                         request_timeout_ms=int(self._timeout_s * 1000),
                         delivery_timeout_ms=int(self._timeout_s * 1000) + 1000,
                     )

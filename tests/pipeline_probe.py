@@ -1,0 +1,146 @@
+"""What tests use to drive a running pipeline and look at its topics and stores."""
+
+from __future__ import annotations
+
+import socket
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import httpx
+from kafka import KafkaConsumer, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
+from prometheus_client.parser import text_string_to_metric_families
+
+from signalements.local_run import Services, wait_for_http
+from signalements.settings import Settings
+from signalements.topic_admin import ensure_topics, pipeline_topics
+
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def make_settings(kafka_bootstrap: str, state_dir: Path, **overrides: object) -> Settings:
+    """Settings of an isolated pipeline: its own topic namespace, state directory and ports."""
+    values: dict[str, object] = {
+        "kafka_bootstrap_servers": kafka_bootstrap,
+        "topic_namespace": f"t{uuid.uuid4().hex[:10]}.",
+        "state_dir": state_dir,
+        "intake_port": free_port(),
+        "worker_metrics_port": free_port(),
+        "consumer_metrics_port": free_port(),
+        "worker_id": "test-worker",
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+def wait_for(probe: Callable[[], T | None], timeout_s: float = 60, what: str = "condition") -> T:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        result = probe()
+        if result:
+            return result
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+
+
+def read_topic(settings: Settings, topic: str, timeout_s: float = 5) -> list[ConsumerRecord]:
+    """Every record currently on ``topic``, read from the beginning without a consumer group."""
+    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False)
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        assigned = [TopicPartition(topic, p) for p in partitions]
+        if not assigned:
+            return []
+        consumer.assign(assigned)
+        consumer.seek_to_beginning(*assigned)
+        end = consumer.end_offsets(assigned)
+        records: list[ConsumerRecord] = []
+        deadline = time.monotonic() + timeout_s
+        while any(consumer.position(tp) < end[tp] for tp in assigned) and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=200).values():
+                records.extend(batch)
+        return records
+    finally:
+        consumer.close()
+
+
+def query_store(settings: Settings, unit_id: str, sql: str, *args: object) -> list[tuple[object, ...]]:
+    path = settings.unit_store_dir / f"{unit_id}.sqlite3"
+    if not path.exists():
+        return []
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        try:
+            return db.execute(sql, args).fetchall()
+        except sqlite3.OperationalError:  # schema not created yet
+            return []
+
+
+Sample = tuple[str, dict[str, str], float]
+
+
+def parse_metrics(text: str) -> list[Sample]:
+    """A Prometheus exposition page as (sample name, labels, value), read by the client library's own parser."""
+    return [
+        (sample.name, dict(sample.labels), sample.value)
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    ]
+
+
+def scrape(url: str) -> list[Sample]:
+    return parse_metrics(httpx.get(url, timeout=5).text)
+
+
+def metric(samples: list[Sample], name: str, **labels: str) -> float:
+    """Sum of the samples called ``name`` whose labels include ``labels``."""
+    return sum(
+        value
+        for sample_name, sample_labels, value in samples
+        if sample_name == name and all(sample_labels.get(k) == v for k, v in labels.items())
+    )
+
+
+@dataclass
+class RunningPipeline:
+    settings: Settings
+    services: Services
+
+    @property
+    def intake_url(self) -> str:
+        return f"http://{self.settings.intake_host}:{self.settings.intake_port}"
+
+    @property
+    def worker_metrics_url(self) -> str:
+        return f"http://{self.settings.metrics_host}:{self.settings.worker_metrics_port}/metrics"
+
+    @property
+    def consumer_metrics_url(self) -> str:
+        return f"http://{self.settings.metrics_host}:{self.settings.consumer_metrics_port}/metrics"
+
+
+@contextmanager
+def running_pipeline(settings: Settings, unit_ids: list[str], log_dir: Path | None = None) -> Iterator[RunningPipeline]:
+    """Intake, a Faust worker and the given units' consumer, as real processes on the real broker."""
+    ensure_topics(settings, pipeline_topics(settings))
+    services = Services(log_dir or settings.log_dir, settings.as_environment())
+    try:
+        services.start("intake", "intake")
+        services.start("worker", "worker")
+        services.start("consumers", "consume", *[arg for unit in unit_ids for arg in ("--unit", unit)])
+        pipeline = RunningPipeline(settings, services)
+        wait_for_http(f"{pipeline.intake_url}/healthz", services)
+        yield pipeline
+    finally:
+        services.stop()

@@ -1,0 +1,209 @@
+"""The thin path through every stage, on the real broker, with every service as a real process.
+
+intake (HTTP) → reports.raw.<channel> → Faust worker (normalize, enrich, route) → unit.<unit_id> → unit consumer
+→ the unit's SQLite store; and the side paths: reports.dlq and reports.unrouted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from kafka import KafkaProducer
+from pipeline_probe import (
+    RunningPipeline,
+    make_settings,
+    metric,
+    query_store,
+    read_topic,
+    running_pipeline,
+    scrape,
+    wait_for,
+)
+from sample_submissions import conversation_delivery_network, portal_dealing_point
+
+from schemas.channels import Channel
+from schemas.envelope import decode, read_attributes
+from schemas.events import CaseOpened
+from schemas.reports import report_id_for
+from schemas.topics import Topics
+
+UNITS = ["pn-75-pp", "gn-74-chamonix"]
+
+
+@pytest.fixture(scope="module")
+def pipeline(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPipeline]:
+    settings = make_settings(kafka_bootstrap, tmp_path_factory.mktemp("pipeline"))
+    with running_pipeline(settings, UNITS) as running:
+        yield running
+
+
+def stored_report(pipeline: RunningPipeline, unit_id: str, report_id: str) -> list[tuple[object, ...]]:
+    return query_store(
+        pipeline.settings, unit_id,
+        "SELECT c.case_id, c.kind, c.commune_code, c.report_count, r.report FROM cases c"
+        " JOIN case_reports r ON r.case_id = c.case_id WHERE r.report_id = ?",
+        report_id,
+    )
+
+
+def test_portal_report_reaches_the_competent_unit_store(pipeline: RunningPipeline) -> None:
+    body = portal_dealing_point()
+    response = httpx.post(f"{pipeline.intake_url}/v1/reports/moncommissariat", json=body, timeout=15)
+
+    assert response.status_code == 202, response.text
+    report_id = response.json()["report_id"]
+    assert report_id == report_id_for(Channel.MONCOMMISSARIAT, body["submission_id"])
+    rows = wait_for(lambda: stored_report(pipeline, "pn-75-pp", report_id), what="the case in pn-75-pp's store")
+    case_id, kind, commune_code, report_count, report_json = rows[0]
+    assert (kind, commune_code, report_count) == ("dealing_point", "75111", 1)
+    enriched = json.loads(str(report_json))
+    assert enriched["jurisdiction"]["method"] == "code_insee"
+    assert enriched["jurisdiction"]["force"] == "PN"
+    assert enriched["report"]["place"]["street_address"] == "12 rue oberkampf"
+    assert enriched["report"]["reporter"] == {"email": "citoyen@example.org", "phone_e164": None}
+
+    # On the unit's queue: a CloudEvent (binary mode) keyed by its case id.
+    unit_records = read_topic(pipeline.settings, Topics(pipeline.settings.topic_namespace).unit("pn-75-pp"))
+    mine = [r for r in unit_records if r.key == str(case_id).encode()]
+    assert len(mine) == 1
+    attributes = read_attributes(mine[0].headers)
+    assert attributes["ce_specversion"] == "1.0"
+    assert attributes["ce_type"] == "fr.interieur.signalements.case.opened"
+    assert attributes["ce_dataschema"] == "urn:signalements:schema:case.opened:1"
+    event = decode(mine[0].headers, mine[0].key, mine[0].value)
+    assert isinstance(event.payload, CaseOpened)
+    assert event.payload.unit_id == "pn-75-pp"
+
+
+def test_brigade_numerique_report_resolves_by_postcode_and_name(pipeline: RunningPipeline) -> None:
+    body = conversation_delivery_network(commune="chamonix-mont-blanc", postcode="74400")
+    response = httpx.post(f"{pipeline.intake_url}/v1/reports/brigade-numerique", json=body, timeout=15)
+
+    assert response.status_code == 202, response.text
+    report_id = response.json()["report_id"]
+    rows = wait_for(lambda: stored_report(pipeline, "gn-74-chamonix", report_id), what="the case in the brigade's store")
+    enriched = json.loads(str(rows[0][4]))
+    assert rows[0][1:3] == ("delivery_network", "74056")
+    assert enriched["jurisdiction"]["method"] == "postcode_name"
+    assert enriched["jurisdiction"]["force"] == "GN"
+    assert enriched["report"]["delivery"] == {
+        "phone_e164": "+33612345678", "handle": "livreurdusoir", "platform": "snapchat",
+    }
+
+
+def test_same_submission_twice_is_stored_once(pipeline: RunningPipeline) -> None:
+    body = portal_dealing_point()
+    first = httpx.post(f"{pipeline.intake_url}/v1/reports/moncommissariat", json=body, timeout=15)
+    second = httpx.post(f"{pipeline.intake_url}/v1/reports/moncommissariat", json=body, timeout=15)
+    assert first.status_code == second.status_code == 202
+    report_id = first.json()["report_id"]
+    assert second.json()["report_id"] == report_id
+
+    wait_for(lambda: stored_report(pipeline, "pn-75-pp", report_id), what="the case")
+    # Both raw records went through every stage; the unit queue holds the same event id twice at most,
+    # and the store applies it once.
+    topics = Topics(pipeline.settings.topic_namespace)
+    wait_for(
+        lambda: len([r for r in read_topic(pipeline.settings, topics.normalized) if r.key == report_id.encode()]) == 2,
+        what="both copies normalized",
+    )
+    wait_for(
+        lambda: query_store(
+            pipeline.settings, "pn-75-pp",
+            "SELECT COUNT(*) FROM applied_events e JOIN case_reports r ON r.case_id = e.case_id WHERE r.report_id = ?",
+            report_id,
+        ) == [(1,)],
+        what="exactly one applied event",
+    )
+    assert len(stored_report(pipeline, "pn-75-pp", report_id)) == 1
+
+
+def test_unparseable_record_goes_to_dead_letter_with_original_bytes(pipeline: RunningPipeline) -> None:
+    topics = Topics(pipeline.settings.topic_namespace)
+    garbage = b"\xff\xfenot json at all"
+    producer = KafkaProducer(bootstrap_servers=pipeline.settings.bootstrap_servers, acks="all")
+    producer.send(
+        topics.raw(Channel.MONCOMMISSARIAT), key=b"bad-1", value=garbage,
+        headers=[("ce_type", b"fr.interieur.signalements.submission.moncommissariat"), ("ce_id", b"x"),
+                 ("ce_source", b"/test"), ("ce_specversion", b"1.0")],
+    ).get(timeout=10)
+    no_envelope = b'{"submission_id": "no-headers"}'
+    producer.send(topics.raw(Channel.BRIGADE_NUMERIQUE), key=b"bad-2", value=no_envelope).get(timeout=10)
+    producer.close()
+
+    def dead_letters() -> dict[bytes, object]:
+        return {r.key: r for r in read_topic(pipeline.settings, topics.dead_letter) if r.key in (b"bad-1", b"bad-2")}
+
+    letters = wait_for(lambda: (found := dead_letters()) and len(found) == 2 and found, what="two dead letters")
+    invalid, unenveloped = letters[b"bad-1"], letters[b"bad-2"]
+    assert invalid.value == garbage
+    assert unenveloped.value == no_envelope
+    first, second = read_attributes(invalid.headers), read_attributes(unenveloped.headers)
+    assert first["ce_type"] == "fr.interieur.signalements.deadletter"
+    assert first["ce_dlqreasoncode"] == "invalid_payload"
+    assert first["ce_dlqstage"] == "normalize"
+    assert first["ce_dlqtopic"] == topics.raw(Channel.MONCOMMISSARIAT)
+    assert first["original-ce_id"] == "x"
+    assert second["ce_dlqreasoncode"] == "invalid_envelope"
+    assert "ce_type" in second["ce_dlqreason"]
+
+
+def test_report_without_a_competent_unit_goes_to_unrouted(pipeline: RunningPipeline) -> None:
+    # L'Abergement-Clémenciat (01001) is a real commune absent from the demonstration table.
+    body = portal_dealing_point(citycode="01001", postcode="01400", city="L'Abergement-Clémenciat")
+    response = httpx.post(f"{pipeline.intake_url}/v1/reports/moncommissariat", json=body, timeout=15)
+    assert response.status_code == 202
+    report_id = response.json()["report_id"]
+    topic = Topics(pipeline.settings.topic_namespace).unrouted
+
+    records = wait_for(
+        lambda: [r for r in read_topic(pipeline.settings, topic) if r.key == report_id.encode()],
+        what="the unrouted report",
+    )
+    unrouted = json.loads(records[0].value)
+    assert unrouted["reason"] == "unknown_commune"
+    assert unrouted["report"]["report_id"] == report_id
+
+
+def test_every_service_counts_its_stage(pipeline: RunningPipeline) -> None:
+    body = portal_dealing_point()
+    response = httpx.post(f"{pipeline.intake_url}/v1/reports/moncommissariat", json=body, timeout=15)
+    wait_for(lambda: stored_report(pipeline, "pn-75-pp", response.json()["report_id"]), what="the case")
+
+    intake = scrape(f"{pipeline.intake_url}/metrics")
+    worker = scrape(pipeline.worker_metrics_url)
+    consumer = scrape(pipeline.consumer_metrics_url)
+    accepted = metric(intake, "signalements_stage_records_out_total", stage="intake", outcome="accepted")
+    assert accepted >= 1
+    for stage, outcome in (("normalize", "normalized"), ("route", "case_opened")):
+        assert metric(worker, "signalements_stage_records_out_total", stage=stage, outcome=outcome) >= 1
+    assert metric(worker, "signalements_routing_latency_seconds_count", channel="moncommissariat") >= 1
+    assert metric(worker, "signalements_dead_letters_total") >= 0
+    assert metric(consumer, "signalements_stage_records_out_total", stage="consume", outcome="stored") >= 1
+    assert metric(consumer, "signalements_end_to_end_latency_seconds_count", channel="moncommissariat") >= 1
+    assert metric(intake, "signalements_build_info", schema_version="1") == 1
+
+
+def test_invalid_submission_is_refused_with_the_field_and_the_reason(pipeline: RunningPipeline) -> None:
+    body = portal_dealing_point()
+    body["report"]["place"]["citycode"] = "7511"
+    phone_body = conversation_delivery_network()
+    phone_body["report"]["contact"]["phone"] = "06 12"
+
+    bad_code = httpx.post(f"{pipeline.intake_url}/v1/reports/moncommissariat", json=body, timeout=15)
+    bad_phone = httpx.post(f"{pipeline.intake_url}/v1/reports/brigade-numerique", json=phone_body, timeout=15)
+    too_big = httpx.post(
+        f"{pipeline.intake_url}/v1/reports/moncommissariat",
+        content=b"{" + b" " * (pipeline.settings.intake_max_body_bytes + 1) + b"}",
+        headers={"content-type": "application/json"}, timeout=15,
+    )
+
+    assert bad_code.status_code == 422
+    assert bad_code.json()["detail"][0]["loc"] == ["body", "report", "dealing_point", "place", "citycode"]
+    assert bad_phone.status_code == 422
+    assert bad_phone.json()["detail"][0]["loc"] == ["body", "report", "contact", "phone"]
+    assert too_big.status_code == 413
+

@@ -1,0 +1,31 @@
+"""An unreachable broker is an error to the caller: 503 with Retry-After, never a false "accepted"."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+from pipeline_probe import free_port, make_settings, metric, parse_metrics
+from sample_submissions import portal_dealing_point
+
+from producers.intake import create_intake_app
+from producers.report_publisher import ReportPublisher
+from signalements.metrics import PipelineMetrics
+
+
+def test_intake_answers_503_when_no_broker_listens(tmp_path: Path) -> None:
+    nobody = f"127.0.0.1:{free_port()}"
+    settings = make_settings(nobody, tmp_path, intake_produce_timeout_s=1.0)
+    metrics = PipelineMetrics()
+    publisher = ReportPublisher(settings.bootstrap_servers, settings.intake_produce_timeout_s)
+    client = TestClient(create_intake_app(settings, publisher, metrics))
+
+    response = client.post("/v1/reports/moncommissariat", json=portal_dealing_point())
+
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5"
+    assert "retry later" in response.json()["detail"]
+    samples = parse_metrics(client.get("/metrics").text)
+    assert metric(samples, "signalements_stage_records_failed_total", stage="intake", reason="kafka_unavailable") == 1
+    assert metric(samples, "signalements_stage_records_out_total", stage="intake", outcome="accepted") == 0
+    publisher.close()
