@@ -17,7 +17,7 @@ from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 from pydantic import BaseModel
 
-from schemas.events import CaseOpened, UnroutedReport
+from schemas.events import CaseOpened, CaseUpdated, UnroutedReport
 from schemas.reports import CanonicalReport, EnrichedReport
 from schemas.submissions import BrigadeNumeriqueSubmission, MonCommissariatSubmission
 
@@ -49,6 +49,7 @@ REPORT_NORMALIZED = EventType("report.normalized", CanonicalReport)
 REPORT_ENRICHED = EventType("report.enriched", EnrichedReport)
 REPORT_UNROUTED = EventType("report.unrouted", UnroutedReport)
 CASE_OPENED = EventType("case.opened", CaseOpened)
+CASE_UPDATED = EventType("case.updated", CaseUpdated)
 
 EVENT_TYPES: Final = {
     event_type.ce_type: event_type
@@ -59,6 +60,7 @@ EVENT_TYPES: Final = {
         REPORT_ENRICHED,
         REPORT_UNROUTED,
         CASE_OPENED,
+        CASE_UPDATED,
     )
 }
 

@@ -22,12 +22,31 @@ class CaseOpened(Canonical):
 
     case_id: str
     unit_id: str
+    case_version: int = Field(default=1, ge=1, description="1 for the opening; each update of the case adds one")
     opened_at: AwareDatetime
     report_count: int = Field(default=1, ge=1)
     first_seen: AwareDatetime
     last_seen: AwareDatetime
     channels: list[Channel]
     report: EnrichedReport
+
+
+class CaseUpdated(Canonical):
+    """Later reports of a known case, accumulated since its previous event (updates are throttled per case).
+
+    ``case_version`` grows by one with each event of a case: a consumer applies an update once, in order, and holds
+    one that arrives before the case's opening.
+    """
+
+    case_id: str
+    unit_id: str
+    case_version: int = Field(ge=2)
+    updated_at: AwareDatetime
+    report_count: int = Field(ge=2, description="all reports of the case so far")
+    first_seen: AwareDatetime
+    last_seen: AwareDatetime
+    channels: list[Channel]
+    new_reports: list[EnrichedReport] = Field(min_length=1, description="the reports since the previous event")
 
 
 class UnroutedReport(Canonical):

@@ -1,0 +1,391 @@
+"""The deployment description (Dockerfile, docker-compose.yml, deploy/) stays in step with the local run and the code.
+
+docker-compose.yml is read through the real compose parser: Debian's ``docker-compose config`` validates it against
+the Compose schema and prints it normalized, with no Docker engine needed (scripts/install-test-tools.sh installs it).
+What it prints is then checked against what the project itself says: the services that ``signalements demo``
+(signalements/local_run.py) starts, the ports and environment variables of ``Settings``, the units of the demo
+jurisdiction reference, the metrics of ``PipelineMetrics``, and the Kafka release of broker/pom.xml.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer.main
+import yaml  # PyYAML, from the test extras: docker-compose 1.29 prints its normalized configuration as YAML only
+
+from signalements.cli import app as cli_app
+from signalements.metrics import PipelineMetrics
+from signalements.settings import PROJECT_ROOT, Settings
+from streams.jurisdiction import JurisdictionReference
+
+COMPOSE_FILE = PROJECT_ROOT / "docker-compose.yml"
+DOCKERFILE = PROJECT_ROOT / "Dockerfile"
+PROMETHEUS_COMPOSE = PROJECT_ROOT / "deploy" / "prometheus" / "prometheus.yml"
+PROMETHEUS_LOCAL = PROJECT_ROOT / "deploy" / "prometheus" / "prometheus.local.yml"
+GRAFANA = PROJECT_ROOT / "deploy" / "grafana"
+GRAFANA_DATASOURCE = GRAFANA / "provisioning" / "datasources" / "prometheus.yml"
+GRAFANA_PROVIDER = GRAFANA / "provisioning" / "dashboards" / "signalements.yml"
+DASHBOARD = GRAFANA / "dashboards" / "signalements-pipeline.json"
+
+# The one command of the local run that is not a service: local_run.py creates the topics before starting anything,
+# which the compose file does with a one-shot `topics` service that the others wait for.
+TOPICS_COMMAND = "topics"
+# Prometheus job name -> the `signalements` command whose metrics it scrapes (and Settings field of their port).
+METRICS_JOBS = {"intake": "intake", "worker": "worker", "unit-consumer": "consume"}
+METRICS_PORT_FIELD = {"intake": "intake_port", "worker": "worker_metrics_port", "consume": "consumer_metrics_port"}
+STATE_DIR = "/var/lib/signalements"
+
+
+def default(field: str) -> Any:
+    """A Settings default, whatever the environment of the test run says."""
+    return Settings.model_fields[field].default
+
+
+def settings_env_names() -> set[str]:
+    names = {f"SIGNALEMENTS_{name.upper()}" for name in Settings.model_fields if name != "kafka_bootstrap_servers"}
+    return names | {"KAFKA_BOOTSTRAP_SERVERS"}
+
+
+# --- reading the compose file through docker-compose -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    executable = shutil.which("docker-compose")
+    if executable is None:
+        pytest.fail(
+            "docker-compose is not installed: it validates docker-compose.yml (no Docker engine needed). "
+            "Install it with `bash scripts/install-test-tools.sh` (Debian's `apt-get install docker-compose`).",
+            pytrace=False,
+        )
+    result = subprocess.run(
+        [executable, "-f", str(COMPOSE_FILE), "config"],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, f"docker-compose config rejected docker-compose.yml:\n{result.stderr}"
+    config = yaml.safe_load(result.stdout)
+    assert isinstance(config, dict) and config.get("services"), f"no services in:\n{result.stdout}"
+    return config
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return compose["services"]
+
+
+@pytest.fixture(scope="module")
+def python_services(services: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The services built from this repository's Dockerfile, i.e. running the `signalements` command line."""
+    return {name: service for name, service in services.items() if "build" in service}
+
+
+def service_running(python_services: dict[str, dict[str, Any]], command: str) -> tuple[str, dict[str, Any]]:
+    matches = [(name, s) for name, s in python_services.items() if s["command"][0] == command]
+    assert len(matches) == 1, f"expected one service running `signalements {command}`, found {[n for n, _ in matches]}"
+    return matches[0]
+
+
+def published_ports(service: dict[str, Any]) -> set[tuple[int, int]]:
+    """(published, target) pairs, from either form docker-compose normalizes ports to."""
+    pairs = set()
+    for port in service.get("ports", []):
+        if isinstance(port, dict):
+            pairs.add((int(port["published"]), int(port["target"])))
+        else:  # "[host_ip:]published:target[/protocol]"
+            *_, published, target = str(port).split("/")[0].split(":")
+            pairs.add((int(published), int(target)))
+    return pairs
+
+
+def volume_targets(service: dict[str, Any]) -> dict[str, str]:
+    """Mount target -> source (a named volume or an absolute host path)."""
+    targets = {}
+    for volume in service.get("volumes", []):
+        if isinstance(volume, dict):
+            targets[volume["target"]] = str(volume.get("source", ""))
+        else:
+            source, target, *_ = str(volume).split(":")
+            targets[target] = source
+    return targets
+
+
+# --- what the local run starts -----------------------------------------------------------------------------------
+
+
+def local_run_commands() -> tuple[set[str], bool]:
+    """The `signalements` commands run_local_pipeline starts (Services.start(name, command, ...)), and whether it
+    creates the topics first, read from signalements/local_run.py itself."""
+    tree = ast.parse((PROJECT_ROOT / "signalements" / "local_run.py").read_text(encoding="utf-8"))
+    run = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "run_local_pipeline")
+    commands: set[str] = set()
+    creates_topics = False
+    for node in ast.walk(run):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        if isinstance(func, ast.Attribute) and func.attr == "start" and len(node.args) >= 2:
+            command = node.args[1]
+            if isinstance(command, ast.Constant) and isinstance(command.value, str):
+                commands.add(command.value)
+        if isinstance(func, ast.Name) and func.id == "ensure_topics":
+            creates_topics = True
+    return commands, creates_topics
+
+
+def test_local_run_is_readable() -> None:
+    commands, creates_topics = local_run_commands()
+    assert commands == {"intake", "worker", "consume"}
+    assert creates_topics
+
+
+def test_docker_compose_config_accepts_the_file(compose: dict[str, Any]) -> None:
+    assert {"kafka", "intake", "worker", "unit-consumer", "prometheus", "grafana"} <= set(compose["services"])
+
+
+def test_python_services_run_what_the_local_run_runs(python_services: dict[str, dict[str, Any]]) -> None:
+    commands, creates_topics = local_run_commands()
+    expected = commands | ({TOPICS_COMMAND} if creates_topics else set())
+    running = sorted(service["command"][0] for service in python_services.values())
+    assert running == sorted(expected), "one compose service per command of the local run"
+    cli_commands = set(typer.main.get_command(cli_app).commands)  # type: ignore[attr-defined]
+    assert set(running) <= cli_commands
+    for name, service in python_services.items():
+        assert Path(service["build"]["context"]).resolve() == PROJECT_ROOT.resolve(), name
+        assert service["image"] == python_services[next(iter(python_services))]["image"], "one image for all"
+
+
+def test_services_start_after_kafka_and_the_topics(
+    services: dict[str, dict[str, Any]], python_services: dict[str, dict[str, Any]]
+) -> None:
+    topics_name, topics = service_running(python_services, TOPICS_COMMAND)
+    assert topics.get("restart", "no") == "no", "the topic set-up runs once"
+    for name, service in python_services.items():
+        depends_on = service.get("depends_on", {})
+        assert depends_on.get("kafka", {}).get("condition") == "service_healthy", name
+        if name != topics_name:
+            assert depends_on.get(topics_name, {}).get("condition") == "service_completed_successfully", name
+    assert "healthcheck" in services["kafka"]
+
+
+def test_published_ports_are_the_settings_defaults(python_services: dict[str, dict[str, Any]]) -> None:
+    for command, field in METRICS_PORT_FIELD.items():
+        name, service = service_running(python_services, command)
+        port = default(field)
+        assert (port, port) in published_ports(service), f"{name} must publish {field}={port}"
+    _, topics = service_running(python_services, TOPICS_COMMAND)
+    assert not published_ports(topics)
+
+
+def test_unit_consumer_consumes_every_demo_unit(python_services: dict[str, dict[str, Any]]) -> None:
+    _, consumer = service_running(python_services, "consume")
+    args = consumer["command"][1:]
+    assert len(args) % 2 == 0 and all(flag in ("--unit", "-u") for flag in args[0::2]), args
+    units = args[1::2]
+    reference = JurisdictionReference.load(default("reference_dir"))
+    assert len(units) == len(set(units))
+    assert sorted(units) == sorted(reference.unit_ids)
+
+
+def test_python_services_environment_is_settings(
+    services: dict[str, dict[str, Any]], python_services: dict[str, dict[str, Any]]
+) -> None:
+    known = settings_env_names()
+    kafka_listeners = services["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
+    for name, service in python_services.items():
+        environment = {key: str(value) for key, value in service.get("environment", {}).items()}
+        assert set(environment) <= known, f"{name}: not Settings fields: {sorted(set(environment) - known)}"
+        assert environment.get("KAFKA_BOOTSTRAP_SERVERS"), f"{name} must use the compose broker"
+        for server in environment["KAFKA_BOOTSTRAP_SERVERS"].split(","):
+            assert server in kafka_listeners, f"{name}: {server} is not advertised by kafka ({kafka_listeners})"
+        # The values must be what Settings accepts: read them as a service process does, from its environment.
+        clean = {k: v for k, v in os.environ.items() if k not in known}
+        result = subprocess.run(
+            [sys.executable, "-c", "from signalements.settings import Settings; print(Settings().model_dump_json())"],
+            env={**clean, **environment}, capture_output=True, text=True, timeout=60, cwd=PROJECT_ROOT,
+        )
+        assert result.returncode == 0, f"{name}: Settings rejects its environment:\n{result.stderr}"
+        settings = json.loads(result.stdout)
+        assert settings["intake_host"] == "0.0.0.0" and settings["metrics_host"] == "0.0.0.0", name
+        assert settings["state_dir"] == STATE_DIR, name
+
+
+def test_stateful_services_keep_their_state_in_volumes(
+    compose: dict[str, Any], python_services: dict[str, dict[str, Any]]
+) -> None:
+    named_volumes = set(compose.get("volumes") or {})
+    for command in ("worker", "consume"):
+        name, service = service_running(python_services, command)
+        assert volume_targets(service).get(STATE_DIR) in named_volumes, f"{name} needs a named volume on {STATE_DIR}"
+    assert volume_targets(compose["services"]["kafka"]).get("/var/lib/kafka/data") in named_volumes
+
+
+def test_kafka_is_a_single_kraft_node_like_the_local_broker(services: dict[str, dict[str, Any]]) -> None:
+    kafka = services["kafka"]
+    pom = ET.parse(PROJECT_ROOT / "broker" / "pom.xml").getroot()
+    namespace = {"m": "http://maven.apache.org/POM/4.0.0"}
+    version = pom.find("m:properties/m:kafka.version", namespace)
+    if version is None:
+        version = pom.find("properties/kafka.version")
+    assert version is not None and version.text
+    image, _, tag = kafka["image"].rpartition(":")
+    assert image == "apache/kafka" and tag == version.text, "the same Kafka release as the local broker"
+    environment = {key: str(value) for key, value in kafka["environment"].items()}
+    assert environment["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert environment["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+    assert "PLAINTEXT://kafka:9092" in environment["KAFKA_ADVERTISED_LISTENERS"].split(",")
+
+
+def test_dockerfile_builds_the_signalements_command() -> None:
+    text = DOCKERFILE.read_text(encoding="utf-8")
+    instructions = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    assert instructions[0] == "FROM python:3.11-slim"
+    assert any("pip install -c constraints.txt -e ." in line for line in instructions)
+    assert 'ENTRYPOINT ["signalements"]' in instructions
+    copied = {part.rstrip("/") for line in instructions if line.startswith("COPY ") for part in line.split()[1:-1]}
+    pyproject = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    packages = {pattern.rstrip("*") for pattern in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]}
+    reference_top = default("reference_dir").relative_to(PROJECT_ROOT).parts[0]
+    missing = (packages | {reference_top, "pyproject.toml", "constraints.txt"}) - copied
+    assert not missing, f"the image misses {sorted(missing)}"
+
+
+# --- Prometheus --------------------------------------------------------------------------------------------------
+
+
+def scrape_targets(path: Path) -> dict[str, set[str]]:
+    config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    jobs: dict[str, set[str]] = {}
+    for job in config["scrape_configs"]:
+        assert job.get("metrics_path", "/metrics").startswith("/metrics"), job["job_name"]
+        jobs[job["job_name"]] = {t for static in job.get("static_configs", []) for t in static["targets"]}
+    return jobs
+
+
+def test_prometheus_scrapes_every_metrics_port(python_services: dict[str, dict[str, Any]]) -> None:
+    compose_jobs = scrape_targets(PROMETHEUS_COMPOSE)
+    local_jobs = scrape_targets(PROMETHEUS_LOCAL)
+    assert set(compose_jobs) == set(local_jobs) == set(METRICS_JOBS)
+    for job, command in METRICS_JOBS.items():
+        port = default(METRICS_PORT_FIELD[command])
+        service_name, _ = service_running(python_services, command)
+        assert compose_jobs[job] == {f"{service_name}:{port}"}, job
+        assert local_jobs[job] == {f"{default('metrics_host')}:{port}"}, job
+    assert default("intake_host") == default("metrics_host"), "the local file uses one host for every job"
+
+
+def test_prometheus_and_grafana_mount_the_deploy_files(services: dict[str, dict[str, Any]]) -> None:
+    prometheus = volume_targets(services["prometheus"])
+    assert Path(prometheus["/etc/prometheus/prometheus.yml"]) == PROMETHEUS_COMPOSE
+    grafana = volume_targets(services["grafana"])
+    assert Path(grafana["/etc/grafana/provisioning"]) == GRAFANA / "provisioning"
+    provider = yaml.safe_load(GRAFANA_PROVIDER.read_text(encoding="utf-8"))["providers"][0]
+    assert Path(grafana[provider["options"]["path"]]) == DASHBOARD.parent
+    datasource = yaml.safe_load(GRAFANA_DATASOURCE.read_text(encoding="utf-8"))["datasources"][0]
+    assert datasource["type"] == "prometheus"
+    assert datasource["url"] == "http://prometheus:9090"
+    assert (9090, 9090) in published_ports(services["prometheus"])
+
+
+# --- Grafana dashboard -------------------------------------------------------------------------------------------
+
+PROMQL_KEYWORDS = {
+    "by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless", "offset",
+    "inf", "nan", "start", "end",
+}
+
+
+def promql_metric_names(expr: str) -> set[str]:
+    """Metric names an expression selects: identifiers that are not functions, aggregations, keywords or labels."""
+    text = re.sub(r'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'', '""', expr)  # string literals
+    text = re.sub(r"\{[^}]*\}", "", text)  # label matchers
+    text = re.sub(r"\[[^\]]*\]", "", text)  # ranges and subqueries, with Grafana's $__rate_interval
+    text = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", text)  # label lists
+    names = set()
+    for match in re.finditer(r"(?<![\w.$])[a-zA-Z_:][a-zA-Z0-9_:]*", text):
+        if text[match.end():].lstrip().startswith("(") or match.group() in PROMQL_KEYWORDS:
+            continue
+        names.add(match.group())
+    return names
+
+
+def registry_sample_names() -> set[str]:
+    """Every sample name PipelineMetrics exposes. Labelled metrics have no samples before their first use, so the
+    names also come from each family's type, as the exposition format suffixes them."""
+    suffixes = {
+        "counter": ("_total", "_created"),
+        "gauge": ("",),
+        "histogram": ("_bucket", "_sum", "_count", "_created"),
+        "summary": ("", "_sum", "_count", "_created"),
+        "info": ("_info",),
+    }
+    names = set()
+    for family in PipelineMetrics().registry.collect():
+        assert family.type in suffixes, f"{family.name}: type {family.type} not handled here"
+        names |= {family.name + suffix for suffix in suffixes[family.type]}
+        names |= {sample.name for sample in family.samples}
+    return names
+
+
+def dashboard_expressions(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "expr" and isinstance(value, str):
+                yield value
+            elif key == "query" and isinstance(value, str) and value.strip():  # templating variables
+                yield value
+            else:
+                yield from dashboard_expressions(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from dashboard_expressions(item)
+
+
+def test_promql_metric_names_reads_expressions() -> None:
+    expr = (
+        'histogram_quantile(0.99, sum by (le, channel) (rate(a_seconds_bucket{stage="route"}[$__rate_interval])))'
+        " / on (job) group_left (version) up offset 5m + 1e3 * count without (x) (b_total)"
+    )
+    assert promql_metric_names(expr) == {"a_seconds_bucket", "up", "b_total"}
+
+
+def test_dashboard_uses_only_pipeline_metrics() -> None:
+    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    expressions = list(dashboard_expressions(dashboard))
+    assert expressions, "the dashboard has no query"
+    known = registry_sample_names()
+    used = set().union(*(promql_metric_names(expr) for expr in expressions))
+    assert used and used <= known, f"not metrics of signalements/metrics.py: {sorted(used - known)}"
+    # The panels the pipeline needs: throughput, failures, dead letters, unrouted, routing and end-to-end latency.
+    joined = "\n".join(expressions)
+    assert re.search(r"by \([^)]*stage[^)]*channel[^)]*\) \(rate\(signalements_stage_records_out_total", joined)
+    for metric in (
+        "signalements_stage_records_failed_total", "signalements_dead_letters_total",
+        "signalements_unrouted_reports_total",
+    ):
+        assert metric in used
+    for histogram in ("signalements_routing_latency_seconds", "signalements_end_to_end_latency_seconds"):
+        for quantile in ("0.5", "0.95", "0.99"):
+            assert re.search(rf"histogram_quantile\({quantile}, .*{histogram}_bucket", joined), (histogram, quantile)
+
+
+def test_dashboard_panels_use_the_provisioned_datasource() -> None:
+    uid = yaml.safe_load(GRAFANA_DATASOURCE.read_text(encoding="utf-8"))["datasources"][0]["uid"]
+    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    for panel in dashboard["panels"]:
+        if panel["type"] == "row":
+            continue
+        assert panel["datasource"]["uid"] == uid, panel["title"]
+        assert all(target["datasource"]["uid"] == uid for target in panel["targets"]), panel["title"]
