@@ -119,11 +119,12 @@ def demo(
 @app.command()
 def bench(
     reports: Annotated[int, typer.Option(help="synthetic reports to push through the pipeline")] = 5000,
+    rate: Annotated[float, typer.Option(help="reports per second; 0 sends as fast as possible")] = 0.0,
 ) -> None:
-    """Push synthetic reports through a running pipeline and print one JSON line of figures."""
+    """Push synthetic reports through a freshly started pipeline and print one JSON line of figures."""
     from signalements.bench import run_bench
 
-    run_bench(_settings(), reports=reports)
+    run_bench(_settings(), reports=reports, rate=rate)
 
 
 if __name__ == "__main__":

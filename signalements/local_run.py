@@ -53,7 +53,7 @@ class Services:
             try:
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                console.print(f"[yellow]{name} did not stop in time: killed")
+                Console(stderr=True).print(f"[yellow]{name} did not stop in time: killed")
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
 
