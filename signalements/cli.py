@@ -105,6 +105,20 @@ def consume(
     run_unit_consumers(_settings(), unit, stop)
 
 
+@app.command("lag-exporter")
+def lag_exporter() -> None:
+    """Export the consumer lag of the worker and of every unit consumer group, read from Kafka's offsets."""
+    from signalements.lag_exporter import run_lag_exporter
+
+    _logging()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        run_lag_exporter(_settings(), stop)
+    except KeyboardInterrupt:
+        pass
+
+
 @app.command()
 def demo(
     rate: Annotated[float, typer.Option(help="demo reports per second")] = 5.0,
