@@ -86,6 +86,10 @@ class PipelineMetrics:
             "signalements_cases_updated", "Updates of open cases (a report merged), by force and département",
             ["force", "departement"], registry=r,
         )
+        self.open_cases = Gauge(
+            "signalements_open_cases", "Open cases in the unit stores a consumer process serves, by force and département",
+            ["force", "departement"], registry=r,
+        )
         self.dedup_state_entries = Gauge(
             "signalements_dedup_state_entries", "Open cases the deduplication state holds (all units)", registry=r
         )

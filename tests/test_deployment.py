@@ -26,7 +26,7 @@ import pytest
 import typer.main
 import yaml  # PyYAML, from the test extras: docker-compose 1.29 prints its normalized configuration as YAML only
 
-from promql_check import promql_metric_names, registry_sample_names
+from promql_check import check_expressions_parse, promql_metric_names, registry_sample_names
 
 from signalements.cli import app as cli_app
 from signalements.settings import PROJECT_ROOT, Settings
@@ -337,10 +337,11 @@ def test_dashboard_uses_only_pipeline_metrics() -> None:
     dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
     expressions = list(dashboard_expressions(dashboard))
     assert expressions, "the dashboard has no query"
-    known = registry_sample_names()
+    known = registry_sample_names() | recorded_names()
     used = set().union(*(promql_metric_names(expr) for expr in expressions))
-    assert used and used <= known, f"not metrics of signalements/metrics.py: {sorted(used - known)}"
-    # The panels the pipeline needs: throughput, failures, dead letters, unrouted, routing and end-to-end latency.
+    assert used and used <= known, f"not metrics of signalements/metrics.py or its rules: {sorted(used - known)}"
+    # The panels the pipeline needs: throughput, failures, dead letters, unrouted, routing and end-to-end latency,
+    # deduplication, cases, consumer lag, top départements.
     joined = "\n".join(expressions)
     assert re.search(r"by \([^)]*stage[^)]*channel[^)]*\) \(rate\(signalements_stage_records_out_total", joined)
     for metric in (
@@ -351,6 +352,36 @@ def test_dashboard_uses_only_pipeline_metrics() -> None:
     for histogram in ("signalements_routing_latency_seconds", "signalements_end_to_end_latency_seconds"):
         for quantile in ("0.5", "0.95", "0.99"):
             assert re.search(rf"histogram_quantile\({quantile}, .*{histogram}_bucket", joined), (histogram, quantile)
+    assert "channel:signalements_reports_accepted:rate1m" in used, "throughput per channel"
+    assert "stage_channel:signalements_stage_records_in:rate1m" in used, "throughput per stage"
+    assert "signalements_dedup_merged:ratio_rate5m" in used, "dedup ratio"
+    assert {"signalements_cases_opened_total", "signalements_cases_updated_total"} <= used
+    assert re.search(r"by \(group_kind, stage\) \(signalements_consumer_lag_records\)", joined), "lag per group kind"
+    assert re.search(r"topk\(10, sum by \(departement\) \(signalements_open_cases\)\)", joined), "top départements"
+
+
+def recorded_names() -> set[str]:
+    """The series the Prometheus rules record (deploy/prometheus/rules/), which dashboards may read."""
+    return {
+        rule["record"]
+        for path in (PROMETHEUS_COMPOSE.parent / "rules").glob("*.yml")
+        for group in yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]
+        for rule in group["rules"]
+        if "record" in rule
+    }
+
+
+def test_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
+    """Prometheus' own parser reads every query: each becomes a recording rule that `promtool check rules` checks."""
+    expressions = list(dashboard_expressions(json.loads(DASHBOARD.read_text(encoding="utf-8"))))
+    result = check_expressions_parse(expressions, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(expressions)} rules found" in result.stdout
+
+
+def test_promql_check_rejects_invalid_queries(tmp_path: Path) -> None:
+    result = check_expressions_parse(["sum by (channel (rate(signalements_dead_letters_total[5m]))"], tmp_path)
+    assert result.returncode != 0
 
 
 def test_dashboard_panels_use_the_provisioned_datasource() -> None:
