@@ -120,6 +120,41 @@ def lag_exporter() -> None:
 
 
 @app.command()
+def status(
+    once: Annotated[bool, typer.Option(help="print one reading and exit (rates over --window seconds)")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="with --once: print the figures as JSON")] = False,
+    window: Annotated[float, typer.Option(help="seconds the rates are computed over", min=0.1)] = 5.0,
+    prometheus: Annotated[
+        str | None, typer.Option(help="read a Prometheus server (its /federate) instead of the services")
+    ] = None,
+    endpoint: Annotated[
+        list[str] | None, typer.Option(help="a /metrics URL to read (repeat); default: the services of Settings")
+    ] = None,
+) -> None:
+    """Live status of the pipeline: reports/s per channel, cases, dedup ratio, lag, latency, errors."""
+    from signalements.status import federation_url, render, run_status, service_urls, status_once
+
+    urls = [federation_url(prometheus)] if prometheus else (endpoint or service_urls(_settings()))
+    if not once:
+        try:
+            run_status(urls, window)
+        except KeyboardInterrupt:
+            pass
+        return
+    try:
+        snapshot = status_once(urls, window)
+    except ConnectionError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(snapshot.model_dump_json(indent=2))
+    else:
+        from rich.console import Console
+
+        Console().print(render(snapshot))
+
+
+@app.command()
 def demo(
     rate: Annotated[float, typer.Option(help="demo reports per second")] = 5.0,
     duration: Annotated[float, typer.Option(help="seconds of traffic; 0 runs until Ctrl-C")] = 0.0,

@@ -16,6 +16,7 @@ import pytest
 import yaml
 from pipeline_probe import free_port, wait_for
 
+from signalements.local_run import Services, wait_for_http
 from signalements.settings import PROJECT_ROOT, Settings
 
 LOCAL_CONFIG = PROJECT_ROOT / "deploy" / "prometheus" / "prometheus.local.yml"
@@ -110,3 +111,22 @@ def running_prometheus(settings: Settings, work_dir: Path) -> Iterator[Prometheu
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@contextmanager
+def running_lag_exporter(settings: Settings) -> Iterator[None]:
+    """``signalements lag-exporter`` as a process (the pipeline probe starts intake, worker and consumers only)."""
+    exporter = Services(settings.log_dir, settings.as_environment())
+    try:
+        exporter.start("lag-exporter", "lag-exporter")
+        wait_for_http(f"http://{settings.metrics_host}:{settings.lag_exporter_port}/metrics", exporter)
+        yield
+    finally:
+        exporter.stop()
+
+
+def wait_until_scraping(prometheus: PrometheusServer) -> None:
+    wait_for(
+        lambda: prometheus.values_by("up", "job") == {job: 1.0 for job in JOB_PORTS},
+        timeout_s=60, what="prometheus to scrape the four services",
+    )

@@ -18,12 +18,11 @@ import httpx
 import pytest
 from kafka import KafkaProducer
 from pipeline_probe import RunningPipeline, free_port, make_settings, running_pipeline, wait_for
-from prometheus_server import PrometheusServer, running_prometheus
+from prometheus_server import PrometheusServer, running_lag_exporter, running_prometheus, wait_until_scraping
 from sample_submissions import conversation_delivery_network, portal_dealing_point
 
 from schemas.channels import Channel
 from schemas.topics import Topics
-from signalements.local_run import Services, wait_for_http
 
 UNITS = ["pn-75-pp", "pn-93-pp", "gn-74-chamonix"]
 MONCOMMISSARIAT, BRIGADE = Channel.MONCOMMISSARIAT.value, Channel.BRIGADE_NUMERIQUE.value
@@ -35,20 +34,13 @@ ROUTED = {MONCOMMISSARIAT: 6, BRIGADE: 4}
 def observed(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningPipeline, PrometheusServer]]:
     work = tmp_path_factory.mktemp("observed")
     settings = make_settings(kafka_bootstrap, work, lag_exporter_port=free_port(), lag_exporter_interval_s=1.0)
-    with running_pipeline(settings, UNITS) as pipeline:
-        exporter = Services(settings.log_dir, settings.as_environment())
-        try:
-            exporter.start("lag-exporter", "lag-exporter")
-            wait_for_http(f"http://{settings.metrics_host}:{settings.lag_exporter_port}/metrics", exporter)
-            with running_prometheus(settings, work / "prometheus") as prometheus:
-                wait_for(
-                    lambda: prometheus.values_by("up", "job") == {j: 1.0 for j in
-                                                                 ("intake", "worker", "unit-consumer", "lag-exporter")},
-                    timeout_s=60, what="prometheus to scrape the four services",
-                )
-                yield pipeline, prometheus
-        finally:
-            exporter.stop()
+    with (
+        running_pipeline(settings, UNITS) as pipeline,
+        running_lag_exporter(settings),
+        running_prometheus(settings, work / "prometheus") as prometheus,
+    ):
+        wait_until_scraping(prometheus)
+        yield pipeline, prometheus
 
 
 def post(pipeline: RunningPipeline, channel: str, body: dict) -> int:
