@@ -142,7 +142,8 @@ def status(
             pass
         return
     try:
-        snapshot = status_once(urls, window)
+        # Said on stderr, so that JSON on stdout stays clean: with a long window, the operator knows it is waiting.
+        snapshot = status_once(urls, window, lambda: typer.echo(f"status: first reading taken, next in {window:g}s", err=True))
     except ConnectionError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
@@ -247,11 +247,15 @@ def render(snapshot: StatusSnapshot) -> Group:
     return Group(traffic, cases, health)
 
 
-def status_once(urls: list[str], window_s: float) -> StatusSnapshot:
+def status_once(
+    urls: list[str], window_s: float, on_first_reading: Callable[[], None] | None = None
+) -> StatusSnapshot:
     with httpx.Client(timeout=3) as client:
         before = read_sources(client, urls)
         if not any(before.sources_up.values()):
             raise ConnectionError("no metrics endpoint answers: " + ", ".join(urls))
+        if on_first_reading is not None:
+            on_first_reading()
         time.sleep(window_s)
         return summarize(before, read_sources(client, urls))
 

@@ -73,7 +73,11 @@ def test_prometheus_sees_the_traffic_that_was_sent(observed: tuple[RunningPipeli
     assert post(pipeline, MONCOMMISSARIAT, portal_dealing_point()) == 202
     assert post(pipeline, BRIGADE, conversation_delivery_network()) == 202
     wait_for(lambda: stored(prometheus) == 2, timeout_s=90, what="the warm-up reports to be stored and scraped")
-    time.sleep(2)  # two more scrapes of the warmed-up counters: the samples rate() starts from
+    # A few samples of every warmed-up counter (intake, worker, consumers), for rate() to start from.
+    wait_for(
+        lambda: (prometheus.scalar("min(count_over_time(signalements_stage_records_out_total[1m]))") or 0) >= 3,
+        timeout_s=30, what="three scrapes of every warmed-up counter",
+    )
 
     started = time.time()
     for index in range(max(ROUTED.values())):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
 import subprocess
 import sys
@@ -112,11 +113,17 @@ def test_status_rates_count_the_reports_of_the_window(observed: tuple[RunningPip
     pipeline, _ = observed
     before = status_json(pipeline, "--window", "0.2")["reports_accepted"]
     process = subprocess.Popen(
-        status_command(pipeline, "--once", "--json", "--window", "15"), env=status_env(pipeline),
+        status_command(pipeline, "--once", "--json", "--window", "6"), env=status_env(pipeline),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=PROJECT_ROOT,
     )
-    # The command takes its first reading once started (well within 5 s), its second 15 s later.
-    time.sleep(5)
+    assert process.stderr is not None
+    # The reports go out between the command's two readings: after it says it took the first one.
+    deadline = time.monotonic() + 60
+    said = ""
+    while "first reading taken" not in said:
+        ready, _, _ = select.select([process.stderr], [], [], max(0.0, deadline - time.monotonic()))
+        assert ready and process.poll() is None, f"status never took its first reading: {said}"
+        said += process.stderr.readline()
     for _ in range(4):
         assert post(pipeline, BRIGADE, conversation_delivery_network()) == 202
     out, err = process.communicate(timeout=120)
