@@ -108,15 +108,21 @@ def consume(
 @app.command("lag-exporter")
 def lag_exporter() -> None:
     """Export the consumer lag of the worker and of every unit consumer group, read from Kafka's offsets."""
+    from kafka.errors import KafkaError
+
     from signalements.lag_exporter import run_lag_exporter
 
     _logging()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    settings = _settings()
     try:
-        run_lag_exporter(_settings(), stop)
+        run_lag_exporter(settings, stop)
     except KeyboardInterrupt:
         pass
+    except KafkaError as error:  # the broker cannot be reached at start: say so, do not export stale nothing
+        typer.echo(f"error: cannot read offsets from Kafka at {settings.bootstrap_servers}: {error}", err=True)
+        raise typer.Exit(1) from None
 
 
 @app.command()

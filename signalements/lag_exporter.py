@@ -107,8 +107,9 @@ class ConsumerLagReader:
 
         def partition_lag(group: str, tp: TopicPartition) -> int:
             offset = committed.get(group, {}).get(tp)
-            start = offset.offset if offset is not None and offset.offset >= 0 else earliest[tp].offset
-            return max(0, latest[tp].offset - start)
+            start: int = offset.offset if offset is not None and offset.offset >= 0 else earliest[tp].offset
+            end: int = latest[tp].offset
+            return max(0, end - start)
 
         lags: list[GroupLag] = []
         worker_place = UnitPlace("", "")

@@ -31,7 +31,7 @@ JOB_PORTS = {
 
 def scrape_configuration(settings: Settings) -> dict[str, Any]:
     """deploy/prometheus/prometheus.local.yml, pointed at the ports of ``settings``."""
-    config = yaml.safe_load(LOCAL_CONFIG.read_text(encoding="utf-8"))
+    config: dict[str, Any] = yaml.safe_load(LOCAL_CONFIG.read_text(encoding="utf-8"))
     config["global"] = {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"}
     config["rule_files"] = [str(LOCAL_CONFIG.parent / name) for name in config["rule_files"]]
     jobs = {job["job_name"] for job in config["scrape_configs"]}

@@ -63,7 +63,7 @@ def promtool() -> str:
 
 
 def run_promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([promtool(), *args], capture_output=True, text=True, timeout=120, cwd=cwd)
+    return subprocess.run([promtool(), *args], check=False, capture_output=True, text=True, timeout=120, cwd=cwd)
 
 
 def check_expressions_parse(expressions: list[str], directory: Path) -> subprocess.CompletedProcess[str]:

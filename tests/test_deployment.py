@@ -25,7 +25,6 @@ from typing import Any
 import pytest
 import typer.main
 import yaml  # PyYAML, from the test extras: docker-compose 1.29 prints its normalized configuration as YAML only
-
 from promql_check import check_expressions_parse, promql_metric_names, registry_sample_names
 
 from signalements.cli import app as cli_app

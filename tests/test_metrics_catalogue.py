@@ -18,10 +18,12 @@ ALLOWED_LABELS = {
 def catalogue() -> dict[str, tuple[str, tuple[str, ...]]]:
     """Exposed name (with the `_total` of counters) -> (type, label names)."""
     metrics = [m for m in vars(PipelineMetrics()).values() if isinstance(m, MetricWrapperBase)]
-    entries = {}
+    entries: dict[str, tuple[str, tuple[str, ...]]] = {}
     for metric in metrics:
-        name = metric._name + ("_total" if metric._type == "counter" else "")  # noqa: SLF001 - no public accessor
-        entries[name] = (metric._type, tuple(metric._labelnames))  # noqa: SLF001
+        # The client has no public accessor for a metric's type, name and label names.
+        kind = str(metric._type)
+        name = str(metric._name) + ("_total" if kind == "counter" else "")
+        entries[name] = (kind, tuple(metric._labelnames))
     return entries
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -43,7 +43,7 @@ def observed(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> 
         yield pipeline, prometheus
 
 
-def post(pipeline: RunningPipeline, channel: str, body: dict) -> int:
+def post(pipeline: RunningPipeline, channel: str, body: dict[str, Any]) -> int:
     return httpx.post(f"{pipeline.intake_url}/v1/reports/{channel}", json=body, timeout=15).status_code
 
 
