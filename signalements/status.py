@@ -142,6 +142,7 @@ class StatusSnapshot(BaseModel):
     cases_per_s: float
     dedup_ratio: float | None
     lag_by_kind: dict[str, int]
+    lag_by_stage: dict[str, int]  # records waiting before each stage: where reports are waiting
     max_unit_lag: int | None
     lag_by_departement: dict[str, int]
     end_to_end_latency: LatencyPercentiles
@@ -192,6 +193,7 @@ def summarize(before: Reading, now: Reading) -> StatusSnapshot:
         cases_per_s=_rate(_cases_opened(now), _cases_opened(before), seconds),
         dedup_ratio=(dedup_total - dedup.get("new_case", 0.0)) / dedup_total if dedup_total else None,
         lag_by_kind={k: int(v) for k, v in now.by(lag, "group_kind").items()},
+        lag_by_stage={s: int(v) for s, v in now.by(lag, "stage").items()},
         max_unit_lag=None if max_unit_lag is None else int(max_unit_lag),
         lag_by_departement={d: int(v) for d, v in now.by(lag, "departement", group_kind="unit-consumer").items()},
         end_to_end_latency=LatencyPercentiles(
@@ -212,7 +214,7 @@ def _seconds(value: float | None) -> str:
 def render(snapshot: StatusSnapshot) -> Group:
     """The status view: what comes in, what becomes cases, where reports wait, how long they take, what fails."""
     traffic = Table(title="Reports", expand=True)
-    for column in ("channel", "reports/s", "accepted", "stage", "in/s"):
+    for column in ("channel", "reports/s", "accepted", "stage", "in/s", "waiting"):
         traffic.add_column(column, justify="right" if column not in ("channel", "stage") else "left")
     channels = sorted(snapshot.reports_accepted)
     stages = sorted(snapshot.stage_in_per_s)
@@ -223,6 +225,7 @@ def render(snapshot: StatusSnapshot) -> Group:
             channel, f"{snapshot.reports_per_s.get(channel, 0.0):.2f}" if channel else "",
             str(snapshot.reports_accepted.get(channel, "")) if channel else "",
             stage, f"{snapshot.stage_in_per_s[stage]:.2f}" if stage else "",
+            str(snapshot.lag_by_stage.get(stage, "")) if stage else "",
         )
     cases = Table(title="Cases and lag", expand=True)
     for column in ("cases opened", "cases updated", "cases/s", "dedup ratio", "worker lag", "unit lag", "max unit lag"):

@@ -93,6 +93,7 @@ def test_status_once_json_shows_the_pipeline(observed: tuple[RunningPipeline, Pr
     assert snapshot["intake_rejected"] == {"invalid": 1}
     assert snapshot["cases_opened"] == 5
     assert snapshot["max_unit_lag"] == 0
+    assert snapshot["lag_by_stage"] == {"normalize": 0, "enrich": 0, "route": 0, "consume": 0}
     assert set(snapshot["lag_by_departement"]) == {"75", "74"}
     latency = snapshot["end_to_end_latency"]
     assert 0 < latency["p50"] <= latency["p95"] <= latency["p99"] < 300
@@ -161,7 +162,7 @@ def test_status_live_view_in_a_terminal(observed: tuple[RunningPipeline, Prometh
 
         first = wait_for(accepted_on_screen, timeout_s=60, what="the live view to show the moncommissariat channel")
         text = screen()
-        for heading in ("Reports", "reports/s", "Cases and lag", "dedup", "Latency and errors", "e2e p99", "4/4"):
+        for heading in ("Reports", "reports/s", "waiting", "Cases and lag", "dedup", "Latency and errors", "e2e p99", "4/4"):
             assert heading in text, f"{heading!r} not on screen:\n{text}"
         # The view refreshes: two more reports appear without restarting it.
         for _ in range(2):
