@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # System tools the test suite uses as real peers, from Debian's packages:
-# docker-compose (validates docker-compose.yml with `config`, no engine needed).
+# docker-compose (validates docker-compose.yml with `config`, no engine needed),
+# prometheus (the server scrapes a running pipeline in tests/test_prometheus_scrape.py; its promtool checks and
+# unit-tests the rules), tmux (drives `signalements status` in a real terminal).
 set -euo pipefail
 missing=()
 command -v docker-compose >/dev/null || missing+=(docker-compose)
+{ command -v prometheus >/dev/null && command -v promtool >/dev/null; } || missing+=(prometheus)
+command -v tmux >/dev/null || missing+=(tmux)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "install-test-tools: installing ${missing[*]} from Debian"
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo

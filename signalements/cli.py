@@ -105,6 +105,62 @@ def consume(
     run_unit_consumers(_settings(), unit, stop)
 
 
+@app.command("lag-exporter")
+def lag_exporter() -> None:
+    """Export the consumer lag of the worker and of every unit consumer group, read from Kafka's offsets."""
+    from kafka.errors import KafkaError
+
+    from signalements.lag_exporter import run_lag_exporter
+
+    _logging()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    settings = _settings()
+    try:
+        run_lag_exporter(settings, stop)
+    except KeyboardInterrupt:
+        pass
+    except KafkaError as error:  # the broker cannot be reached at start: say so, do not export stale nothing
+        typer.echo(f"error: cannot read offsets from Kafka at {settings.bootstrap_servers}: {error}", err=True)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def status(
+    once: Annotated[bool, typer.Option(help="print one reading and exit (rates over --window seconds)")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="with --once: print the figures as JSON")] = False,
+    window: Annotated[float, typer.Option(help="seconds the rates are computed over", min=0.1)] = 5.0,
+    prometheus: Annotated[
+        str | None, typer.Option(help="read a Prometheus server (its /federate) instead of the services")
+    ] = None,
+    endpoint: Annotated[
+        list[str] | None, typer.Option(help="a /metrics URL to read (repeat); default: the services of Settings")
+    ] = None,
+) -> None:
+    """Live status of the pipeline: reports/s per channel, cases, dedup ratio, lag, latency, errors."""
+    from signalements.status import federation_url, render, run_status, service_urls, status_once
+
+    urls = [federation_url(prometheus)] if prometheus else (endpoint or service_urls(_settings()))
+    if not once:
+        try:
+            run_status(urls, window)
+        except KeyboardInterrupt:
+            pass
+        return
+    try:
+        # Said on stderr, so that JSON on stdout stays clean: with a long window, the operator knows it is waiting.
+        snapshot = status_once(urls, window, lambda: typer.echo(f"status: first reading taken, next in {window:g}s", err=True))
+    except ConnectionError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(snapshot.model_dump_json(indent=2))
+    else:
+        from rich.console import Console
+
+        Console().print(render(snapshot))
+
+
 @app.command()
 def demo(
     rate: Annotated[float, typer.Option(help="demo reports per second")] = 5.0,

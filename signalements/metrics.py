@@ -1,7 +1,8 @@
 """The project's Prometheus metrics, one catalogue shared by every service.
 
 Names follow Prometheus conventions (one ``signalements_`` prefix, ``_total`` counters, ``_seconds`` histograms).
-Labels take bounded values only: stage, channel, outcome, reason, force. Never a report id or a unit id.
+Labels take bounded values only: stage, channel, outcome, reason, force, departement, group_kind. Never a report id
+or a unit id: a unit's own figures belong to its consumer service, not to the pipeline's shared metrics.
 Each service builds one ``PipelineMetrics`` on its own registry and passes it to what it runs.
 """
 
@@ -21,9 +22,17 @@ STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 class Stage(StrEnum):
     INTAKE = "intake"
     NORMALIZE = "normalize"
+    DEDUP = "dedup"
     ENRICH = "enrich"
     ROUTE = "route"
     CONSUME = "consume"
+
+
+class GroupKind(StrEnum):
+    """The two kinds of consumer group whose lag the lag exporter reports (signalements/lag_exporter.py)."""
+
+    WORKER = "worker"
+    UNIT_CONSUMER = "unit-consumer"
 
 
 class PipelineMetrics:
@@ -63,6 +72,53 @@ class PipelineMetrics:
         )
         self.unrouted = Counter(
             "signalements_unrouted_reports", "Valid reports with no competent unit, by reason", ["reason"], registry=r
+        )
+        # Deduplication (the route stage merges reports about one point into one case). The outcomes are bounded:
+        # new_case, merged (a new report joined an open case), resubmitted (the same submission seen again).
+        self.dedup_outcomes = Counter(
+            "signalements_dedup_outcomes", "Reports by deduplication outcome", ["channel", "outcome"], registry=r
+        )
+        self.cases_opened = Counter(
+            "signalements_cases_opened", "Cases opened, by force and département of the competent unit",
+            ["force", "departement"], registry=r,
+        )
+        self.cases_updated = Counter(
+            "signalements_cases_updated", "Updates of open cases (a report merged), by force and département",
+            ["force", "departement"], registry=r,
+        )
+        self.open_cases = Gauge(
+            "signalements_open_cases", "Open cases in the unit stores a consumer process serves, by force and département",
+            ["force", "departement"], registry=r,
+        )
+        self.dedup_state_entries = Gauge(
+            "signalements_dedup_state_entries", "Open cases the deduplication state holds (all units)", registry=r
+        )
+        self.case_updates_throttled = Counter(
+            "signalements_case_updates_throttled",
+            "Case updates held back because the case was updated very recently", registry=r,
+        )
+        # Consumer lag, from Kafka offsets (the lag exporter). Unit consumer groups are summed by force and
+        # département, never labelled by unit; the max says whether any single unit's queue is backing up.
+        self.consumer_lag = Gauge(
+            "signalements_consumer_lag_records",
+            "Records on the topics not yet committed by the consumer groups (end offset - committed offset)",
+            ["group_kind", "stage", "force", "departement"], registry=r,
+        )
+        self.consumer_lag_max = Gauge(
+            "signalements_consumer_lag_max_records",
+            "The largest lag of a single consumer group of this kind (e.g. the most backed-up unit queue)",
+            ["group_kind", "stage"], registry=r,
+        )
+        self.consumer_groups = Gauge(
+            "signalements_consumer_groups", "Consumer groups whose lag is measured", ["group_kind"], registry=r
+        )
+        self.lag_collected = Gauge(
+            "signalements_lag_collected_timestamp_seconds", "When the lag was last read from Kafka successfully",
+            registry=r,
+        )
+        self.lag_collection_errors = Counter(
+            "signalements_lag_collection_errors", "Failed reads of the consumer lag from Kafka, by reason",
+            ["reason"], registry=r,
         )
         self.build_info = Gauge(
             "signalements_build_info", "Versions of the running service (value is always 1)",

@@ -56,6 +56,10 @@ class Settings(BaseSettings):
 
     metrics_host: str = "127.0.0.1"
 
+    # Lag exporter (signalements/lag_exporter.py): consumer lag from Kafka offsets, for Prometheus.
+    lag_exporter_port: int = 9103
+    lag_exporter_interval_s: float = Field(default=5.0, gt=0, description="how often the lag is read from Kafka")
+
     reference_dir: Path = Field(default=PROJECT_ROOT / "reference" / "demo")
 
     @property

@@ -25,9 +25,9 @@ from typing import Any
 import pytest
 import typer.main
 import yaml  # PyYAML, from the test extras: docker-compose 1.29 prints its normalized configuration as YAML only
+from promql_check import check_expressions_parse, promql_metric_names, registry_sample_names
 
 from signalements.cli import app as cli_app
-from signalements.metrics import PipelineMetrics
 from signalements.settings import PROJECT_ROOT, Settings
 from streams.jurisdiction import JurisdictionReference
 
@@ -44,8 +44,11 @@ DASHBOARD = GRAFANA / "dashboards" / "signalements-pipeline.json"
 # which the compose file does with a one-shot `topics` service that the others wait for.
 TOPICS_COMMAND = "topics"
 # Prometheus job name -> the `signalements` command whose metrics it scrapes (and Settings field of their port).
-METRICS_JOBS = {"intake": "intake", "worker": "worker", "unit-consumer": "consume"}
-METRICS_PORT_FIELD = {"intake": "intake_port", "worker": "worker_metrics_port", "consume": "consumer_metrics_port"}
+METRICS_JOBS = {"intake": "intake", "worker": "worker", "unit-consumer": "consume", "lag-exporter": "lag-exporter"}
+METRICS_PORT_FIELD = {
+    "intake": "intake_port", "worker": "worker_metrics_port", "consume": "consumer_metrics_port",
+    "lag-exporter": "lag_exporter_port",
+}
 STATE_DIR = "/var/lib/signalements"
 
 
@@ -147,7 +150,7 @@ def local_run_commands() -> tuple[set[str], bool]:
 
 def test_local_run_is_readable() -> None:
     commands, creates_topics = local_run_commands()
-    assert commands == {"intake", "worker", "consume"}
+    assert commands == {"intake", "worker", "consume", "lag-exporter"}
     assert creates_topics
 
 
@@ -289,6 +292,12 @@ def test_prometheus_scrapes_every_metrics_port(python_services: dict[str, dict[s
 def test_prometheus_and_grafana_mount_the_deploy_files(services: dict[str, dict[str, Any]]) -> None:
     prometheus = volume_targets(services["prometheus"])
     assert Path(prometheus["/etc/prometheus/prometheus.yml"]) == PROMETHEUS_COMPOSE
+    # The rule files are named relative to the configuration file, in both configurations.
+    assert Path(prometheus["/etc/prometheus/rules"]) == PROMETHEUS_COMPOSE.parent / "rules"
+    for config in (PROMETHEUS_COMPOSE, PROMETHEUS_LOCAL):
+        rule_files = yaml.safe_load(config.read_text(encoding="utf-8"))["rule_files"]
+        assert [(config.parent / name).is_file() for name in rule_files] == [True] * len(rule_files), config
+        assert rule_files == ["rules/signalements.rules.yml"], config
     grafana = volume_targets(services["grafana"])
     assert Path(grafana["/etc/grafana/provisioning"]) == GRAFANA / "provisioning"
     provider = yaml.safe_load(GRAFANA_PROVIDER.read_text(encoding="utf-8"))["providers"][0]
@@ -300,44 +309,6 @@ def test_prometheus_and_grafana_mount_the_deploy_files(services: dict[str, dict[
 
 
 # --- Grafana dashboard -------------------------------------------------------------------------------------------
-
-PROMQL_KEYWORDS = {
-    "by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless", "offset",
-    "inf", "nan", "start", "end",
-}
-
-
-def promql_metric_names(expr: str) -> set[str]:
-    """Metric names an expression selects: identifiers that are not functions, aggregations, keywords or labels."""
-    text = re.sub(r'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'', '""', expr)  # string literals
-    text = re.sub(r"\{[^}]*\}", "", text)  # label matchers
-    text = re.sub(r"\[[^\]]*\]", "", text)  # ranges and subqueries, with Grafana's $__rate_interval
-    text = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", text)  # label lists
-    names = set()
-    for match in re.finditer(r"(?<![\w.$])[a-zA-Z_:][a-zA-Z0-9_:]*", text):
-        if text[match.end():].lstrip().startswith("(") or match.group() in PROMQL_KEYWORDS:
-            continue
-        names.add(match.group())
-    return names
-
-
-def registry_sample_names() -> set[str]:
-    """Every sample name PipelineMetrics exposes. Labelled metrics have no samples before their first use, so the
-    names also come from each family's type, as the exposition format suffixes them."""
-    suffixes = {
-        "counter": ("_total", "_created"),
-        "gauge": ("",),
-        "histogram": ("_bucket", "_sum", "_count", "_created"),
-        "summary": ("", "_sum", "_count", "_created"),
-        "info": ("_info",),
-    }
-    names = set()
-    for family in PipelineMetrics().registry.collect():
-        assert family.type in suffixes, f"{family.name}: type {family.type} not handled here"
-        names |= {family.name + suffix for suffix in suffixes[family.type]}
-        names |= {sample.name for sample in family.samples}
-    return names
-
 
 def dashboard_expressions(node: Any) -> Iterator[str]:
     if isinstance(node, dict):
@@ -365,10 +336,11 @@ def test_dashboard_uses_only_pipeline_metrics() -> None:
     dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
     expressions = list(dashboard_expressions(dashboard))
     assert expressions, "the dashboard has no query"
-    known = registry_sample_names()
+    known = registry_sample_names() | recorded_names()
     used = set().union(*(promql_metric_names(expr) for expr in expressions))
-    assert used and used <= known, f"not metrics of signalements/metrics.py: {sorted(used - known)}"
-    # The panels the pipeline needs: throughput, failures, dead letters, unrouted, routing and end-to-end latency.
+    assert used and used <= known, f"not metrics of signalements/metrics.py or its rules: {sorted(used - known)}"
+    # The panels the pipeline needs: throughput, failures, dead letters, unrouted, routing and end-to-end latency,
+    # deduplication, cases, consumer lag, top départements.
     joined = "\n".join(expressions)
     assert re.search(r"by \([^)]*stage[^)]*channel[^)]*\) \(rate\(signalements_stage_records_out_total", joined)
     for metric in (
@@ -379,6 +351,36 @@ def test_dashboard_uses_only_pipeline_metrics() -> None:
     for histogram in ("signalements_routing_latency_seconds", "signalements_end_to_end_latency_seconds"):
         for quantile in ("0.5", "0.95", "0.99"):
             assert re.search(rf"histogram_quantile\({quantile}, .*{histogram}_bucket", joined), (histogram, quantile)
+    assert "channel:signalements_reports_accepted:rate1m" in used, "throughput per channel"
+    assert "stage_channel:signalements_stage_records_in:rate1m" in used, "throughput per stage"
+    assert "signalements_dedup_merged:ratio_rate5m" in used, "dedup ratio"
+    assert {"signalements_cases_opened_total", "signalements_cases_updated_total"} <= used
+    assert re.search(r"by \(group_kind, stage\) \(signalements_consumer_lag_records\)", joined), "lag per group kind"
+    assert re.search(r"topk\(10, sum by \(departement\) \(signalements_open_cases\)\)", joined), "top départements"
+
+
+def recorded_names() -> set[str]:
+    """The series the Prometheus rules record (deploy/prometheus/rules/), which dashboards may read."""
+    return {
+        rule["record"]
+        for path in (PROMETHEUS_COMPOSE.parent / "rules").glob("*.yml")
+        for group in yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]
+        for rule in group["rules"]
+        if "record" in rule
+    }
+
+
+def test_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
+    """Prometheus' own parser reads every query: each becomes a recording rule that `promtool check rules` checks."""
+    expressions = list(dashboard_expressions(json.loads(DASHBOARD.read_text(encoding="utf-8"))))
+    result = check_expressions_parse(expressions, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(expressions)} rules found" in result.stdout
+
+
+def test_promql_check_rejects_invalid_queries(tmp_path: Path) -> None:
+    result = check_expressions_parse(["sum by (channel (rate(signalements_dead_letters_total[5m]))"], tmp_path)
+    assert result.returncode != 0
 
 
 def test_dashboard_panels_use_the_provisioned_datasource() -> None:

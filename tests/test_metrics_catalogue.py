@@ -1,0 +1,44 @@
+"""The metrics catalogue (signalements/metrics.py) follows the project's conventions and the README documents it."""
+
+from __future__ import annotations
+
+import re
+
+from prometheus_client.metrics import MetricWrapperBase
+
+from signalements.metrics import PipelineMetrics
+from signalements.settings import PROJECT_ROOT
+
+ALLOWED_LABELS = {
+    "stage", "channel", "outcome", "reason", "force", "departement", "group_kind",
+    "version", "schema_version", "reference_version",
+}
+
+
+def catalogue() -> dict[str, tuple[str, tuple[str, ...]]]:
+    """Exposed name (with the `_total` of counters) -> (type, label names)."""
+    metrics = [m for m in vars(PipelineMetrics()).values() if isinstance(m, MetricWrapperBase)]
+    entries: dict[str, tuple[str, tuple[str, ...]]] = {}
+    for metric in metrics:
+        # The client has no public accessor for a metric's type, name and label names.
+        kind = str(metric._type)
+        name = str(metric._name) + ("_total" if kind == "counter" else "")
+        entries[name] = (kind, tuple(metric._labelnames))
+    return entries
+
+
+def test_names_and_labels_follow_the_conventions() -> None:
+    for name, (kind, labels) in catalogue().items():
+        assert name.startswith("signalements_"), name
+        if kind == "counter":
+            assert name.endswith("_total"), name
+        if kind == "histogram":
+            assert name.endswith("_seconds"), name
+        assert set(labels) <= ALLOWED_LABELS, f"{name}: unbounded or unknown labels {set(labels) - ALLOWED_LABELS}"
+
+
+def test_the_readme_table_is_the_catalogue() -> None:
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `(signalements_\w+)` \| (\w+) \|([^|]*)\|", readme, flags=re.MULTILINE)
+    documented = {name: (kind, tuple(l.strip() for l in labels.split(",") if l.strip())) for name, kind, labels in rows}
+    assert documented == catalogue()
