@@ -6,6 +6,7 @@ import logging
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -124,6 +125,86 @@ def bench(
     from signalements.bench import run_bench
 
     run_bench(_settings(), reports=reports)
+
+
+@app.command()
+def replay(
+    source: Annotated[Path, typer.Argument(help="export file: .jsonl (JSON Lines) or .csv", exists=True, dir_okay=False)],
+    rate: Annotated[float, typer.Option(help="lines per second; 0 = as fast as Kafka takes them")] = 0.0,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="validate only; write nothing to Kafka")] = False,
+    rejected: Annotated[
+        Path | None, typer.Option(help="where duplicate and rejected lines go (default: <source>.rejected.jsonl)")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+) -> None:
+    """Load an export of submissions into the raw topics; print a JSON summary of accepted and rejected lines."""
+    import json
+
+    from producers.replay import Outcome, replay_export
+    from producers.report_publisher import PublishError
+
+    try:
+        summary = replay_export(_settings(), source, rate=rate, dry_run=dry_run, rejected_path=rejected,
+                                show_progress=progress)
+    except PublishError as error:
+        typer.echo(f"replay: Kafka is unavailable, nothing was replayed: {error}", err=True)
+        raise typer.Exit(1) from error
+    typer.echo(json.dumps(summary.as_dict(), ensure_ascii=False))
+    raise typer.Exit(1 if summary.counts[Outcome.FAILED.value] else 0)
+
+
+@app.command()
+def generate(
+    out: Annotated[Path, typer.Option(help="traffic file (JSON Lines), readable by `signalements replay`")],
+    count: Annotated[int, typer.Option(min=1, help="reports to generate")] = 1000,
+    truth: Annotated[Path | None, typer.Option(help="ground-truth file (JSON Lines): which reports share a point")] = None,
+    seed: Annotated[int, typer.Option(help="same seed, same traffic")] = 1,
+    duplicate_share: Annotated[float, typer.Option(help="share of exact re-sends of an earlier submission")] = 0.05,
+    same_point_share: Annotated[float, typer.Option(help="share of new reports about an already-reported point")] = 0.3,
+    invalid_share: Annotated[float, typer.Option(help="share of invalid submissions")] = 0.05,
+    delivery_share: Annotated[float, typer.Option(help="share of points that are delivery networks")] = 0.25,
+    moncommissariat_share: Annotated[float, typer.Option(help="share sent on moncommissariat")] = 0.5,
+) -> None:
+    """Write synthetic reports on the reference's real communes, and optionally their ground truth."""
+    import json
+
+    from producers.traffic_generator import TrafficGenerator, TrafficMix
+    from streams.jurisdiction import JurisdictionReference
+
+    settings = _settings()
+    mix = TrafficMix(
+        exact_duplicate_share=duplicate_share, same_point_share=same_point_share, invalid_share=invalid_share,
+        delivery_share=delivery_share, moncommissariat_share=moncommissariat_share,
+    )
+    generator = TrafficGenerator(JurisdictionReference.load(settings.reference_dir).communes, mix, seed=seed)
+    truth_handle = truth.open("w", encoding="utf-8") if truth else None
+    with out.open("w", encoding="utf-8") as traffic:
+        for report in generator.reports(count):
+            traffic.write(json.dumps(report.traffic_line(), ensure_ascii=False) + "\n")
+            if truth_handle:
+                truth_handle.write(json.dumps(report.truth, ensure_ascii=False) + "\n")
+    if truth_handle:
+        truth_handle.close()
+    typer.echo(json.dumps({"reports": count, "points": len(generator.points), "out": str(out),
+                           "truth": str(truth) if truth else None}))
+
+
+@app.command()
+def contract(
+    check: Annotated[bool, typer.Option("--check", help="fail if the committed files differ from the code")] = False,
+) -> None:
+    """Export the contract: OpenAPI of the intake, JSON Schema of every payload, AsyncAPI of every topic."""
+    from signalements.contract_export import CONTRACT_DIR, stale_contract_files, write_contract
+
+    if check:
+        stale = stale_contract_files()
+        if stale:
+            typer.echo("out of date (run `signalements contract`): " + ", ".join(stale), err=True)
+            raise typer.Exit(1)
+        typer.echo(f"{CONTRACT_DIR} is up to date")
+        return
+    for path in write_contract():
+        typer.echo(f"wrote {path}")
 
 
 if __name__ == "__main__":
