@@ -15,11 +15,12 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from fastapi import FastAPI, Request, Response
-from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from producers.accepted_submissions import AcceptedSubmissions, IndexUnavailable, index_path
 from producers.report_publisher import PublishError, ReportPublisher
@@ -89,6 +90,14 @@ def create_intake_app(
         metrics.records_failed.labels(Stage.INTAKE.value, channel, "invalid").inc()
         return await request_validation_exception_handler(request, error)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def count_unreadable(request: Request, error: StarletteHTTPException) -> Response:
+        if error.status_code == 400 and request.method == "POST":
+            channel = _bounded(request.url.path.rsplit("/", 1)[-1])
+            metrics.records_in.labels(Stage.INTAKE.value, channel).inc()
+            metrics.records_failed.labels(Stage.INTAKE.value, channel, "unreadable").inc()
+        return await http_exception_handler(request, error)
+
     def accept(
         channel: Channel,
         event_type: EventType,
@@ -132,6 +141,7 @@ def create_intake_app(
         return JSONResponse(Accepted(report_id=report_id).model_dump(), status_code=202)
 
     responses: dict[int | str, dict[str, object]] = {
+        400: {"model": Problem, "description": "the body is not readable JSON"},
         200: {"model": Duplicate, "description": "already accepted under this submission id: nothing written again"},
         202: {"model": Accepted, "description": "accepted: durably written to Kafka"},
         413: {"model": Problem, "description": "body too large"},

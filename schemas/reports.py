@@ -15,7 +15,7 @@ from schemas.submissions import ActivityKind, CodeInsee, MessagingPlatform, Post
 # whoever sends it and however often: the key to idempotent processing downstream.
 REPORT_ID_NAMESPACE = uuid.UUID("6f1c4a52-3a0e-4d55-9d1e-2c55b0e0d7a1")
 
-E164 = Annotated[str, StringConstraints(pattern=r"^\+[1-9]\d{6,14}$")]
+E164 = Annotated[str, StringConstraints(pattern=r"^\+[1-9][0-9]{6,14}$")]
 
 
 def report_id_for(channel: Channel, submission_id: str) -> str:
