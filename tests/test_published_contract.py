@@ -28,7 +28,7 @@ def test_the_committed_openapi_document_is_the_one_the_intake_serves(tmp_path: P
     assert committed == served
     assert set(committed["paths"]) >= {"/v1/reports/moncommissariat", "/v1/reports/brigade-numerique"}
     responses = committed["paths"]["/v1/reports/moncommissariat"]["post"]["responses"]
-    assert set(responses) == {"200", "202", "413", "422", "503"}
+    assert set(responses) == {"200", "202", "400", "413", "422", "503"}
 
 
 def test_contract_check_passes_on_the_committed_files() -> None:
