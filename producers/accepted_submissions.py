@@ -82,6 +82,14 @@ class AcceptedSubmissions:
                 self.catch_up()
                 self._caught_up = True
 
+    def require_catch_up(self) -> None:
+        """Read the raw topics again before the next acceptance.
+
+        Called when Kafka failed to acknowledge a record: the record may still have been written (the broker
+        stored it but its answer was lost), and the retry the client is told to make must then be a duplicate.
+        """
+        self._caught_up = False
+
     def is_accepted(self, channel: Channel, submission_id: str) -> bool:
         with self._lock:
             row = self._db.execute(

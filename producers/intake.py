@@ -129,6 +129,7 @@ def create_intake_app(
                 metrics.intake_produce_duration.labels(channel.value).observe(time.perf_counter() - produce_started)
                 index.mark_accepted(channel, submission_id)
         except (PublishError, IndexUnavailable) as error:
+            index.require_catch_up()
             metrics.records_failed.labels(Stage.INTAKE.value, channel.value, "kafka_unavailable").inc()
             return JSONResponse(
                 {"detail": f"not accepted, retry later: {error}"},
