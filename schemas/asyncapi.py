@@ -116,6 +116,8 @@ def _kafka_key(description: str) -> dict[str, Any]:
 
 
 def _messages(payload_refs: dict[str, str]) -> dict[str, Any]:
+    # Each event type travels on one topic: its key is that topic's key.
+    keys = {event_type.name: topic.key for topic in TOPICS for event_type in topic.event_types}
     messages: dict[str, Any] = {}
     for event_type in EVENT_TYPES.values():
         messages[message_id(event_type)] = {
@@ -125,6 +127,7 @@ def _messages(payload_refs: dict[str, str]) -> dict[str, Any]:
             "contentType": JSON,
             "headers": cloudevents_headers(event_type.ce_type, event_type.dataschema),
             "payload": {"$ref": payload_refs[event_type.model.__name__]},
+            "bindings": _kafka_key(keys[event_type.name]),
         }
     messages[DEAD_LETTER_MESSAGE] = {
         "name": DEAD_LETTER_TYPE,
@@ -148,6 +151,7 @@ def _messages(payload_refs: dict[str, str]) -> dict[str, Any]:
             },
         ),
         "payload": {"description": "the original record's value, unchanged (any bytes)"},
+        "bindings": _kafka_key(DEAD_LETTER_TOPIC.key),
     }
     return messages
 
@@ -173,7 +177,6 @@ def _operation(topic: TopicContract, messages: list[str]) -> dict[str, Any]:
         "action": topic.action,
         "channel": {"$ref": f"#/channels/{topic.channel_id}"},
         "summary": f"{'Produce to' if topic.action == 'send' else 'Consume'} {topic.address}",
-        "bindings": _kafka_key(topic.key),
         "messages": [{"$ref": f"#/channels/{topic.channel_id}/messages/{name}"} for name in messages],
     }
 
@@ -184,7 +187,20 @@ def _component_schemas() -> tuple[dict[str, str], dict[str, Any]]:
         [(model, "validation") for model in models], ref_template="#/components/schemas/{model}"
     )
     payload_refs = {model.__name__: refs[(model, "validation")]["$ref"] for model in models}
-    return payload_refs, definitions.get("$defs", {})
+    return payload_refs, as_asyncapi_schema(definitions.get("$defs", {}))
+
+
+def as_asyncapi_schema(schema: Any) -> Any:
+    """Pydantic writes OpenAPI's discriminator object; the AsyncAPI Schema Object wants the property name alone."""
+    if isinstance(schema, list):
+        return [as_asyncapi_schema(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    converted = {key: as_asyncapi_schema(value) for key, value in schema.items()}
+    discriminator = converted.get("discriminator")
+    if isinstance(discriminator, dict) and "propertyName" in discriminator:
+        converted["discriminator"] = discriminator["propertyName"]
+    return converted
 
 
 def build_asyncapi(version: str) -> dict[str, Any]:
