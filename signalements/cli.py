@@ -189,6 +189,18 @@ def generate(
                            "truth": str(truth) if truth else None}))
 
 
+@app.command("bench-intake")
+def bench_intake(
+    reports: Annotated[int, typer.Option(min=1, help="reports to post after the warm-up")] = 3000,
+    concurrency: Annotated[int, typer.Option(min=1, help="concurrent HTTP clients")] = 8,
+    warmup: Annotated[int, typer.Option(min=0, help="reports posted first and not counted")] = 200,
+) -> None:
+    """Measure one intake process: accepted reports/s (202 after acks=all) and latency; prints one JSON line."""
+    from producers.intake_bench import print_intake_bench
+
+    print_intake_bench(_settings(), reports=reports, concurrency=concurrency, warmup=warmup)
+
+
 @app.command()
 def contract(
     check: Annotated[bool, typer.Option("--check", help="fail if the committed files differ from the code")] = False,

@@ -1,0 +1,39 @@
+"""The intake's tools on the command line: replay, generate, contract, bench-intake."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pipeline_probe import free_port
+
+from signalements.settings import PROJECT_ROOT
+
+
+@pytest.mark.parametrize("subcommand", ["replay", "generate", "contract", "bench-intake"])
+def test_each_tool_has_help(subcommand: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "signalements.cli", subcommand, "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Usage:" in result.stdout
+
+
+def test_bench_intake_prints_its_figures_as_json(kafka_bootstrap: str, tmp_path: Path) -> None:
+    env = {
+        "PATH": "", "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "SIGNALEMENTS_STATE_DIR": str(tmp_path),
+        "SIGNALEMENTS_INTAKE_PORT": str(free_port()),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "signalements.cli", "bench-intake", "--reports", "60", "--warmup", "10",
+         "--concurrency", "4"],
+        capture_output=True, text=True, env=env, timeout=240, cwd=PROJECT_ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["benchmark"] == "intake"
+    assert figures["accepted"] == 60 and figures["statuses"] == {"202": 60}
+    assert figures["accepted_per_s"] > 0 and figures["latency_ms"]["p50"] > 0
