@@ -32,7 +32,10 @@ class Place(Canonical):
     street_address: str | None = Field(default=None, description="normalized: house number and street, lower case")
     description: str | None = Field(default=None, description="the place in the citizen's words (conversations)")
     postcode: Postcode | None = None
-    commune_code: CodeInsee | None = Field(default=None, description="code INSEE when the channel gave one")
+    commune_code: CodeInsee | None = Field(
+        default=None,
+        description="code INSEE given by the channel, or derived for a Paris, Lyon or Marseille arrondissement",
+    )
     commune_name: str | None = None
     latitude: float | None = Field(default=None, ge=-90, le=90)
     longitude: float | None = Field(default=None, ge=-180, le=180)
