@@ -193,7 +193,8 @@ class TrafficGenerator:
     # -- one citizen's writing of a point ----------------------------------------------------------------------
 
     def _valid(self, number: int, point: Point) -> GeneratedReport:
-        if point.postcode == "" or self.rng.random() < self.mix.moncommissariat_share:
+        # The portal's autocomplete always gives a postcode; a commune without one is reported by conversation.
+        if point.postcode and self.rng.random() < self.mix.moncommissariat_share:
             channel, submission = Channel.MONCOMMISSARIAT, self._portal_submission(number, point)
             submission_id = submission["submission_id"]
         else:
@@ -269,8 +270,9 @@ class TrafficGenerator:
         place: dict[str, Any] = {
             "description": f"{self.rng.choice(('devant le', 'au', 'près du'))} {point.housenumber} {street}",
             "commune": citizen_commune_name(self.rng, point.commune.name),
-            "postcode": point.postcode,
         }
+        if point.postcode:
+            place["postcode"] = point.postcode
         if self.rng.random() < 0.5:
             latitude, longitude = self._near((point.latitude, point.longitude), metres=30)
             place["gps"] = f"{latitude},{longitude}" if self.rng.random() < 0.5 else f"{latitude}, {longitude}"
