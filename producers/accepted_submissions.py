@@ -12,6 +12,8 @@ Design (see the README, "Duplicates at the intake"):
   directly by integrated systems, and those of other intake instances up to that moment.
 - While serving, an id is claimed in memory before it is produced, so two concurrent requests with one id produce
   once; the id is written to the index right after Kafka's acknowledgement.
+- While serving, the intake also catches up every few seconds in the background, to learn the ids other intake
+  instances accepted.
 """
 
 from __future__ import annotations
@@ -167,6 +169,24 @@ class AcceptedSubmissions:
         finally:
             consumer.close()
 
+    def keep_refreshing(self, every_s: float, stop: threading.Event) -> threading.Thread:
+        """Catch up every ``every_s`` seconds in the background, until ``stop`` is set.
+
+        This narrows, to about ``every_s``, the window in which another intake instance (or a direct producer) has
+        accepted an id this instance does not know yet.
+        """
+
+        def refresh() -> None:
+            while not stop.wait(every_s):
+                try:
+                    self.catch_up()
+                except IndexUnavailable:
+                    pass  # Kafka is away: requests answer 503 and catch up themselves once it is back
+
+        thread = threading.Thread(target=refresh, name="accepted-index-refresh", daemon=True)
+        thread.start()
+        return thread
+
     def _read_to_end(self, consumer: KafkaConsumer, channels: dict[str, Channel]) -> int:
         assigned = [
             TopicPartition(topic, partition)
@@ -194,8 +214,11 @@ class AcceptedSubmissions:
                     self._db.executemany(
                         "INSERT OR IGNORE INTO accepted (channel, submission_id, accepted_at) VALUES (?, ?, ?)", rows
                     )
+                    # Two catch-ups may overlap (the refresher and a request's): an offset never goes back.
                     self._db.execute(
-                        "INSERT OR REPLACE INTO raw_offsets (topic, partition, next_offset) VALUES (?, ?, ?)",
+                        "INSERT INTO raw_offsets (topic, partition, next_offset) VALUES (?, ?, ?)"
+                        " ON CONFLICT (topic, partition) DO UPDATE"
+                        " SET next_offset = max(next_offset, excluded.next_offset)",
                         (tp.topic, tp.partition, records[-1].offset + 1),
                     )
                     self._db.execute("COMMIT")

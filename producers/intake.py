@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -200,9 +201,13 @@ def run_intake(settings: Settings) -> None:
         accepted.ensure_caught_up()
     except IndexUnavailable:  # retried before the first acceptance; meanwhile requests get 503
         pass
+    stop_refreshing = threading.Event()
+    refresher = accepted.keep_refreshing(settings.intake_index_refresh_s, stop_refreshing)
     app = create_intake_app(settings, publisher, metrics, accepted)
     try:
         uvicorn.run(app, host=settings.intake_host, port=settings.intake_port, log_level="warning")
     finally:
+        stop_refreshing.set()
+        refresher.join(timeout=settings.intake_produce_timeout_s * 2)
         publisher.close()
         accepted.close()

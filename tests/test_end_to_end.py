@@ -104,7 +104,8 @@ def test_same_submission_twice_is_stored_once(pipeline: RunningPipeline) -> None
     # A second copy can still reach the raw topic (two intake instances racing, an integrated system re-sending
     # directly): everything downstream must apply it once.
     topics = Topics(pipeline.settings.topic_namespace)
-    [raw] = [r for r in read_topic(pipeline.settings, topics.raw(Channel.MONCOMMISSARIAT)) if r.key == body["submission_id"].encode()]
+    raw_records = read_topic(pipeline.settings, topics.raw(Channel.MONCOMMISSARIAT))
+    [raw] = [r for r in raw_records if r.key == body["submission_id"].encode()]
     producer = KafkaProducer(bootstrap_servers=pipeline.settings.bootstrap_servers, acks="all")
     producer.send(raw.topic, key=raw.key, value=raw.value, headers=list(raw.headers)).get(timeout=30)
     producer.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -158,3 +159,28 @@ def test_oversized_bodies_get_413(kafka_bootstrap: str, tmp_path: Path) -> None:
     with intake(settings) as client:
         response = client.post("/v1/reports/brigade-numerique", json=body)
     assert response.status_code == 413
+
+
+def test_an_id_accepted_by_another_instance_is_learnt_in_the_background(
+    topics_ready: Settings, tmp_path: Path
+) -> None:
+    from pipeline_probe import wait_for
+
+    # Another intake instance: its own index, caught up before the submission exists, then refreshing.
+    other = AcceptedSubmissions(
+        index_path(tmp_path / "other-instance"), topics_ready.bootstrap_servers, Topics(topics_ready.topic_namespace)
+    )
+    other.ensure_caught_up()
+    body = portal_dealing_point()
+    assert not other.is_accepted(Channel.MONCOMMISSARIAT, body["submission_id"])
+    stop = threading.Event()
+    refresher = other.keep_refreshing(0.3, stop)
+    try:
+        with intake(topics_ready) as client:
+            assert client.post("/v1/reports/moncommissariat", json=body).status_code == 202
+        wait_for(lambda: other.is_accepted(Channel.MONCOMMISSARIAT, body["submission_id"]),
+                 timeout_s=30, what="the other instance's index to learn the id")
+    finally:
+        stop.set()
+        refresher.join(timeout=30)
+        other.close()
