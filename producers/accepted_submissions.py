@@ -75,17 +75,15 @@ class AcceptedSubmissions:
         self._in_flight: dict[tuple[Channel, str], threading.Event] = {}
         self._caught_up = False
         self._catch_up_lock = threading.Lock()
+        self._consumer: KafkaConsumer | None = None
 
     # -- what the intake calls ---------------------------------------------------------------------------------
 
     def ensure_caught_up(self) -> None:
         """Read the raw topics up to their end once; until that succeeds nothing can be accepted."""
-        if self._caught_up:
-            return
-        with self._catch_up_lock:
-            if not self._caught_up:
-                self.catch_up()
-                self._caught_up = True
+        if not self._caught_up:
+            self.catch_up()
+            self._caught_up = True
 
     def require_catch_up(self) -> None:
         """Read the raw topics again before the next acceptance.
@@ -144,6 +142,8 @@ class AcceptedSubmissions:
             return int(self._db.execute("SELECT COUNT(*) FROM accepted").fetchone()[0])
 
     def close(self) -> None:
+        with self._catch_up_lock:
+            self._close_reader()
         with self._lock:
             self._db.close()
 
@@ -152,22 +152,32 @@ class AcceptedSubmissions:
     def catch_up(self) -> int:
         """Add every key on the raw topics past the stored offsets; return how many records were read."""
         channels = {self._topics.raw(channel): channel for channel in Channel}
-        try:
-            consumer = KafkaConsumer(
+        with self._catch_up_lock:
+            try:
+                return self._read_to_end(self._reader(), channels)
+            except KafkaError as error:
+                self._close_reader()  # start afresh next time: the broker may have restarted
+                raise IndexUnavailable(f"could not read the raw topics: {error}") from error
+
+    def _reader(self) -> KafkaConsumer:
+        # One consumer for the life of the index: a new one per refresh would reconnect (and log) every few seconds.
+        if self._consumer is None:
+            self._consumer = KafkaConsumer(
                 bootstrap_servers=self._bootstrap_servers.split(","),
+                client_id="signalements-intake-index",
                 enable_auto_commit=False,
                 request_timeout_ms=int(self._timeout_s * 1000) + 1000,
                 bootstrap_timeout_ms=int(self._timeout_s * 1000),
                 consumer_timeout_ms=int(self._timeout_s * 1000),
             )
-        except KafkaError as error:
-            raise IndexUnavailable(f"Kafka is unreachable: {error}") from error
-        try:
-            return self._read_to_end(consumer, channels)
-        except KafkaError as error:
-            raise IndexUnavailable(f"could not read the raw topics: {error}") from error
-        finally:
-            consumer.close()
+        return self._consumer
+
+    def _close_reader(self) -> None:
+        if self._consumer is not None:
+            try:
+                self._consumer.close()
+            finally:
+                self._consumer = None
 
     def keep_refreshing(self, every_s: float, stop: threading.Event) -> threading.Thread:
         """Catch up every ``every_s`` seconds in the background, until ``stop`` is set.

@@ -31,6 +31,7 @@ from typing import Any
 from kafka.errors import KafkaError
 from kafka.producer.future import FutureRecordMetadata
 from pydantic import BaseModel, ValidationError
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from producers.accepted_submissions import AcceptedSubmissions, IndexUnavailable, index_path
@@ -354,7 +355,8 @@ def _count_lines(source: Path) -> int:
 
 
 def _progress(enabled: bool) -> Progress:
+    # On stderr: stdout carries the JSON summary, for scripts.
     return Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        disable=not enabled,
+        console=Console(stderr=True), disable=not enabled,
     )
