@@ -218,7 +218,8 @@ class AcceptedSubmissions:
             if time.monotonic() > deadline:
                 raise IndexUnavailable("reading the raw topics to their end took too long")
             for tp, records in consumer.poll(timeout_ms=500, max_records=5000).items():
-                rows = [(channels[tp.topic].value, r.key.decode("utf-8", "replace"), time.time()) for r in records if r.key]
+                channel = channels[tp.topic].value
+                rows = [(channel, r.key.decode("utf-8", "replace"), time.time()) for r in records if r.key]
                 with self._lock:
                     self._db.execute("BEGIN")
                     self._db.executemany(

@@ -42,7 +42,8 @@ METRES_PER_DEGREE = 111_000.0
 STREETS = (
     ("rue", "de la République"), ("avenue", "Jean Jaurès"), ("place", "de la Gare"), ("rue", "Victor Hugo"),
     ("allée", "des Tilleuls"), ("boulevard", "Gambetta"), ("rue", "Pasteur"), ("chemin", "des Écoliers"),
-    ("rue", "du Général de Gaulle"), ("impasse", "des Lilas"), ("avenue", "de la Libération"), ("rue", "Saint-Martin"),
+    ("rue", "du Général de Gaulle"), ("impasse", "des Lilas"), ("avenue", "de la Libération"),
+    ("rue", "Saint-Martin"),
 )
 STREET_ABBREVIATIONS = {"avenue": "av.", "boulevard": "bd", "place": "pl.", "allée": "all.", "chemin": "ch."}
 DAYS = ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche")

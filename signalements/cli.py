@@ -129,7 +129,9 @@ def bench(
 
 @app.command()
 def replay(
-    source: Annotated[Path, typer.Argument(help="export file: .jsonl (JSON Lines) or .csv", exists=True, dir_okay=False)],
+    source: Annotated[
+        Path, typer.Argument(help="export file: .jsonl (JSON Lines) or .csv", exists=True, dir_okay=False)
+    ],
     rate: Annotated[float, typer.Option(help="lines per second; 0 = as fast as Kafka takes them")] = 0.0,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="validate only; write nothing to Kafka")] = False,
     rejected: Annotated[
@@ -157,7 +159,9 @@ def replay(
 def generate(
     out: Annotated[Path, typer.Option(help="traffic file (JSON Lines), readable by `signalements replay`")],
     count: Annotated[int, typer.Option(min=1, help="reports to generate")] = 1000,
-    truth: Annotated[Path | None, typer.Option(help="ground-truth file (JSON Lines): which reports share a point")] = None,
+    truth: Annotated[
+        Path | None, typer.Option(help="ground-truth file (JSON Lines): which reports share a point")
+    ] = None,
     seed: Annotated[int, typer.Option(help="same seed, same traffic")] = 1,
     duplicate_share: Annotated[float, typer.Option(help="share of exact re-sends of an earlier submission")] = 0.05,
     same_point_share: Annotated[float, typer.Option(help="share of new reports about an already-reported point")] = 0.3,

@@ -17,7 +17,8 @@ RECEIVED = datetime(2026, 3, 3, 9, 30, tzinfo=UTC)
 @pytest.mark.parametrize(
     ("commune", "postcode", "code"),
     [
-        ("Paris", "75011", "75111"), ("PARIS", "75018", "75118"), ("paris", "75116", "75116"), ("Paris", "75016", "75116"),
+        ("Paris", "75011", "75111"), ("PARIS", "75018", "75118"), ("paris", "75116", "75116"),
+        ("Paris", "75016", "75116"),
         ("Paris 11e", None, "75111"), ("Paris 11ème arrondissement", "75011", "75111"), ("Paris 1er", None, "75101"),
         ("Marseille", "13003", "13203"), ("MARSEILLE 3E ARRONDISSEMENT", None, "13203"), ("Lyon", "69009", "69389"),
         ("Lyon 1er", None, "69381"),

@@ -28,7 +28,9 @@ def write_lines(path: Path, lines: list[str]) -> Path:
     return path
 
 
-def test_replay_of_json_lines_accepts_valid_lines_and_names_each_rejected_one(settings: Settings, tmp_path: Path) -> None:
+def test_replay_of_json_lines_accepts_valid_lines_and_names_each_rejected_one(
+    settings: Settings, tmp_path: Path
+) -> None:
     ensure_topics(settings, pipeline_topics(settings))
     portal, conversation = portal_dealing_point(), conversation_delivery_network()
     bad_postcode = portal_dealing_point()

@@ -19,8 +19,11 @@ from schemas.submissions import ActivityKind, BrigadeNumeriqueSubmission, Messag
 from streams.normalize import FRANCE_BOXES, normalize_handle, normalize_submission
 
 RECEIVED = datetime(2026, 3, 3, 9, 30, tzinfo=UTC)
-COMMUNES = ["Saint-Étienne", "St-Étienne", "SAINT ETIENNE", "Châlons-en-Champagne", "L'Haÿ-les-Roses", "Évry-Courcouronnes",
-            "Paris", "Marseille 3e Arrondissement", "Chamonix-Mont-Blanc", "Mamoudzou", "Sainte-Anne", "Ste Anne"]
+COMMUNES = [
+    "Saint-Étienne", "St-Étienne", "SAINT ETIENNE", "Châlons-en-Champagne", "L'Haÿ-les-Roses",
+    "Évry-Courcouronnes",
+    "Paris", "Marseille 3e Arrondissement", "Chamonix-Mont-Blanc", "Mamoudzou", "Sainte-Anne", "Ste Anne",
+]
 text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=60)
 short_text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc", "Z")), min_size=1, max_size=40)
 postcodes = st.from_regex(r"\A[0-9]{5}\Z")
@@ -39,7 +42,8 @@ def french_position(draw: st.DrawFn) -> tuple[float, float]:
 @st.composite
 def french_mobile(draw: st.DrawFn) -> str:
     """A valid French mobile number in one of the writings citizens use."""
-    number = draw(st.integers(0, 99_999_999).map(lambda n: f"{draw(st.sampled_from('67'))}{n:08d}").filter(
+    first = draw(st.sampled_from("67"))
+    number = draw(st.integers(0, 99_999_999).map(lambda n: f"{first}{n:08d}").filter(
         lambda digits: phonenumbers.is_valid_number(phonenumbers.parse("+33" + digits))
     ))
     pairs = " ".join(number[i:i + 2] for i in range(1, 9, 2))
@@ -105,8 +109,8 @@ def moncommissariat_submissions(draw: st.DrawFn) -> dict:
         report = {"kind": "dealing_point", "place": draw(portal_address()),
                   "activity": draw(st.sampled_from([a.value for a in ActivityKind])), **common}
     else:
-        report = {"kind": "delivery_network", "contact": draw(delivery_contact()), "area_served": draw(portal_address()),
-                  **common}
+        report = {"kind": "delivery_network", "contact": draw(delivery_contact()),
+                  "area_served": draw(portal_address()), **common}
     offset = timezone(timedelta(minutes=draw(st.integers(-12 * 60, 14 * 60))))
     submitted = draw(st.datetimes(datetime(2021, 3, 3), datetime(2030, 1, 1))).replace(tzinfo=offset)
     body = {"submission_id": draw(ids), "submitted_at": submitted.isoformat(), "report": report}
@@ -120,12 +124,15 @@ def moncommissariat_submissions(draw: st.DrawFn) -> dict:
 def conversation_place(draw: st.DrawFn) -> dict:
     place: dict = {"description": draw(text)}
     if draw(st.booleans()):
-        place["commune"] = draw(st.sampled_from(COMMUNES).map(lambda n: draw(st.sampled_from([n, n.upper(), n.lower()]))))
+        name = draw(st.sampled_from(COMMUNES))
+        place["commune"] = draw(st.sampled_from([name, name.upper(), name.lower()]))
     if draw(st.booleans()):
         place["postcode"] = draw(postcodes)
     if "commune" not in place and "postcode" not in place or draw(st.booleans()):
         latitude, longitude = draw(french_position())
-        place["gps"] = draw(st.sampled_from([f"{latitude},{longitude}", f"{latitude}, {longitude}", f" {latitude} ,{longitude}"]))
+        place["gps"] = draw(
+            st.sampled_from([f"{latitude},{longitude}", f"{latitude}, {longitude}", f" {latitude} ,{longitude}"])
+        )
     return place
 
 
@@ -139,7 +146,8 @@ def brigade_numerique_submissions(draw: st.DrawFn) -> dict:
         if draw(st.booleans()):
             report["when_seen"] = draw(st.text(max_size=50))
     else:
-        report = {"kind": "delivery_network", "contact": draw(delivery_contact()), "area_served": draw(conversation_place())}
+        report = {"kind": "delivery_network", "contact": draw(delivery_contact()),
+                  "area_served": draw(conversation_place())}
     body = {"conversation_id": draw(ids), "started_at": local, "reported_at": local, "report": report,
             "transcript_excerpt": draw(text)}
     contact = draw(reporter())
@@ -154,7 +162,9 @@ def test_every_valid_portal_submission_normalizes_and_round_trips(body: dict) ->
     submission = MonCommissariatSubmission.model_validate(body)
     assert MonCommissariatSubmission.model_validate_json(submission.model_dump_json()) == submission
 
-    message = encode(MONCOMMISSARIAT_SUBMISSION, submission, event_id="id-1", source="/test", key=submission.submission_id)
+    message = encode(
+        MONCOMMISSARIAT_SUBMISSION, submission, event_id="id-1", source="/test", key=submission.submission_id
+    )
     assert decode(kafka_headers(message), message.key, message.value).payload == submission
 
     report = normalize_submission(submission, RECEIVED)
@@ -169,7 +179,9 @@ def test_every_valid_conversation_submission_normalizes_and_round_trips(body: di
     submission = BrigadeNumeriqueSubmission.model_validate(body)
     assert BrigadeNumeriqueSubmission.model_validate_json(submission.model_dump_json()) == submission
 
-    message = encode(BRIGADE_NUMERIQUE_SUBMISSION, submission, event_id="id-1", source="/test", key=submission.conversation_id)
+    message = encode(
+        BRIGADE_NUMERIQUE_SUBMISSION, submission, event_id="id-1", source="/test", key=submission.conversation_id
+    )
     assert decode(kafka_headers(message), message.key, message.value).payload == submission
 
     report = normalize_submission(submission, RECEIVED)
