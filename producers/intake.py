@@ -77,8 +77,9 @@ def create_intake_app(
             declared = request.headers.get("content-length")
             too_big = declared is not None and declared.isdigit() and int(declared) > settings.intake_max_body_bytes
             if too_big or len(await request.body()) > settings.intake_max_body_bytes:
-                channel = request.url.path.rsplit("/", 1)[-1]
-                metrics.records_failed.labels(Stage.INTAKE.value, _bounded(channel), "body_too_large").inc()
+                channel = _bounded(request.url.path.rsplit("/", 1)[-1])
+                metrics.records_in.labels(Stage.INTAKE.value, channel).inc()
+                metrics.records_failed.labels(Stage.INTAKE.value, channel, "body_too_large").inc()
                 return JSONResponse(
                     {"detail": f"body larger than {settings.intake_max_body_bytes} bytes"}, status_code=413
                 )

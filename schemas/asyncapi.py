@@ -134,26 +134,31 @@ def _messages(payload_refs: dict[str, str]) -> dict[str, Any]:
         "title": "DeadLetter",
         "summary": "A record a stage could not process, kept byte for byte.",
         "contentType": "application/octet-stream",
-        "headers": cloudevents_headers(
-            DEAD_LETTER_TYPE,
-            DEAD_LETTER_SCHEMA,
-            {
-                "ce_dlqstage": _header("stage that refused the record", enum=["normalize", "enrich", "route"]),
-                "ce_dlqreasoncode": _header(
-                    "machine-readable reason",
-                    enum=["invalid_envelope", "invalid_payload", "normalization", "unexpected_event_type",
-                          "internal_error"],
-                ),
-                "ce_dlqreason": _header("which field and why; never the payload's content"),
-                "ce_dlqtopic": _header("topic of the original record"),
-                "ce_dlqpartition": _header("partition of the original record"),
-                "ce_dlqoffset": _header("offset of the original record"),
-            },
-        ),
+        "headers": build_dead_letter_headers(),
         "payload": {"description": "the original record's value, unchanged (any bytes)"},
         "bindings": _kafka_key(DEAD_LETTER_TOPIC.key),
     }
     return messages
+
+
+def build_dead_letter_headers() -> dict[str, Any]:
+    """The headers of a dead letter: its CloudEvents envelope and the extensions saying why and from where."""
+    return cloudevents_headers(
+        DEAD_LETTER_TYPE,
+        DEAD_LETTER_SCHEMA,
+        {
+            "ce_dlqstage": _header("stage that refused the record", enum=["normalize", "enrich", "route"]),
+            "ce_dlqreasoncode": _header(
+                "machine-readable reason",
+                enum=["invalid_envelope", "invalid_payload", "normalization", "unexpected_event_type",
+                      "internal_error"],
+            ),
+            "ce_dlqreason": _header("which field and why; never the payload's content"),
+            "ce_dlqtopic": _header("topic of the original record"),
+            "ce_dlqpartition": _header("partition of the original record"),
+            "ce_dlqoffset": _header("offset of the original record"),
+        },
+    )
 
 
 def _channel(topic: TopicContract, messages: list[str]) -> dict[str, Any]:

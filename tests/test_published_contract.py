@@ -13,7 +13,12 @@ from sample_submissions import conversation_delivery_network, portal_dealing_poi
 
 from producers.intake import create_intake_app
 from producers.report_publisher import ReportPublisher
-from schemas.envelope import BRIGADE_NUMERIQUE_SUBMISSION, EVENT_TYPES, MONCOMMISSARIAT_SUBMISSION
+from schemas.envelope import (
+    BRIGADE_NUMERIQUE_SUBMISSION,
+    DEAD_LETTER_SCHEMA,
+    EVENT_TYPES,
+    MONCOMMISSARIAT_SUBMISSION,
+)
 from signalements.contract_export import ASYNCAPI_FILE, CONTRACT_DIR, JSON_SCHEMA_DIR, OPENAPI_FILE
 from signalements.metrics import PipelineMetrics
 from signalements.settings import PROJECT_ROOT
@@ -52,7 +57,7 @@ def test_there_is_one_json_schema_per_event_type_named_by_its_dataschema() -> No
     ids = {
         json.loads(path.read_text(encoding="utf-8"))["$id"] for path in (CONTRACT_DIR / JSON_SCHEMA_DIR).glob("*.json")
     }
-    assert ids == {event_type.dataschema for event_type in EVENT_TYPES.values()}
+    assert ids == {event_type.dataschema for event_type in EVENT_TYPES.values()} | {DEAD_LETTER_SCHEMA}
 
 
 def test_valid_submissions_satisfy_their_published_json_schema() -> None:
