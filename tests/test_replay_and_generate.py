@@ -219,3 +219,11 @@ def test_generate_command_writes_traffic_and_truth_line_for_line(tmp_path: Path)
 def test_shares_out_of_range_are_refused(share: float) -> None:
     with pytest.raises(ValueError, match="between 0 and 1"):
         TrafficMix(invalid_share=share)
+
+
+def test_replay_rate_paces_the_lines(settings: Settings, tmp_path: Path) -> None:
+    # Pacing is against the start: line n is not sent before n / rate seconds (a lower bound, whatever the load).
+    source = write_lines(tmp_path / "export.jsonl", [json.dumps(portal_dealing_point()) for _ in range(11)])
+    summary = replay_export(settings, source, rate=20.0, dry_run=True, show_progress=False)
+    assert summary.counts["valid"] == 11
+    assert summary.elapsed_s >= 10 / 20.0
