@@ -20,15 +20,20 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import math
 import random
+import time
 import unicodedata
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import httpx
 import phonenumbers
 
 from schemas.channels import Channel, ReportKind
@@ -374,3 +379,34 @@ def _cos_deg(degrees: float) -> float:
 
 def _strip_accents(text: str) -> str:
     return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+
+
+def write_traffic(reports: Iterator[GeneratedReport], out: Path, truth: Path | None) -> int:
+    """Write the traffic (what ``signalements replay`` reads) and, line for line, its ground truth."""
+    written = 0
+    with out.open("w", encoding="utf-8") as traffic, ExitStack() as stack:
+        facts = stack.enter_context(truth.open("w", encoding="utf-8")) if truth else None
+        for report in reports:
+            traffic.write(json.dumps(report.traffic_line(), ensure_ascii=False) + "\n")
+            if facts is not None:
+                facts.write(json.dumps(report.truth, ensure_ascii=False) + "\n")
+            written += 1
+    return written
+
+
+def send_traffic(reports: Iterator[GeneratedReport], intake_url: str, rate: float) -> dict[str, int]:
+    """Post each report to a running intake (paced at ``rate`` per second, 0 = no pacing); count the answers."""
+    statuses: dict[str, int] = {}
+    started = time.monotonic()
+    with httpx.Client(base_url=intake_url, timeout=30) as client:
+        for sent, report in enumerate(reports):
+            if rate > 0:
+                delay = started + sent / rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            try:
+                status = str(client.post(report.path, json=report.submission).status_code)
+            except httpx.HTTPError as error:
+                status = type(error).__name__
+            statuses[status] = statuses.get(status, 0) + 1
+    return statuses

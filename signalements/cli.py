@@ -157,7 +157,13 @@ def replay(
 
 @app.command()
 def generate(
-    out: Annotated[Path, typer.Option(help="traffic file (JSON Lines), readable by `signalements replay`")],
+    out: Annotated[
+        Path | None, typer.Option(help="traffic file (JSON Lines), readable by `signalements replay`")
+    ] = None,
+    send_to: Annotated[
+        str | None, typer.Option(help="post the reports to this running intake instead, e.g. http://127.0.0.1:8080")
+    ] = None,
+    rate: Annotated[float, typer.Option(help="with --send-to: reports per second (0 = as fast as answered)")] = 0.0,
     count: Annotated[int, typer.Option(min=1, help="reports to generate")] = 1000,
     truth: Annotated[
         Path | None, typer.Option(help="ground-truth file (JSON Lines): which reports share a point")
@@ -169,28 +175,34 @@ def generate(
     delivery_share: Annotated[float, typer.Option(help="share of points that are delivery networks")] = 0.25,
     moncommissariat_share: Annotated[float, typer.Option(help="share sent on moncommissariat")] = 0.5,
 ) -> None:
-    """Write synthetic reports on the reference's real communes, and optionally their ground truth."""
+    """Synthetic reports on the reference's real communes, to a file or to a running intake, with their truth."""
     import json
+    from itertools import tee
 
-    from producers.traffic_generator import TrafficGenerator, TrafficMix
+    from producers.traffic_generator import TrafficGenerator, TrafficMix, send_traffic, write_traffic
     from streams.jurisdiction import JurisdictionReference
 
+    if (out is None) == (send_to is None):
+        raise typer.BadParameter("give either --out FILE or --send-to URL")
     settings = _settings()
     mix = TrafficMix(
         exact_duplicate_share=duplicate_share, same_point_share=same_point_share, invalid_share=invalid_share,
         delivery_share=delivery_share, moncommissariat_share=moncommissariat_share,
     )
     generator = TrafficGenerator(JurisdictionReference.load(settings.reference_dir).communes, mix, seed=seed)
-    truth_handle = truth.open("w", encoding="utf-8") if truth else None
-    with out.open("w", encoding="utf-8") as traffic:
-        for report in generator.reports(count):
-            traffic.write(json.dumps(report.traffic_line(), ensure_ascii=False) + "\n")
-            if truth_handle:
-                truth_handle.write(json.dumps(report.truth, ensure_ascii=False) + "\n")
-    if truth_handle:
-        truth_handle.close()
-    typer.echo(json.dumps({"reports": count, "points": len(generator.points), "out": str(out),
-                           "truth": str(truth) if truth else None}))
+    summary: dict[str, object] = {"reports": count, "out": str(out) if out else None,
+                                  "truth": str(truth) if truth else None}
+    if out is not None:
+        write_traffic(generator.reports(count), out, truth)
+    else:
+        assert send_to is not None
+        reports, for_truth = tee(generator.reports(count))
+        summary["statuses"] = send_traffic(reports, send_to, rate)
+        if truth is not None:
+            with truth.open("w", encoding="utf-8") as facts:
+                facts.writelines(json.dumps(r.truth, ensure_ascii=False) + "\n" for r in for_truth)
+    summary["points"] = len(generator.points)
+    typer.echo(json.dumps(summary))
 
 
 @app.command("bench-intake")
