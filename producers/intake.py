@@ -4,21 +4,26 @@
 - 422: the submission is invalid; ``detail`` lists each field and why (FastAPI's validation format).
 - 413: the body is larger than the configured limit.
 - 503 with ``Retry-After``: Kafka cannot take the record now; nothing was accepted.
+- 200 ``{"report_id": ..., "status": "duplicate"}``: this submission id was already accepted; nothing is written.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Literal
 
 from fastapi import FastAPI, Request, Response
-from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from producers.accepted_submissions import AcceptedSubmissions, IndexUnavailable, index_path
 from producers.report_publisher import PublishError, ReportPublisher
 from schemas.channels import Channel
 from schemas.envelope import BRIGADE_NUMERIQUE_SUBMISSION, MONCOMMISSARIAT_SUBMISSION, EventType, encode
@@ -36,15 +41,30 @@ RETRY_AFTER_S = 5
 
 class Accepted(BaseModel):
     report_id: str = Field(description="stable id of the report: the same submission always gets the same id")
-    status: str = "accepted"
+    status: Literal["accepted"] = "accepted"
+
+
+class Duplicate(BaseModel):
+    report_id: str = Field(description="the id given when this submission id was first accepted")
+    status: Literal["duplicate"] = "duplicate"
 
 
 class Problem(BaseModel):
     detail: str
 
 
-def create_intake_app(settings: Settings, publisher: ReportPublisher, metrics: PipelineMetrics) -> FastAPI:
+def create_intake_app(
+    settings: Settings,
+    publisher: ReportPublisher,
+    metrics: PipelineMetrics,
+    accepted: AcceptedSubmissions | None = None,
+) -> FastAPI:
     topics = Topics(settings.topic_namespace)
+    if accepted is None:
+        accepted = AcceptedSubmissions(
+            index_path(settings.state_dir), settings.bootstrap_servers, topics, settings.intake_produce_timeout_s
+        )
+    index = accepted
     app = FastAPI(
         title="Signalements de points de deal: intake",
         version=__version__,
@@ -57,8 +77,9 @@ def create_intake_app(settings: Settings, publisher: ReportPublisher, metrics: P
             declared = request.headers.get("content-length")
             too_big = declared is not None and declared.isdigit() and int(declared) > settings.intake_max_body_bytes
             if too_big or len(await request.body()) > settings.intake_max_body_bytes:
-                channel = request.url.path.rsplit("/", 1)[-1]
-                metrics.records_failed.labels(Stage.INTAKE.value, _bounded(channel), "body_too_large").inc()
+                channel = _bounded(request.url.path.rsplit("/", 1)[-1])
+                metrics.records_in.labels(Stage.INTAKE.value, channel).inc()
+                metrics.records_failed.labels(Stage.INTAKE.value, channel, "body_too_large").inc()
                 return JSONResponse(
                     {"detail": f"body larger than {settings.intake_max_body_bytes} bytes"}, status_code=413
                 )
@@ -70,6 +91,14 @@ def create_intake_app(settings: Settings, publisher: ReportPublisher, metrics: P
         metrics.records_in.labels(Stage.INTAKE.value, channel).inc()
         metrics.records_failed.labels(Stage.INTAKE.value, channel, "invalid").inc()
         return await request_validation_exception_handler(request, error)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def count_unreadable(request: Request, error: StarletteHTTPException) -> Response:
+        if error.status_code == 400 and request.method == "POST":
+            channel = _bounded(request.url.path.rsplit("/", 1)[-1])
+            metrics.records_in.labels(Stage.INTAKE.value, channel).inc()
+            metrics.records_failed.labels(Stage.INTAKE.value, channel, "unreadable").inc()
+        return await http_exception_handler(request, error)
 
     def accept(
         channel: Channel,
@@ -88,12 +117,21 @@ def create_intake_app(settings: Settings, publisher: ReportPublisher, metrics: P
             detail = [{"type": "value_error", "loc": ["body", *error.field.split(".")], "msg": error.reason}]
             return JSONResponse({"detail": detail}, status_code=422)
         report_id = report_id_for(channel, submission_id)
-        message = encode(
-            event_type, submission, event_id=report_id, source=SOURCE, key=submission_id, time=accepted_at
-        )
         try:
-            publisher.publish(topics.raw(channel), message)
-        except PublishError as error:
+            index.ensure_caught_up()
+            with index.claim(channel, submission_id) as claim:
+                if claim.duplicate:
+                    metrics.records_out.labels(Stage.INTAKE.value, channel.value, "duplicate").inc()
+                    return JSONResponse(Duplicate(report_id=report_id).model_dump(), status_code=200)
+                message = encode(
+                    event_type, submission, event_id=report_id, source=SOURCE, key=submission_id, time=accepted_at
+                )
+                produce_started = time.perf_counter()
+                publisher.publish(topics.raw(channel), message)
+                metrics.intake_produce_duration.labels(channel.value).observe(time.perf_counter() - produce_started)
+                index.mark_accepted(channel, submission_id)
+        except (PublishError, IndexUnavailable) as error:
+            index.require_catch_up()
             metrics.records_failed.labels(Stage.INTAKE.value, channel.value, "kafka_unavailable").inc()
             return JSONResponse(
                 {"detail": f"not accepted, retry later: {error}"},
@@ -105,10 +143,16 @@ def create_intake_app(settings: Settings, publisher: ReportPublisher, metrics: P
         metrics.records_out.labels(Stage.INTAKE.value, channel.value, "accepted").inc()
         return JSONResponse(Accepted(report_id=report_id).model_dump(), status_code=202)
 
-    responses = {
+    responses: dict[int | str, dict[str, object]] = {
+        400: {"model": Problem, "description": "the body is not readable JSON"},
+        200: {"model": Duplicate, "description": "already accepted under this submission id: nothing written again"},
         202: {"model": Accepted, "description": "accepted: durably written to Kafka"},
         413: {"model": Problem, "description": "body too large"},
-        503: {"model": Problem, "description": "Kafka unavailable; retry after the Retry-After delay"},
+        503: {
+            "model": Problem,
+            "description": "Kafka unavailable; nothing was accepted: retry after the Retry-After delay",
+            "headers": {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}},
+        },
     }
 
     @app.post("/v1/reports/moncommissariat", status_code=202, response_model=Accepted, responses=responses)
@@ -150,8 +194,21 @@ def run_intake(settings: Settings) -> None:
     except Exception:  # the intake must still start and answer 503 while Kafka is away
         pass
     publisher = ReportPublisher(settings.bootstrap_servers, settings.intake_produce_timeout_s)
-    app = create_intake_app(settings, publisher, metrics)
+    accepted = AcceptedSubmissions(
+        index_path(settings.state_dir), settings.bootstrap_servers, Topics(settings.topic_namespace),
+        settings.intake_produce_timeout_s,
+    )
+    try:
+        accepted.ensure_caught_up()
+    except IndexUnavailable:  # retried before the first acceptance; meanwhile requests get 503
+        pass
+    stop_refreshing = threading.Event()
+    refresher = accepted.keep_refreshing(settings.intake_index_refresh_s, stop_refreshing)
+    app = create_intake_app(settings, publisher, metrics, accepted)
     try:
         uvicorn.run(app, host=settings.intake_host, port=settings.intake_port, log_level="warning")
     finally:
+        stop_refreshing.set()
+        refresher.join(timeout=settings.intake_produce_timeout_s * 2)
         publisher.close()
+        accepted.close()

@@ -7,6 +7,7 @@ import threading
 from cloudevents.core.bindings.kafka import KafkaMessage
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
+from kafka.producer.future import FutureRecordMetadata
 
 
 class PublishError(RuntimeError):
@@ -19,6 +20,10 @@ class ReportPublisher:
         self._timeout_s = timeout_s
         self._producer: KafkaProducer | None = None
         self._lock = threading.Lock()
+
+    @property
+    def timeout_s(self) -> float:
+        return self._timeout_s
 
     def _connected(self) -> KafkaProducer:
         # Connect lazily: the intake starts (and answers 503) while Kafka is down, then recovers by itself.
@@ -49,6 +54,15 @@ class ReportPublisher:
             future.get(timeout=self._timeout_s + 2)
         except KafkaError as error:
             raise PublishError(f"Kafka did not acknowledge the record: {error}") from error
+
+    def publish_pipelined(self, topic: str, message: KafkaMessage) -> FutureRecordMetadata:
+        """Send one record without waiting: for bulk loads that resolve many acknowledgements at once."""
+        producer = self._connected()
+        key = message.key.encode() if isinstance(message.key, str) else message.key
+        try:
+            return producer.send(topic, key=key, value=message.value, headers=list(message.headers.items()))
+        except KafkaError as error:
+            raise PublishError(f"Kafka did not take the record: {error}") from error
 
     def close(self) -> None:
         with self._lock:

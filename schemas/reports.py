@@ -15,7 +15,7 @@ from schemas.submissions import ActivityKind, CodeInsee, MessagingPlatform, Post
 # whoever sends it and however often: the key to idempotent processing downstream.
 REPORT_ID_NAMESPACE = uuid.UUID("6f1c4a52-3a0e-4d55-9d1e-2c55b0e0d7a1")
 
-E164 = Annotated[str, StringConstraints(pattern=r"^\+[1-9]\d{6,14}$")]
+E164 = Annotated[str, StringConstraints(pattern=r"^\+[1-9][0-9]{6,14}$")]
 
 
 def report_id_for(channel: Channel, submission_id: str) -> str:
@@ -32,7 +32,10 @@ class Place(Canonical):
     street_address: str | None = Field(default=None, description="normalized: house number and street, lower case")
     description: str | None = Field(default=None, description="the place in the citizen's words (conversations)")
     postcode: Postcode | None = None
-    commune_code: CodeInsee | None = Field(default=None, description="code INSEE when the channel gave one")
+    commune_code: CodeInsee | None = Field(
+        default=None,
+        description="code INSEE given by the channel, or derived for a Paris, Lyon or Marseille arrondissement",
+    )
     commune_name: str | None = None
     latitude: float | None = Field(default=None, ge=-90, le=90)
     longitude: float | None = Field(default=None, ge=-180, le=180)

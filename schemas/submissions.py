@@ -14,8 +14,9 @@ from typing import Annotated, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 SubmissionId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")]
-Postcode = Annotated[str, StringConstraints(pattern=r"^\d{5}$")]
-CodeInsee = Annotated[str, StringConstraints(pattern=r"^(\d{5}|2[AB]\d{3})$")]
+# [0-9], not \d: \d also matches other scripts' digits ("٠١٢٣٤"), which are no French postcode.
+Postcode = Annotated[str, StringConstraints(pattern=r"^[0-9]{5}$")]
+CodeInsee = Annotated[str, StringConstraints(pattern=r"^([0-9]{5}|2[AB][0-9]{3})$")]
 ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 FreeText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=4000)]
 
@@ -122,12 +123,12 @@ class MonCommissariatSubmission(Submission):
 
 LocalDateTime = Annotated[
     str,
-    StringConstraints(pattern=r"^\d{2}/\d{2}/\d{4} \d{2}:\d{2}$"),
+    StringConstraints(pattern=r"^[0-9]{2}/[0-9]{2}/[0-9]{4} [0-9]{2}:[0-9]{2}$"),
     Field(description='Europe/Paris local time, "dd/mm/yyyy HH:MM"'),
 ]
 GpsText = Annotated[
     str,
-    StringConstraints(pattern=r"^\s*-?\d{1,2}(\.\d+)?\s*,\s*-?\d{1,3}(\.\d+)?\s*$"),
+    StringConstraints(pattern=r"^ *-?[0-9]{1,2}(\.[0-9]+)? *, *-?[0-9]{1,3}(\.[0-9]+)? *$"),
     Field(description='"lat,lon" in decimal degrees'),
 ]
 

@@ -2,12 +2,15 @@
 # System tools the test suite uses as real peers, from Debian's packages:
 # docker-compose (validates docker-compose.yml with `config`, no engine needed),
 # prometheus (the server scrapes a running pipeline in tests/test_prometheus_scrape.py; its promtool checks and
-# unit-tests the rules), tmux (drives `signalements status` in a real terminal).
+# unit-tests the rules), tmux (drives `signalements status` in a real terminal),
+# node and npm (run the official AsyncAPI parser on the published AsyncAPI document).
 set -euo pipefail
 missing=()
 command -v docker-compose >/dev/null || missing+=(docker-compose)
 { command -v prometheus >/dev/null && command -v promtool >/dev/null; } || missing+=(prometheus)
 command -v tmux >/dev/null || missing+=(tmux)
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "install-test-tools: installing ${missing[*]} from Debian"
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo

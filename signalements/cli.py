@@ -6,6 +6,7 @@ import logging
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -181,6 +182,114 @@ def bench(
     from signalements.bench import run_bench
 
     run_bench(_settings(), reports=reports, rate=rate)
+
+
+@app.command()
+def replay(
+    source: Annotated[
+        Path, typer.Argument(help="export file: .jsonl (JSON Lines) or .csv", exists=True, dir_okay=False)
+    ],
+    rate: Annotated[float, typer.Option(help="lines per second; 0 = as fast as Kafka takes them")] = 0.0,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="validate only; write nothing to Kafka")] = False,
+    rejected: Annotated[
+        Path | None, typer.Option(help="where duplicate and rejected lines go (default: <source>.rejected.jsonl)")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+) -> None:
+    """Load an export of submissions into the raw topics; print a JSON summary of accepted and rejected lines."""
+    import json
+
+    from producers.replay import Outcome, replay_export
+    from producers.report_publisher import PublishError
+
+    try:
+        summary = replay_export(_settings(), source, rate=rate, dry_run=dry_run, rejected_path=rejected,
+                                show_progress=progress)
+    except PublishError as error:
+        typer.echo(f"replay: Kafka is unavailable, nothing was replayed: {error}", err=True)
+        raise typer.Exit(1) from error
+    typer.echo(json.dumps(summary.as_dict(), ensure_ascii=False))
+    raise typer.Exit(1 if summary.counts[Outcome.FAILED.value] else 0)
+
+
+@app.command()
+def generate(
+    out: Annotated[
+        Path | None, typer.Option(help="traffic file (JSON Lines), readable by `signalements replay`")
+    ] = None,
+    send_to: Annotated[
+        str | None, typer.Option(help="post the reports to this running intake instead, e.g. http://127.0.0.1:8080")
+    ] = None,
+    rate: Annotated[float, typer.Option(help="with --send-to: reports per second (0 = as fast as answered)")] = 0.0,
+    count: Annotated[int, typer.Option(min=1, help="reports to generate")] = 1000,
+    truth: Annotated[
+        Path | None, typer.Option(help="ground-truth file (JSON Lines): which reports share a point")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="same seed, same traffic")] = 1,
+    duplicate_share: Annotated[float, typer.Option(help="share of exact re-sends of an earlier submission")] = 0.05,
+    same_point_share: Annotated[float, typer.Option(help="share of new reports about an already-reported point")] = 0.3,
+    invalid_share: Annotated[float, typer.Option(help="share of invalid submissions")] = 0.05,
+    delivery_share: Annotated[float, typer.Option(help="share of points that are delivery networks")] = 0.25,
+    moncommissariat_share: Annotated[float, typer.Option(help="share sent on moncommissariat")] = 0.5,
+) -> None:
+    """Synthetic reports on the reference's real communes, to a file or to a running intake, with their truth."""
+    import json
+    from itertools import tee
+
+    from producers.traffic_generator import TrafficGenerator, TrafficMix, send_traffic, write_traffic
+    from streams.jurisdiction import JurisdictionReference
+
+    if (out is None) == (send_to is None):
+        raise typer.BadParameter("give either --out FILE or --send-to URL")
+    settings = _settings()
+    mix = TrafficMix(
+        exact_duplicate_share=duplicate_share, same_point_share=same_point_share, invalid_share=invalid_share,
+        delivery_share=delivery_share, moncommissariat_share=moncommissariat_share,
+    )
+    generator = TrafficGenerator(JurisdictionReference.load(settings.reference_dir).communes, mix, seed=seed)
+    summary: dict[str, object] = {"reports": count, "out": str(out) if out else None,
+                                  "truth": str(truth) if truth else None}
+    if out is not None:
+        write_traffic(generator.reports(count), out, truth)
+    else:
+        assert send_to is not None
+        reports, for_truth = tee(generator.reports(count))
+        summary["statuses"] = send_traffic(reports, send_to, rate)
+        if truth is not None:
+            with truth.open("w", encoding="utf-8") as facts:
+                facts.writelines(json.dumps(r.truth, ensure_ascii=False) + "\n" for r in for_truth)
+    summary["points"] = len(generator.points)
+    typer.echo(json.dumps(summary))
+
+
+@app.command("bench-intake")
+def bench_intake(
+    reports: Annotated[int, typer.Option(min=1, help="reports to post after the warm-up")] = 3000,
+    concurrency: Annotated[int, typer.Option(min=1, help="concurrent HTTP clients")] = 8,
+    warmup: Annotated[int, typer.Option(min=0, help="reports posted first and not counted")] = 200,
+) -> None:
+    """Measure one intake process: accepted reports/s (202 after acks=all) and latency; prints one JSON line."""
+    from producers.intake_bench import print_intake_bench
+
+    print_intake_bench(_settings(), reports=reports, concurrency=concurrency, warmup=warmup)
+
+
+@app.command()
+def contract(
+    check: Annotated[bool, typer.Option("--check", help="fail if the committed files differ from the code")] = False,
+) -> None:
+    """Export the contract: OpenAPI of the intake, JSON Schema of every payload, AsyncAPI of every topic."""
+    from signalements.contract_export import CONTRACT_DIR, stale_contract_files, write_contract
+
+    if check:
+        stale = stale_contract_files()
+        if stale:
+            typer.echo("out of date (run `signalements contract`): " + ", ".join(stale), err=True)
+            raise typer.Exit(1)
+        typer.echo(f"{CONTRACT_DIR} is up to date")
+        return
+    for path in write_contract():
+        typer.echo(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -66,6 +66,11 @@ class PipelineMetrics:
             "From intake acceptance to storage by the unit consumer",
             ["channel", "force"], buckets=LATENCY_BUCKETS, registry=r,
         )
+        self.intake_produce_duration = Histogram(
+            "signalements_intake_produce_duration_seconds",
+            "Time the intake waits for Kafka to acknowledge one record (acks=all)",
+            ["channel"], buckets=STAGE_BUCKETS, registry=r,
+        )
         self.dead_letters = Counter(
             "signalements_dead_letters", "Records sent to the dead-letter topic, by stage and reason",
             ["stage", "reason"], registry=r,

@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     intake_port: int = 8080
     intake_max_body_bytes: int = 64 * 1024
     intake_produce_timeout_s: float = 10.0
+    intake_index_refresh_s: float = Field(
+        default=5.0, gt=0, description="how often the intake reads the raw topics for ids accepted elsewhere"
+    )
 
     # Stream worker (streams/).
     worker_id: str = "signalements-worker"

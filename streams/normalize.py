@@ -24,6 +24,7 @@ from schemas.submissions import (
     PortalDeliveryNetwork,
     ReporterContact,
 )
+from streams.arrondissements import arrondissement_code, refine_city_code, without_cedex
 
 PARIS = ZoneInfo("Europe/Paris")
 
@@ -78,8 +79,8 @@ def _portal_place(address: PortalAddress, field: str) -> Place:
     return Place(
         street_address=_street_address(address),
         postcode=address.postcode,
-        commune_code=address.citycode,
-        commune_name=address.city,
+        commune_code=refine_city_code(address.citycode, address.postcode),
+        commune_name=without_cedex(address.city),
         latitude=address.latitude,
         longitude=address.longitude,
     )
@@ -93,7 +94,8 @@ def _conversation_place(place: ConversationPlace, field: str) -> Place:
     return Place(
         description=place.description or None,
         postcode=place.postcode,
-        commune_name=place.commune,
+        commune_code=arrondissement_code(place.commune, place.postcode),
+        commune_name=without_cedex(place.commune) if place.commune else None,
         latitude=latitude,
         longitude=longitude,
     )

@@ -229,7 +229,7 @@ def test_stateful_services_keep_their_state_in_volumes(
     compose: dict[str, Any], python_services: dict[str, dict[str, Any]]
 ) -> None:
     named_volumes = set(compose.get("volumes") or {})
-    for command in ("worker", "consume"):
+    for command in ("worker", "consume", "intake"):
         name, service = service_running(python_services, command)
         assert volume_targets(service).get(STATE_DIR) in named_volumes, f"{name} needs a named volume on {STATE_DIR}"
     assert volume_targets(compose["services"]["kafka"]).get("/var/lib/kafka/data") in named_volumes
