@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from signalements.reference_cli import reference_app, resolve
 from signalements.settings import Settings
 
 if TYPE_CHECKING:
@@ -22,6 +23,8 @@ app = typer.Typer(
 )
 broker_app = typer.Typer(help="The local development Kafka broker (KRaft, from Maven Central).", no_args_is_help=True)
 app.add_typer(broker_app, name="broker")
+app.add_typer(reference_app, name="reference")
+app.command("resolve")(resolve)
 
 
 def _settings() -> Settings:
@@ -124,6 +127,18 @@ def bench(
     from signalements.bench import run_bench
 
     run_bench(_settings(), reports=reports)
+
+
+@app.command("bench-jurisdiction")
+def bench_jurisdiction(
+    rounds: Annotated[int, typer.Option(help="passes over every commune per method")] = 3,
+) -> None:
+    """Benchmark the jurisdiction lookup (per method, one core) and the reference build and load; prints JSON."""
+    import json
+
+    from signalements.jurisdiction_bench import run_jurisdiction_bench
+
+    typer.echo(json.dumps(run_jurisdiction_bench(_settings(), rounds=rounds)))
 
 
 if __name__ == "__main__":

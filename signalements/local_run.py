@@ -89,12 +89,13 @@ def run_local_pipeline(settings: Settings, rate: float, duration_s: float) -> No
         console.print("starting Kafka (first run fetches it from Maven Central)…")
         broker.start()
     ensure_topics(settings, pipeline_topics(settings))
-    reference = JurisdictionReference.load(settings.reference_dir)
+    reference = JurisdictionReference.from_settings(settings)
     services = Services(settings.log_dir, settings.as_environment())
     try:
         services.start("intake", "intake")
         services.start("worker", "worker")
-        unit_args = [arg for unit_id in reference.unit_ids for arg in ("--unit", unit_id)]
+        # The whole country has thousands of units: the local run serves the demo units only (reference/demo).
+        unit_args = [arg for unit_id in reference.demo_unit_ids for arg in ("--unit", unit_id)]
         services.start("consumers", "consume", *unit_args)
         intake_url = f"http://{settings.intake_host}:{settings.intake_port}"
         wait_for_http(f"{intake_url}/healthz", services)
@@ -115,7 +116,7 @@ def _print_banner(settings: Settings, intake_url: str, reference: JurisdictionRe
     console.print(f"[bold]Intake[/]         {intake_url}/v1/reports/{{moncommissariat,brigade-numerique}}  docs {intake_url}/docs")
     console.print(f"[bold]Metrics[/]        intake {intake_url}/metrics  worker http://{host}:{settings.worker_metrics_port}/metrics"
                   f"  consumers http://{host}:{settings.consumer_metrics_port}/metrics")
-    console.print(f"[bold]Unit stores[/]    {settings.unit_store_dir}/<unit_id>.sqlite3 for {', '.join(reference.unit_ids)}")
+    console.print(f"[bold]Unit stores[/]    {settings.unit_store_dir}/<unit_id>.sqlite3 for {', '.join(reference.demo_unit_ids)}")
     console.print(f"[bold]Service logs[/]   {settings.log_dir}")
     console.print("Ctrl-C stops everything.\n")
 
@@ -124,7 +125,8 @@ def _feed_demo_traffic(
     settings: Settings, services: Services, intake_url: str, reference: JurisdictionReference,
     rate: float, duration_s: float,
 ) -> None:
-    submissions = demo_submissions(reference.communes, seed=int(time.time()), start=int(time.time()) * 1000)
+    communes = reference.communes_of_units(reference.demo_unit_ids)
+    submissions = demo_submissions(communes, seed=int(time.time()), start=int(time.time()) * 1000)
     sent = accepted = rejected = 0
     started = time.monotonic()
     next_summary = started + 2

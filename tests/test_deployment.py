@@ -29,7 +29,7 @@ import yaml  # PyYAML, from the test extras: docker-compose 1.29 prints its norm
 from signalements.cli import app as cli_app
 from signalements.metrics import PipelineMetrics
 from signalements.settings import PROJECT_ROOT, Settings
-from streams.jurisdiction import JurisdictionReference
+from streams.jurisdiction import JurisdictionReference, read_demo_unit_ids
 
 COMPOSE_FILE = PROJECT_ROOT / "docker-compose.yml"
 DOCKERFILE = PROJECT_ROOT / "Dockerfile"
@@ -194,9 +194,12 @@ def test_unit_consumer_consumes_every_demo_unit(python_services: dict[str, dict[
     args = consumer["command"][1:]
     assert len(args) % 2 == 0 and all(flag in ("--unit", "-u") for flag in args[0::2]), args
     units = args[1::2]
-    reference = JurisdictionReference.load(default("reference_dir"))
+    demo_units = read_demo_unit_ids(default("reference_dir"))
     assert len(units) == len(set(units))
-    assert sorted(units) == sorted(reference.unit_ids)
+    assert units == demo_units, "the compose consumer serves the demo units, in the order of demo-units.txt"
+    reference = JurisdictionReference.load(default("reference_dir"), default("commune_reference_dir"))
+    assert set(demo_units) <= set(reference.unit_ids), "every demo unit is a unit of the reference"
+    assert reference.demo_unit_ids == demo_units
 
 
 def test_python_services_environment_is_settings(
