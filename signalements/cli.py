@@ -71,11 +71,18 @@ def broker_status() -> None:
 
 @app.command()
 def topics() -> None:
-    """Create the pipeline's topics that do not exist yet."""
+    """Create the pipeline's topics that do not exist yet, and publish the reference to a new reference topic."""
     from signalements.topic_admin import ensure_topics, pipeline_topics
 
-    created = ensure_topics(_settings(), pipeline_topics(_settings()))
+    from signalements.reference_topic import publish_reference_if_empty
+    from streams.jurisdiction import CompetenceTable
+
+    settings = _settings()
+    created = ensure_topics(settings, pipeline_topics(settings))
     typer.echo("created: " + (", ".join(created) if created else "nothing, all topics exist"))
+    # A new cluster gets the competence table on its reference topic; afterwards the topic is the reference.
+    published = publish_reference_if_empty(settings, CompetenceTable.load(settings.reference_dir).rows.values())
+    typer.echo(f"reference topic: {published} competence rows published" if published else "reference topic: kept")
 
 
 @app.command()

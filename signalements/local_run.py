@@ -16,6 +16,7 @@ from rich.console import Console
 
 from producers.demo_traffic import demo_submissions
 from signalements.local_broker import LocalBroker
+from signalements.reference_topic import publish_reference_if_empty
 from signalements.settings import Settings
 from signalements.topic_admin import ensure_topics, pipeline_topics
 from streams.jurisdiction import JurisdictionReference
@@ -90,6 +91,7 @@ def run_local_pipeline(settings: Settings, rate: float, duration_s: float) -> No
         broker.start()
     ensure_topics(settings, pipeline_topics(settings))
     reference = JurisdictionReference.from_settings(settings)
+    publish_reference_if_empty(settings, reference.competence.rows.values())
     services = Services(settings.log_dir, settings.as_environment())
     try:
         services.start("intake", "intake")

@@ -115,3 +115,44 @@ def resolve(
     result = JurisdictionReference.from_settings(Settings()).resolve_jurisdiction(place)
     typer.echo(json.dumps(resolution_json(result), ensure_ascii=False))
     raise typer.Exit(1 if isinstance(result, Unrouted) else 0)
+
+
+@reference_app.command("publish")
+def publish(
+    only_if_empty: Annotated[bool, typer.Option(help="publish only when the topic has no record yet")] = False,
+) -> None:
+    """Publish the competence table to the compacted reference topic (every running worker takes it live)."""
+    from signalements.reference_topic import publish_competence, publish_reference_if_empty
+    from streams.jurisdiction import CompetenceTable
+
+    settings = Settings()
+    rows = list(CompetenceTable.load(settings.reference_dir).rows.values())
+    sent = publish_reference_if_empty(settings, rows) if only_if_empty else publish_competence(settings, rows)
+    typer.echo(f"published {sent} competence rows")
+
+
+@reference_app.command("set-competence")
+def set_competence(
+    commune: Annotated[str, typer.Option(help="code INSEE of the commune (or arrondissement)")],
+    institution: Annotated[str, typer.Option(help="PN (police zone) or GN (gendarmerie zone)")],
+    id_service: Annotated[str, typer.Option(help="the unit's id_service")],
+    service: Annotated[str, typer.Option(help="the unit's name")],
+) -> None:
+    """Change one commune's competent unit, live: publishes its new row to the reference topic."""
+    from signalements.reference_topic import publish_competence
+    from streams.jurisdiction import CommuneReference, Competence
+
+    settings = Settings()
+    communes = CommuneReference.load(settings.commune_reference_dir)
+    target = communes.communes.get(commune.upper())
+    if target is None:
+        raise typer.BadParameter(f"{commune} is not a current commune or arrondissement of the reference")
+    try:
+        row = Competence.from_row({
+            "code_commune": target.code, "libelle_commune": target.name, "institution": institution,
+            "id_service": id_service, "service": service, "code_postal": "", "codes_postaux": "-".join(target.postcodes),
+        })
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    publish_competence(settings, [row])
+    typer.echo(json.dumps({"commune_code": row.commune_code, "unit_id": row.unit_id, "force": row.force.value}))
