@@ -43,7 +43,7 @@ from signalements.topic_admin import unit_topic_config
 from streams.dead_letter import build_dead_letter
 from streams.jurisdiction import JurisdictionReference, Unrouted
 from streams.normalize import NormalizationError, normalize_submission
-from streams.reference_table import apply_competence_record
+from streams.reference_table import ReferenceFollower
 
 SOURCE = "/signalements/worker"
 EVENT_ID_NAMESPACE = uuid.UUID("9a4f3e1c-5d2b-4b8e-a7c6-1e0f2d3c4b5a")
@@ -64,18 +64,6 @@ class StageFailure(Exception):
         super().__init__(f"{code}: {detail}")
         self.code = code
         self.detail = detail
-
-
-class ReferenceTable(faust.GlobalTable):  # type: ignore[misc]
-    """A global table over a topic of our own naming (the public ``reference.competence``).
-
-    faust-streaming 0.15.3's partition assignor finds a global table's changelog by the default name
-    ``<app id>-<table>-changelog`` even when the table was given its own topic, and the assignment then fails; the
-    table reports its real topic instead.
-    """
-
-    def _changelog_topic_name(self) -> str:
-        return str(self.changelog_topic.get_topic_name())
 
 
 def create_app(settings: Settings, metrics: PipelineMetrics, reference: JurisdictionReference) -> faust.App:
@@ -100,32 +88,19 @@ def create_app(settings: Settings, metrics: PipelineMetrics, reference: Jurisdic
     dead_letter_topic = app.topic(topics.dead_letter, key_serializer="raw", value_serializer="raw")
     unit_topics: dict[str, faust.TopicT] = {}
 
-    async def on_reference_record(event: faust.EventT) -> None:
-        outcome = apply_competence_record(reference, event.message.key, event.message.value)
-        metrics.reference_updates.labels(outcome).inc()
+    # The competence table, held by every worker: all of the compacted reference topic, then its live changes.
+    follower = ReferenceFollower(
+        settings.bootstrap_servers, topics.reference_competence, reference,
+        on_outcome=lambda outcome: metrics.reference_updates.labels(outcome).inc(),
+    )
 
-    # The competence table, held by every worker: a global table reads every partition of the compacted reference
-    # topic, from the beginning at start-up and then live. Its store is memory: the topic itself is the durable copy.
-    app.tables.add(ReferenceTable(
-        app,
-        name="reference-competence",
-        beacon=app.tables.beacon,
-        changelog_topic=app.topic(
-            topics.reference_competence, key_serializer="raw", value_serializer="raw",
-            partitions=settings.topic_partitions, replicas=settings.topic_replication_factor,
-            config={"cleanup.policy": "compact"},
-        ),
-        key_type=bytes,
-        value_type=bytes,
-        partitions=settings.topic_partitions,
-        store="memory://",
-        is_global=True,
-        # Written by `signalements reference` (another client), not by the workers: every partition must stay a
-        # standby too, or the worker holding it as active would stop reading it after start-up.
-        synchronize_all_active_partitions=True,
-        standby_buffer_size=1,  # as app.GlobalTable: apply changes as they come
-        on_changelog_event=on_reference_record,
-    ))
+    @app.task
+    async def follow_reference() -> None:
+        try:
+            await follower.run()
+        except Exception as error:  # without its reference a worker must stop, not hold reports forever
+            await app.crash(error)
+            raise
 
     async def send_event(
         topic: faust.TopicT,
@@ -249,6 +224,7 @@ def create_app(settings: Settings, metrics: PipelineMetrics, reference: Jurisdic
 
             async def step(event: faust.EventT = event) -> str:
                 report: CanonicalReport = read(event, REPORT_NORMALIZED).payload
+                await follower.caught_up.wait()  # immediate once the reference topic has been read
                 resolution = reference.resolve_jurisdiction(report.place)
                 if isinstance(resolution, Unrouted):
                     unrouted = UnroutedReport(report=report, reason=resolution.reason, detail=resolution.detail)
