@@ -156,3 +156,31 @@ def set_competence(
         raise typer.BadParameter(str(error)) from None
     publish_competence(settings, [row])
     typer.echo(json.dumps({"commune_code": row.commune_code, "unit_id": row.unit_id, "force": row.force.value}))
+
+
+@reference_app.command("import-units")
+def import_units(
+    gendarmerie: Annotated[Path, typer.Option(help="'Liste des unités de gendarmerie accueillant du public' (CSV ;)")],
+    police: Annotated[Path, typer.Option(help="'Liste des services de police accueillant du public' (CSV ;)")],
+    output: Annotated[Path | None, typer.Option(help="default: the configured reference directory")] = None,
+) -> None:
+    """Join the official unit lists to the competence table's units: units.csv with address, coordinates, communes."""
+    from schemas.channels import Force
+    from signalements.unit_lists import UNITS_FILE, UnitListError, join_units, read_unit_list, write_units
+    from streams.jurisdiction import CompetenceTable
+
+    settings = Settings()
+    try:
+        gendarmerie_units = read_unit_list(gendarmerie, Force.GENDARMERIE)
+        police_units = read_unit_list(police, Force.POLICE)
+    except UnitListError as error:
+        raise typer.BadParameter(str(error)) from None
+    rows, undescribed = join_units(
+        CompetenceTable.load(settings.reference_dir).rows, gendarmerie_units, police_units
+    )
+    target = (output or settings.reference_dir) / UNITS_FILE
+    write_units(target, rows)
+    typer.echo(json.dumps({
+        "units": len(rows), "described": len(rows) - len(undescribed), "written": str(target),
+        "undescribed_count": len(undescribed), "undescribed": undescribed[:20],
+    }))

@@ -274,3 +274,39 @@ def test_bench_command_prints_figures_for_every_method() -> None:
     # Every prepared place resolved: the figures are those of real resolutions, not of fast failures.
     assert figures["resolved_share"] == {method: 1.0 for method in methods}
     assert figures["communes"] > 34_000 and figures["load_s"] > 0
+
+
+def test_import_units_joins_the_official_lists_to_the_competence_units(tmp_path: Path) -> None:
+    """The two official list formats (fixtures of a few rows, in their exact columns) against the demo table."""
+    result = subprocess.run(
+        [sys.executable, "-m", "signalements.cli", "reference", "import-units",
+         "--gendarmerie", str(Path(__file__).parent / "fixtures" / "unites-gendarmerie.csv"),
+         "--police", str(Path(__file__).parent / "fixtures" / "services-police.csv"), "--output", str(tmp_path)],
+        capture_output=True, text=True, timeout=120, cwd=PROJECT_ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["described"] == 3 and summary["units"] > 6_000
+    with (tmp_path / "units.csv").open(newline="", encoding="utf-8") as handle:
+        units = {row["unit_id"]: row for row in csv.DictReader(handle, delimiter=";")}
+    chamonix, grenoble = units["gn-74-chamonix-mont-blanc"], units["pn-38-grenoble"]
+    assert (chamonix["force"], chamonix["departement"], chamonix["latitude"], chamonix["longitude"]) == (
+        "GN", "74", "45.9237", "6.8694",
+    )
+    assert chamonix["address"].startswith("111 place de l'Église") and "74056" in chamonix["communes"].split("-")
+    assert grenoble["force"] == "PN" and grenoble["code_commune_insee"] == "38185"
+    assert "38185" in grenoble["communes"].split("-")
+    vif = units["gn-38-vif"]
+    assert "38545" in vif["communes"].split("-") and vif["telephone"] == "04 76 72 50 17"
+    assert units["gn-2a-sartene"]["address"] == "", "a unit no list describes keeps its communes, without address"
+
+
+def test_a_unit_list_with_a_bad_row_is_refused_with_its_line(tmp_path: Path) -> None:
+    from schemas.channels import Force
+    from signalements.unit_lists import UnitListError, read_unit_list
+
+    bad = tmp_path / "police.csv"
+    lines = (Path(__file__).parent / "fixtures" / "services-police.csv").read_text(encoding="utf-8").splitlines()
+    bad.write_text(lines[0] + "\n" + lines[1].replace(";38;", ";3X;") + "\n", encoding="utf-8")
+    with pytest.raises(UnitListError, match=r"line 2: departement"):
+        read_unit_list(bad, Force.POLICE)
