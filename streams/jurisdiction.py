@@ -209,7 +209,10 @@ class JurisdictionReference:
         self.competence = competence
         self.boundaries = boundaries
         self.demo_unit_ids = demo_unit_ids or []
-        self.version = f"{communes.version}/{competence.version}"
+        self.base_version = f"{communes.version}/{competence.version}"
+        self.version = self.base_version
+        self._baseline = dict(competence.rows)
+        self._live: dict[str, Competence] = {}
         # Jurisdictions are immutable: built once per (commune, method), so a lookup is two dictionary reads.
         self._resolved: dict[tuple[str, ResolutionMethod], Jurisdiction | Unrouted] = {}
 
@@ -244,7 +247,16 @@ class JurisdictionReference:
     def set_competence(self, row: Competence) -> None:
         """A live change of one commune's unit (from the reference topic): takes effect on the next report."""
         self.competence.rows[row.commune_code] = row
-        self._resolved = {key: value for key, value in self._resolved.items() if key[0] != row.commune_code}
+        if self._baseline.get(row.commune_code) == row:
+            self._live.pop(row.commune_code, None)
+        else:
+            self._live[row.commune_code] = row
+        # The version names the live changes too, so an enriched report says which reference decided; workers that
+        # applied the same changes share it.
+        live = sorted(json.dumps(change.as_row(), sort_keys=True) for change in self._live.values())
+        digest = hashlib.sha256("\n".join(live).encode()).hexdigest()[:8]
+        self.version = f"{self.base_version}+live-{digest}" if live else self.base_version
+        self._resolved = {}  # every cached jurisdiction carries the version
 
     def resolve_jurisdiction(self, place: Place) -> Jurisdiction | Unrouted:
         reference = self.commune_reference

@@ -180,9 +180,11 @@ def test_live_change_of_one_communes_unit(reference: JurisdictionReference) -> N
     try:
         after = resolved(reference, Place(postcode="38450", commune_name="VIF"))
         assert (after.force, after.unit_id) == (Force.POLICE, "pn-38-grenoble")
+        assert after.reference_version.startswith(before.reference_version + "+live-")
     finally:
         reference.set_competence(Competence("38545", "Vif", before.force, "38-vif", before.unit_name, ("38450",)))
-    assert resolved(reference, Place(commune_code="38545")).unit_id == "gn-38-vif"
+    restored = resolved(reference, Place(commune_code="38545"))
+    assert (restored.unit_id, restored.reference_version) == ("gn-38-vif", before.reference_version)
 
 
 def test_demo_competence_table_is_in_the_official_format_and_covers_every_commune(

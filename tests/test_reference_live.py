@@ -87,6 +87,13 @@ def test_a_commune_changing_unit_takes_effect_in_the_running_worker(kafka_bootst
             "pn-38-grenoble": "PN"
         }
         assert report_units(settings, before, units) == {"gn-38-vif": "GN"}, "a routed report stays where it went"
+        versions = [
+            json.loads(str(query_store(settings, unit, "SELECT report FROM case_reports WHERE report_id = ?", rid)[0][0]))
+            ["jurisdiction"]["reference_version"]
+            for unit, rid in (("gn-38-vif", before), ("pn-38-grenoble", after))
+        ]
+        # The report routed after the change names the live change in its reference version.
+        assert "+live-" not in versions[0] and versions[1].startswith(versions[0] + "+live-"), versions
 
     # The topic is compacted and its records are CloudEvents of the official row.
     topic = Topics(settings.topic_namespace).reference_competence
