@@ -200,6 +200,11 @@ def test_unit_consumer_consumes_every_demo_unit(python_services: dict[str, dict[
     reference = JurisdictionReference.load(default("reference_dir"), default("commune_reference_dir"))
     assert set(demo_units) <= set(reference.unit_ids), "every demo unit is a unit of the reference"
     assert reference.demo_unit_ids == demo_units
+    # ...and the local run starts its consumers for that list, not for the thousands of units of the reference.
+    tree = ast.parse((PROJECT_ROOT / "signalements" / "local_run.py").read_text(encoding="utf-8"))
+    run = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "run_local_pipeline")
+    attributes = {n.attr for n in ast.walk(run) if isinstance(n, ast.Attribute)}
+    assert "demo_unit_ids" in attributes and "unit_ids" not in attributes
 
 
 def test_python_services_environment_is_settings(
