@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # System tools the test suite uses as real peers, from Debian's packages:
-# docker-compose (validates docker-compose.yml with `config`, no engine needed).
+# docker-compose (validates docker-compose.yml with `config`, no engine needed); npm (rebuilds the commune
+# reference from its pinned npm sources, to check the committed one).
 set -euo pipefail
 missing=()
 command -v docker-compose >/dev/null || missing+=(docker-compose)
+command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "install-test-tools: installing ${missing[*]} from Debian"
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo

@@ -312,3 +312,17 @@ def test_a_unit_list_with_a_bad_row_is_refused_with_its_line(tmp_path: Path) -> 
     bad.write_text(lines[0] + "\n" + lines[1].replace(";38;", ";3X;") + "\n", encoding="utf-8")
     with pytest.raises(UnitListError, match=r"line 2: departement"):
         read_unit_list(bad, Force.POLICE)
+
+
+def test_committed_commune_reference_is_what_the_build_makes_from_the_pinned_sources(tmp_path: Path) -> None:
+    """`signalements reference build` (npm ci of reference/sources, then the build) reproduces reference/france."""
+    result = subprocess.run(
+        [sys.executable, "-m", "signalements.cli", "reference", "build", "--output", str(tmp_path)],
+        capture_output=True, text=True, timeout=600, cwd=PROJECT_ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    committed = Settings().commune_reference_dir
+    for name in ("communes.csv", "postcodes.csv", "departements.csv"):
+        assert (tmp_path / name).read_bytes() == (committed / name).read_bytes(), f"{name} differs: rebuild and commit"
+    built, shipped = (json.loads((d / "manifest.json").read_text()) for d in (tmp_path, committed))
+    assert {k: v for k, v in built.items() if k != "built_at"} == {k: v for k, v in shipped.items() if k != "built_at"}
