@@ -1,4 +1,4 @@
-"""Demonstration traffic: plausible submissions of both channels and both kinds on the reference's communes.
+"""Demonstration traffic: plausible submissions of both channels and both kinds on the demo units' communes.
 
 Deterministic for a given seed. The intake issue grows this into the full generator (duplicates, ground truth).
 """
@@ -15,7 +15,7 @@ import phonenumbers
 
 from schemas.channels import Channel
 from schemas.submissions import ActivityKind
-from streams.jurisdiction import CommuneCompetence
+from streams.jurisdiction import Commune
 
 STREETS = ("rue de la République", "avenue Jean Jaurès", "place de la Gare", "rue Victor Hugo", "allée des Tilleuls")
 PLATFORMS = ("telegram", "snapchat", "whatsapp", "signal")
@@ -28,7 +28,7 @@ class DemoSubmission:
     body: dict[str, object]
 
 
-def _portal_address(rng: random.Random, commune: CommuneCompetence) -> dict[str, object]:
+def _portal_address(rng: random.Random, commune: Commune) -> dict[str, object]:
     number, street = str(rng.randint(1, 120)), rng.choice(STREETS)
     postcode = rng.choice(commune.postcodes)
     return {
@@ -41,7 +41,7 @@ def _portal_address(rng: random.Random, commune: CommuneCompetence) -> dict[str,
     }
 
 
-def _conversation_place(rng: random.Random, commune: CommuneCompetence) -> dict[str, object]:
+def _conversation_place(rng: random.Random, commune: Commune) -> dict[str, object]:
     return {
         "description": f"devant le {rng.randint(1, 120)} {rng.choice(STREETS)}",
         "commune": commune.name.upper() if rng.random() < 0.3 else commune.name,
@@ -63,7 +63,7 @@ def _delivery_contact(rng: random.Random) -> dict[str, object]:
     return {"phone": phone, "handle": f"@livraison{rng.randint(1, 999)}", "platform": rng.choice(PLATFORMS)}
 
 
-def moncommissariat_submission(rng: random.Random, commune: CommuneCompetence, number: int) -> dict[str, object]:
+def moncommissariat_submission(rng: random.Random, commune: Commune, number: int) -> dict[str, object]:
     submitted_at = datetime.now(UTC).isoformat()
     if rng.random() < 0.2:
         report: dict[str, object] = {
@@ -86,7 +86,7 @@ def moncommissariat_submission(rng: random.Random, commune: CommuneCompetence, n
     return {"submission_id": f"mc-{number:08d}", "submitted_at": submitted_at, "report": report}
 
 
-def brigade_numerique_submission(rng: random.Random, commune: CommuneCompetence, number: int) -> dict[str, object]:
+def brigade_numerique_submission(rng: random.Random, commune: Commune, number: int) -> dict[str, object]:
     local = datetime.now(ZoneInfo("Europe/Paris")).strftime("%d/%m/%Y %H:%M")
     if rng.random() < 0.2:
         report: dict[str, object] = {
@@ -105,7 +105,7 @@ def brigade_numerique_submission(rng: random.Random, commune: CommuneCompetence,
     }
 
 
-def demo_submissions(communes: list[CommuneCompetence], seed: int = 1, start: int = 0) -> Iterator[DemoSubmission]:
+def demo_submissions(communes: list[Commune], seed: int = 1, start: int = 0) -> Iterator[DemoSubmission]:
     """An endless, reproducible stream of valid submissions spread over the given communes and both channels."""
     rng = random.Random(seed)
     number = start

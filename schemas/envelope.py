@@ -18,6 +18,7 @@ from cloudevents.core.v1.event import CloudEvent
 from pydantic import BaseModel
 
 from schemas.events import CaseOpened, CaseUpdated, UnroutedReport
+from schemas.reference import CompetenceRow
 from schemas.reports import CanonicalReport, EnrichedReport
 from schemas.submissions import BrigadeNumeriqueSubmission, MonCommissariatSubmission
 
@@ -50,6 +51,7 @@ REPORT_ENRICHED = EventType("report.enriched", EnrichedReport)
 REPORT_UNROUTED = EventType("report.unrouted", UnroutedReport)
 CASE_OPENED = EventType("case.opened", CaseOpened)
 CASE_UPDATED = EventType("case.updated", CaseUpdated)
+REFERENCE_COMPETENCE = EventType("reference.competence", CompetenceRow)
 
 EVENT_TYPES: Final = {
     event_type.ce_type: event_type
@@ -61,6 +63,7 @@ EVENT_TYPES: Final = {
         REPORT_UNROUTED,
         CASE_OPENED,
         CASE_UPDATED,
+        REFERENCE_COMPETENCE,
     )
 }
 

@@ -43,6 +43,11 @@ class Topics:
     def dead_letter(self) -> str:
         return f"{self.namespace}reports.dlq"
 
+    @property
+    def reference_competence(self) -> str:
+        """Compacted: the competence table, one row per commune keyed by code INSEE; read by every worker."""
+        return f"{self.namespace}reference.competence"
+
     def unit(self, unit_id: str) -> str:
         if not _UNIT_ID_RE.match(unit_id):
             raise ValueError(f"not a unit id: {unit_id!r}")

@@ -3,7 +3,8 @@
 # docker-compose (validates docker-compose.yml with `config`, no engine needed),
 # prometheus (the server scrapes a running pipeline in tests/test_prometheus_scrape.py; its promtool checks and
 # unit-tests the rules), tmux (drives `signalements status` in a real terminal),
-# node and npm (run the official AsyncAPI parser on the published AsyncAPI document).
+# node and npm (run the official AsyncAPI parser on the published AsyncAPI document; rebuild the commune
+# reference from its pinned npm sources, to check the committed one).
 set -euo pipefail
 missing=()
 command -v docker-compose >/dev/null || missing+=(docker-compose)

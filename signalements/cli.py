@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from signalements.reference_cli import reference_app, resolve
 from signalements.settings import Settings
 
 if TYPE_CHECKING:
@@ -23,6 +24,8 @@ app = typer.Typer(
 )
 broker_app = typer.Typer(help="The local development Kafka broker (KRaft, from Maven Central).", no_args_is_help=True)
 app.add_typer(broker_app, name="broker")
+app.add_typer(reference_app, name="reference")
+app.command("resolve")(resolve)
 
 
 def _settings() -> Settings:
@@ -69,11 +72,18 @@ def broker_status() -> None:
 
 @app.command()
 def topics() -> None:
-    """Create the pipeline's topics that do not exist yet."""
+    """Create the pipeline's topics that do not exist yet, and publish the reference to a new reference topic."""
     from signalements.topic_admin import ensure_topics, pipeline_topics
 
-    created = ensure_topics(_settings(), pipeline_topics(_settings()))
+    from signalements.reference_topic import publish_reference_if_empty
+    from streams.jurisdiction import CompetenceTable
+
+    settings = _settings()
+    created = ensure_topics(settings, pipeline_topics(settings))
     typer.echo("created: " + (", ".join(created) if created else "nothing, all topics exist"))
+    # A new cluster gets the competence table on its reference topic; afterwards the topic is the reference.
+    published = publish_reference_if_empty(settings, CompetenceTable.load(settings.reference_dir).rows.values())
+    typer.echo(f"reference topic: {published} competence rows published" if published else "reference topic: kept")
 
 
 @app.command()
@@ -290,6 +300,18 @@ def contract(
         return
     for path in write_contract():
         typer.echo(f"wrote {path}")
+
+
+@app.command("bench-jurisdiction")
+def bench_jurisdiction(
+    rounds: Annotated[int, typer.Option(help="passes over every commune per method")] = 3,
+) -> None:
+    """Benchmark the jurisdiction lookup (per method, one core) and the reference build and load; prints JSON."""
+    import json
+
+    from signalements.jurisdiction_bench import run_jurisdiction_bench
+
+    typer.echo(json.dumps(run_jurisdiction_bench(_settings(), rounds=rounds)))
 
 
 if __name__ == "__main__":

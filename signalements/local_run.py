@@ -16,6 +16,7 @@ from rich.console import Console
 
 from producers.demo_traffic import demo_submissions
 from signalements.local_broker import LocalBroker
+from signalements.reference_topic import publish_reference_if_empty
 from signalements.settings import Settings
 from signalements.topic_admin import ensure_topics, pipeline_topics
 from streams.jurisdiction import JurisdictionReference
@@ -89,12 +90,14 @@ def run_local_pipeline(settings: Settings, rate: float, duration_s: float) -> No
         console.print("starting Kafka (first run fetches it from Maven Central)…")
         broker.start()
     ensure_topics(settings, pipeline_topics(settings))
-    reference = JurisdictionReference.load(settings.reference_dir)
+    reference = JurisdictionReference.from_settings(settings)
+    publish_reference_if_empty(settings, reference.competence.rows.values())
     services = Services(settings.log_dir, settings.as_environment())
     try:
         services.start("intake", "intake")
         services.start("worker", "worker")
-        unit_args = [arg for unit_id in reference.unit_ids for arg in ("--unit", unit_id)]
+        # The whole country has thousands of units: the local run serves the demo units only (reference/demo).
+        unit_args = [arg for unit_id in reference.demo_unit_ids for arg in ("--unit", unit_id)]
         services.start("consumers", "consume", *unit_args)
         services.start("lag-exporter", "lag-exporter")
         intake_url = f"http://{settings.intake_host}:{settings.intake_port}"
@@ -118,7 +121,7 @@ def _print_banner(settings: Settings, intake_url: str, reference: JurisdictionRe
                   f"  consumers http://{host}:{settings.consumer_metrics_port}/metrics"
                   f"  lag http://{host}:{settings.lag_exporter_port}/metrics")
     console.print("[bold]Status[/]         .venv/bin/signalements status   (live view of throughput, lag, latency)")
-    console.print(f"[bold]Unit stores[/]    {settings.unit_store_dir}/<unit_id>.sqlite3 for {', '.join(reference.unit_ids)}")
+    console.print(f"[bold]Unit stores[/]    {settings.unit_store_dir}/<unit_id>.sqlite3 for {', '.join(reference.demo_unit_ids)}")
     console.print(f"[bold]Service logs[/]   {settings.log_dir}")
     console.print("Ctrl-C stops everything.\n")
 
@@ -127,7 +130,8 @@ def _feed_demo_traffic(
     settings: Settings, services: Services, intake_url: str, reference: JurisdictionReference,
     rate: float, duration_s: float,
 ) -> None:
-    submissions = demo_submissions(reference.communes, seed=int(time.time()), start=int(time.time()) * 1000)
+    communes = reference.communes_of_units(reference.demo_unit_ids)
+    submissions = demo_submissions(communes, seed=int(time.time()), start=int(time.time()) * 1000)
     sent = accepted = rejected = 0
     started = time.monotonic()
     next_summary = started + 2

@@ -125,6 +125,11 @@ class PipelineMetrics:
             "signalements_lag_collection_errors", "Failed reads of the consumer lag from Kafka, by reason",
             ["reason"], registry=r,
         )
+        self.reference_updates = Counter(
+            "signalements_reference_updates",
+            "Competence rows a worker took from the reference topic, by outcome (applied, unchanged, invalid)",
+            ["outcome"], registry=r,
+        )
         self.build_info = Gauge(
             "signalements_build_info", "Versions of the running service (value is always 1)",
             ["version", "schema_version", "reference_version"], registry=r,

@@ -63,7 +63,16 @@ class Settings(BaseSettings):
     lag_exporter_port: int = 9103
     lag_exporter_interval_s: float = Field(default=5.0, gt=0, description="how often the lag is read from Kafka")
 
-    reference_dir: Path = Field(default=PROJECT_ROOT / "reference" / "demo")
+    reference_dir: Path = Field(
+        default=PROJECT_ROOT / "reference" / "demo",
+        description="the competence table (competence-territoriale.csv) and the demo units list (demo-units.txt)",
+    )
+    commune_reference_dir: Path = Field(
+        default=PROJECT_ROOT / "reference" / "france", description="the commune reference built from COG + La Poste"
+    )
+    boundaries_file: Path | None = Field(
+        default=None, description="commune boundaries, GeoJSON as IGN ADMIN EXPRESS; unset: no resolution by coordinates"
+    )
 
     @property
     def bootstrap_servers(self) -> str:
@@ -86,6 +95,7 @@ class Settings(BaseSettings):
         env = {
             f"SIGNALEMENTS_{name.upper()}": str(value)
             for name, value in self.model_dump(exclude={"kafka_bootstrap_servers"}).items()
+            if value is not None  # an unset optional setting stays unset in the child
         }
         if self.kafka_bootstrap_servers is not None:
             env["KAFKA_BOOTSTRAP_SERVERS"] = self.kafka_bootstrap_servers

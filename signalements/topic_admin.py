@@ -23,6 +23,8 @@ def pipeline_topics(settings: Settings) -> dict[str, dict[str, str]]:
     configs[topics.enriched] = {"retention.ms": week}
     configs[topics.unrouted] = {"retention.ms": str(settings.unit_topic_retention_ms)}
     configs[topics.dead_letter] = {"retention.ms": str(settings.unit_topic_retention_ms)}
+    # The reference is state, not history: compaction keeps the latest row of every commune, forever.
+    configs[topics.reference_competence] = {"cleanup.policy": "compact"}
     return configs
 
 

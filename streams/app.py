@@ -43,6 +43,7 @@ from signalements.topic_admin import unit_topic_config
 from streams.dead_letter import build_dead_letter
 from streams.jurisdiction import JurisdictionReference, Unrouted
 from streams.normalize import NormalizationError, normalize_submission
+from streams.reference_table import ReferenceFollower
 
 SOURCE = "/signalements/worker"
 EVENT_ID_NAMESPACE = uuid.UUID("9a4f3e1c-5d2b-4b8e-a7c6-1e0f2d3c4b5a")
@@ -86,6 +87,20 @@ def create_app(settings: Settings, metrics: PipelineMetrics, reference: Jurisdic
     unrouted_topic = app.topic(topics.unrouted, key_serializer="raw", value_serializer="raw")
     dead_letter_topic = app.topic(topics.dead_letter, key_serializer="raw", value_serializer="raw")
     unit_topics: dict[str, faust.TopicT] = {}
+
+    # The competence table, held by every worker: all of the compacted reference topic, then its live changes.
+    follower = ReferenceFollower(
+        settings.bootstrap_servers, topics.reference_competence, reference,
+        on_outcome=lambda outcome: metrics.reference_updates.labels(outcome).inc(),
+    )
+
+    @app.task
+    async def follow_reference() -> None:
+        try:
+            await follower.run()
+        except Exception as error:  # without its reference a worker must stop, not hold reports forever
+            await app.crash(error)
+            raise
 
     async def send_event(
         topic: faust.TopicT,
@@ -163,6 +178,26 @@ def create_app(settings: Settings, metrics: PipelineMetrics, reference: Jurisdic
             raise StageFailure("unexpected_event_type", f"{decoded.event_type.ce_type} on {message.topic}")
         return decoded
 
+    async def open_case(
+        unit_id: str, enriched: EnrichedReport, on_delivered: Callable[[Any], None] | None = None
+    ) -> None:
+        report = enriched.report
+        # Skeleton: every report opens its own case; deduplication merges reports into cases later.
+        case_id = case_id_for(unit_id, f"report:{report.report_id}")
+        case = CaseOpened(
+            case_id=case_id,
+            unit_id=unit_id,
+            opened_at=datetime.now(UTC),
+            first_seen=report.submitted_at,
+            last_seen=report.submitted_at,
+            channels=[report.channel],
+            report=enriched,
+        )
+        await send_event(
+            await unit_topic(unit_id), CASE_OPENED, case,
+            key=case_id, event_id=event_id_for(case_id, CASE_OPENED), subject=case_id, on_delivered=on_delivered,
+        )
+
     @app.agent(raw_topic, name="normalize")
     async def normalize(stream: faust.StreamT) -> None:
         channels = {topics.raw(channel): channel for channel in Channel}
@@ -189,6 +224,7 @@ def create_app(settings: Settings, metrics: PipelineMetrics, reference: Jurisdic
 
             async def step(event: faust.EventT = event) -> str:
                 report: CanonicalReport = read(event, REPORT_NORMALIZED).payload
+                await follower.caught_up.wait()  # immediate once the reference topic has been read
                 resolution = reference.resolve_jurisdiction(report.place)
                 if isinstance(resolution, Unrouted):
                     unrouted = UnroutedReport(report=report, reason=resolution.reason, detail=resolution.detail)
@@ -215,28 +251,16 @@ def create_app(settings: Settings, metrics: PipelineMetrics, reference: Jurisdic
             async def step(event: faust.EventT = event) -> str:
                 enriched: EnrichedReport = read(event, REPORT_ENRICHED).payload
                 report, jurisdiction = enriched.report, enriched.jurisdiction
-                # Skeleton: every report opens its own case; deduplication merges reports into cases later.
-                case_id = case_id_for(jurisdiction.unit_id, f"report:{report.report_id}")
-                case = CaseOpened(
-                    case_id=case_id,
-                    unit_id=jurisdiction.unit_id,
-                    opened_at=datetime.now(UTC),
-                    first_seen=report.submitted_at,
-                    last_seen=report.submitted_at,
-                    channels=[report.channel],
-                    report=enriched,
-                )
                 labels = metrics.routing_latency.labels(report.channel.value, jurisdiction.force.value)
                 received_at = report.received_at
 
                 def delivered(_: Any) -> None:
                     labels.observe((datetime.now(UTC) - received_at).total_seconds())
 
-                await send_event(
-                    await unit_topic(jurisdiction.unit_id), CASE_OPENED, case,
-                    key=case_id, event_id=event_id_for(case_id, CASE_OPENED), subject=case_id,
-                    on_delivered=delivered,
-                )
+                await open_case(jurisdiction.unit_id, enriched, on_delivered=delivered)
+                # Every drug report also goes to the département's drug-intelligence cell, in its own queue.
+                if jurisdiction.cross_unit_id:
+                    await open_case(jurisdiction.cross_unit_id, enriched)
                 return "case_opened"
 
             await process(Stage.ROUTE, _channel_of(event), event, step)

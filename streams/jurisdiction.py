@@ -1,35 +1,100 @@
-"""Which unit is competent for a report: commune, département, force and unit.
+"""Which unit is competent for a report: commune, département, region, force, unit and the département's CROSS.
 
-This is the walking skeleton's lookup: a per-commune competence table in the official open-data format, resolved
-by code INSEE, then by postcode and commune name. The jurisdiction work adds the whole-country reference,
-former and delegated codes and coordinates.
+Two references meet here:
+- the commune reference (reference/france/, built from the Code officiel géographique and La Poste's postcodes by
+  `signalements reference build`): every code a report may carry (current, arrondissement, délégué, former) with the
+  routable code it stands for, and every (postcode, name) pair citizens write;
+- the competence table, in the open-data format "Compétence territoriale gendarmerie et police nationales": for each
+  routable code, the force (PN or GN) and the unit (id_service, service).
+
+Resolution, in this order, each recorded as the method: code INSEE → postcode and commune name → coordinates in a
+commune boundary (when boundaries are loaded) → otherwise unrouted, with the reason.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
+from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from schemas.channels import Force
 from schemas.reports import Jurisdiction, Place, ResolutionMethod
+from signalements.settings import Settings
+from streams.commune_boundaries import CommuneBoundaries
 from streams.place_names import fold_commune_name
 
 COMPETENCE_FILE = "competence-territoriale.csv"
+COMPETENCE_COLUMNS = (
+    "code_commune", "libelle_commune", "institution", "id_service", "service", "code_postal", "codes_postaux",
+)
+DEMO_UNITS_FILE = "demo-units.txt"
+# A code of the COG stands for a routable commune; when one code has several roles (a commune déléguée keeps the
+# code of its commune nouvelle), the first of these wins.
+KIND_PRECEDENCE = ("commune", "arrondissement", "deleguee", "associee", "former")
+
+folded_name = lru_cache(maxsize=65536)(fold_commune_name)
 
 
-@dataclass(frozen=True)
-class CommuneCompetence:
+@dataclass(frozen=True, slots=True)
+class Commune:
+    """A routable commune: a current commune of the COG or a municipal arrondissement of Paris, Lyon, Marseille."""
+
     code: str
     name: str
+    departement: str
+    region: str
+    postcodes: tuple[str, ...]
+    city_code: str
+    population: int
+
+
+@dataclass(frozen=True, slots=True)
+class Competence:
+    """One row of the competence table: who is competent for one commune."""
+
+    commune_code: str
+    commune_name: str
     force: Force
-    unit_id: str
-    unit_name: str
+    id_service: str
+    service: str
     postcodes: tuple[str, ...]
 
     @property
-    def departement(self) -> str:
-        return self.code[:3] if self.code.startswith("97") else self.code[:2]
+    def unit_id(self) -> str:
+        return unit_id_for(self.force, self.id_service)
+
+    def as_row(self) -> dict[str, str]:
+        """The row in the open-data format (also the value published on the reference topic)."""
+        return {
+            "code_commune": self.commune_code,
+            "libelle_commune": self.commune_name,
+            "institution": self.force.value,
+            "id_service": self.id_service,
+            "service": self.service,
+            "code_postal": self.postcodes[0] if self.postcodes else "",
+            "codes_postaux": "-".join(self.postcodes),
+        }
+
+    @classmethod
+    def from_row(cls, row: dict[str, str]) -> Competence:
+        missing = [column for column in COMPETENCE_COLUMNS if column not in row]
+        if missing:
+            raise ValueError(f"competence row misses {', '.join(missing)}")
+        code = row["code_commune"].strip().upper()
+        if len(code) != 5:
+            raise ValueError(f"code_commune {code!r}: a code INSEE has 5 characters")
+        try:
+            force = Force(row["institution"].strip().upper())
+        except ValueError:
+            raise ValueError(f"institution {row['institution']!r} of {code}: expected PN or GN") from None
+        if not row["id_service"].strip():
+            raise ValueError(f"id_service of {code} is empty")
+        postcodes = tuple(p for p in (row["codes_postaux"] or row["code_postal"]).split("-") if p.strip())
+        return cls(code, row["libelle_commune"], force, row["id_service"].strip(), row["service"].strip(), postcodes)
 
 
 @dataclass(frozen=True)
@@ -43,60 +108,204 @@ def unit_id_for(force: Force, id_service: str) -> str:
     return f"{force.value.lower()}-{id_service.strip().lower()}"
 
 
-class JurisdictionReference:
-    def __init__(self, communes: list[CommuneCompetence], version: str) -> None:
+def cross_unit_id_for(departement: str) -> str:
+    """Each département's drug-intelligence cell (CROSS) has its own queue, ``unit.cross-<département>``."""
+    return f"cross-{departement.lower()}"
+
+
+class CommuneReference:
+    """The COG and La Poste, compacted: codes and (postcode, folded name) pairs, each to a routable commune."""
+
+    def __init__(
+        self, communes: dict[str, Commune], code_aliases: dict[str, str],
+        postcode_names: dict[tuple[str, str], str], departement_names: dict[str, str], version: str,
+    ) -> None:
+        self.communes = communes
+        self.code_aliases = code_aliases
+        self.postcode_names = postcode_names
+        self.departement_names = departement_names
         self.version = version
-        self._by_code = {commune.code: commune for commune in communes}
-        self._by_postcode_name: dict[tuple[str, str], CommuneCompetence] = {}
-        for commune in communes:
-            for postcode in commune.postcodes:
-                self._by_postcode_name[(postcode, fold_commune_name(commune.name))] = commune
 
     @classmethod
-    def load(cls, directory: Path) -> JurisdictionReference:
-        path = directory / COMPETENCE_FILE
-        with path.open(newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle, delimiter=";"))
-        communes = [
-            CommuneCompetence(
-                code=row["code_commune"],
-                name=row["libelle_commune"],
-                force=Force(row["institution"]),
-                unit_id=unit_id_for(Force(row["institution"]), row["id_service"]),
-                unit_name=row["service"],
-                postcodes=tuple(code for code in row["codes_postaux"].split("-") if code),
-            )
-            for row in rows
-        ]
-        return cls(communes, version=f"{directory.name}-{len(communes)}")
+    def load(cls, directory: Path) -> CommuneReference:
+        manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
+        communes: dict[str, Commune] = {}
+        aliases: dict[str, tuple[int, str]] = {}
+        with (directory / "communes.csv").open(newline="", encoding="utf-8") as handle:
+            for row in csv.DictReader(handle, delimiter=";"):
+                code, kind = row["code"], row["kind"]
+                if kind in ("commune", "arrondissement"):
+                    communes[code] = Commune(
+                        code, row["name"], row["departement"], row["region"],
+                        tuple(p for p in row["postcodes"].split("-") if p), row["city_code"], int(row["population"]),
+                    )
+                rank = KIND_PRECEDENCE.index(kind)
+                if code not in aliases or rank < aliases[code][0]:
+                    aliases[code] = (rank, row["routable_code"])
+        with (directory / "postcodes.csv").open(newline="", encoding="utf-8") as handle:
+            postcode_names = {
+                (row["postcode"], row["folded_name"]): row["routable_code"]
+                for row in csv.DictReader(handle, delimiter=";")
+            }
+        with (directory / "departements.csv").open(newline="", encoding="utf-8") as handle:
+            departement_names = {row["code"]: row["name"] for row in csv.DictReader(handle, delimiter=";")}
+        return cls(
+            communes, {code: target for code, (_, target) in aliases.items()}, postcode_names, departement_names,
+            str(manifest["version"]),
+        )
 
-    @property
-    def communes(self) -> list[CommuneCompetence]:
-        return list(self._by_code.values())
+    def by_code(self, code: str) -> Commune | None:
+        """A current, arrondissement, délégué, associé or former code INSEE, as the commune that answers for it."""
+        target = self.code_aliases.get(code.upper())
+        return self.communes.get(target) if target else None
+
+    def by_postcode_name(self, postcode: str, name: str) -> Commune | None:
+        target = self.postcode_names.get((postcode, folded_name(name)))
+        return self.communes.get(target) if target else None
+
+
+class CompetenceTable:
+    """The per-commune competence table of the two forces, in the open-data format."""
+
+    def __init__(self, rows: Iterable[Competence], version: str) -> None:
+        self.rows = {row.commune_code: row for row in rows}
+        self.version = version
+
+    @classmethod
+    def load(cls, directory: Path) -> CompetenceTable:
+        path = directory / COMPETENCE_FILE
+        data = path.read_bytes()
+        rows = read_competence_rows(data.decode("utf-8-sig").splitlines())
+        # The version names the table's origin and content: a demo table says so in its directory name.
+        return cls(rows, version=f"{directory.name}-{hashlib.sha256(data).hexdigest()[:8]}")
+
+
+def read_competence_rows(lines: Iterable[str]) -> list[Competence]:
+    """Rows of the official CSV (';'-separated); a bad row is an error naming its line, never silently skipped."""
+    reader = csv.DictReader(lines, delimiter=";")
+    rows = []
+    for number, row in enumerate(reader, start=2):
+        try:
+            rows.append(Competence.from_row(row))
+        except ValueError as error:
+            raise ValueError(f"line {number}: {error}") from None
+    return rows
+
+
+def read_demo_unit_ids(directory: Path) -> list[str]:
+    """The few units the local run, the demo traffic and docker-compose serve (a whole country is thousands)."""
+    lines = (directory / DEMO_UNITS_FILE).read_text(encoding="utf-8").splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+class JurisdictionReference:
+    """Communes, competence and (optionally) boundaries: everything resolve_jurisdiction needs, held in memory."""
+
+    def __init__(
+        self, communes: CommuneReference, competence: CompetenceTable, boundaries: CommuneBoundaries | None = None,
+        demo_unit_ids: list[str] | None = None,
+    ) -> None:
+        self.commune_reference = communes
+        self.competence = competence
+        self.boundaries = boundaries
+        self.demo_unit_ids = demo_unit_ids or []
+        self.base_version = f"{communes.version}/{competence.version}"
+        self.version = self.base_version
+        self._baseline = dict(competence.rows)
+        self._live: dict[str, Competence] = {}
+        # Jurisdictions are immutable: built once per (commune, method), so a lookup is two dictionary reads.
+        self._resolved: dict[tuple[str, ResolutionMethod], Jurisdiction | Unrouted] = {}
+
+    @classmethod
+    def load(
+        cls, competence_dir: Path, commune_dir: Path, boundaries_file: Path | None = None,
+    ) -> JurisdictionReference:
+        boundaries = CommuneBoundaries.load(boundaries_file) if boundaries_file else None
+        demo_units = read_demo_unit_ids(competence_dir) if (competence_dir / DEMO_UNITS_FILE).exists() else []
+        return cls(CommuneReference.load(commune_dir), CompetenceTable.load(competence_dir), boundaries, demo_units)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> JurisdictionReference:
+        return cls.load(settings.reference_dir, settings.commune_reference_dir, settings.boundaries_file)
 
     @property
     def unit_ids(self) -> list[str]:
-        return sorted({commune.unit_id for commune in self._by_code.values()})
+        """Every territorial unit of the competence table and every CROSS."""
+        units = {row.unit_id for row in self.competence.rows.values()}
+        crosses = {cross_unit_id_for(c.departement) for c in self.commune_reference.communes.values()}
+        return sorted(units | crosses)
+
+    def communes_of_units(self, unit_ids: Iterable[str]) -> list[Commune]:
+        """The communes whose competent unit is one of ``unit_ids`` (the demo traffic's targets)."""
+        wanted = set(unit_ids)
+        communes = self.commune_reference.communes
+        return [
+            communes[code] for code, row in sorted(self.competence.rows.items())
+            if row.unit_id in wanted and code in communes and communes[code].postcodes
+        ]
+
+    def set_competence(self, row: Competence) -> None:
+        """A live change of one commune's unit (from the reference topic): takes effect on the next report."""
+        self.competence.rows[row.commune_code] = row
+        if self._baseline.get(row.commune_code) == row:
+            self._live.pop(row.commune_code, None)
+        else:
+            self._live[row.commune_code] = row
+        # The version names the live changes too, so an enriched report says which reference decided; workers that
+        # applied the same changes share it.
+        live = sorted(json.dumps(change.as_row(), sort_keys=True) for change in self._live.values())
+        digest = hashlib.sha256("\n".join(live).encode()).hexdigest()[:8]
+        self.version = f"{self.base_version}+live-{digest}" if live else self.base_version
+        self._resolved = {}  # every cached jurisdiction carries the version
 
     def resolve_jurisdiction(self, place: Place) -> Jurisdiction | Unrouted:
-        commune, method = self._find_commune(place)
-        if commune is None:
-            return Unrouted("unknown_commune", "no commune of the reference matches the code INSEE or postcode and name")
+        reference = self.commune_reference
+        tried: list[str] = []
+        if place.commune_code:
+            commune = reference.by_code(place.commune_code)
+            if commune is not None:
+                return self._jurisdiction(commune, ResolutionMethod.CODE_INSEE)
+            tried.append("code INSEE")
+        if place.postcode and place.commune_name:
+            commune = reference.by_postcode_name(place.postcode, place.commune_name)
+            if commune is not None:
+                return self._jurisdiction(commune, ResolutionMethod.POSTCODE_NAME)
+            tried.append("postcode and name")
+        if place.latitude is not None and place.longitude is not None:
+            if self.boundaries is None:
+                tried.append("coordinates (no boundaries loaded)")
+            else:
+                code = self.boundaries.commune_at(place.latitude, place.longitude)
+                commune = reference.by_code(code) if code else None
+                if commune is not None:
+                    return self._jurisdiction(commune, ResolutionMethod.COORDINATES)
+                tried.append("coordinates")
+        if not tried:
+            return Unrouted("no_place", "the report has no code INSEE, postcode and name, or coordinates")
+        return Unrouted("unknown_commune", "no commune of the reference matches the " + ", ".join(tried))
+
+    def _jurisdiction(self, commune: Commune, method: ResolutionMethod) -> Jurisdiction | Unrouted:
+        key = (commune.code, method)
+        resolved = self._resolved.get(key)
+        if resolved is None:
+            resolved = self._resolved[key] = self._build(commune, method)
+        return resolved
+
+    def _build(self, commune: Commune, method: ResolutionMethod) -> Jurisdiction | Unrouted:
+        row = self.competence.rows.get(commune.code)
+        if row is None and commune.city_code:
+            row = self.competence.rows.get(commune.city_code)  # a table listing Paris, Lyon, Marseille as a whole
+        if row is None:
+            return Unrouted("no_competent_unit", f"commune {commune.code} has no row in the competence table")
         return Jurisdiction(
             commune_code=commune.code,
             commune_name=commune.name,
             departement=commune.departement,
-            force=commune.force,
-            unit_id=commune.unit_id,
-            unit_name=commune.unit_name,
+            region=commune.region,
+            force=row.force,
+            unit_id=row.unit_id,
+            unit_name=row.service,
+            cross_unit_id=cross_unit_id_for(commune.departement),
             method=method,
             reference_version=self.version,
         )
-
-    def _find_commune(self, place: Place) -> tuple[CommuneCompetence | None, ResolutionMethod]:
-        if place.commune_code and place.commune_code in self._by_code:
-            return self._by_code[place.commune_code], ResolutionMethod.CODE_INSEE
-        if place.postcode and place.commune_name:
-            key = (place.postcode, fold_commune_name(place.commune_name))
-            return self._by_postcode_name.get(key), ResolutionMethod.POSTCODE_NAME
-        return None, ResolutionMethod.CODE_INSEE

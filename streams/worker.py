@@ -16,7 +16,7 @@ from streams.jurisdiction import JurisdictionReference
 
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     ensure_topics(settings, pipeline_topics(settings))
-    reference = JurisdictionReference.load(settings.reference_dir)
+    reference = JurisdictionReference.from_settings(settings)
     metrics = PipelineMetrics()
     metrics.set_build_info(__version__, reference.version)
     metrics.serve(settings.metrics_host, settings.worker_metrics_port)

@@ -29,7 +29,7 @@ from promql_check import check_expressions_parse, promql_metric_names, registry_
 
 from signalements.cli import app as cli_app
 from signalements.settings import PROJECT_ROOT, Settings
-from streams.jurisdiction import JurisdictionReference
+from streams.jurisdiction import JurisdictionReference, read_demo_unit_ids
 
 COMPOSE_FILE = PROJECT_ROOT / "docker-compose.yml"
 DOCKERFILE = PROJECT_ROOT / "Dockerfile"
@@ -197,9 +197,17 @@ def test_unit_consumer_consumes_every_demo_unit(python_services: dict[str, dict[
     args = consumer["command"][1:]
     assert len(args) % 2 == 0 and all(flag in ("--unit", "-u") for flag in args[0::2]), args
     units = args[1::2]
-    reference = JurisdictionReference.load(default("reference_dir"))
+    demo_units = read_demo_unit_ids(default("reference_dir"))
     assert len(units) == len(set(units))
-    assert sorted(units) == sorted(reference.unit_ids)
+    assert units == demo_units, "the compose consumer serves the demo units, in the order of demo-units.txt"
+    reference = JurisdictionReference.load(default("reference_dir"), default("commune_reference_dir"))
+    assert set(demo_units) <= set(reference.unit_ids), "every demo unit is a unit of the reference"
+    assert reference.demo_unit_ids == demo_units
+    # ...and the local run starts its consumers for that list, not for the thousands of units of the reference.
+    tree = ast.parse((PROJECT_ROOT / "signalements" / "local_run.py").read_text(encoding="utf-8"))
+    run = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "run_local_pipeline")
+    attributes = {n.attr for n in ast.walk(run) if isinstance(n, ast.Attribute)}
+    assert "demo_unit_ids" in attributes and "unit_ids" not in attributes
 
 
 def test_python_services_environment_is_settings(

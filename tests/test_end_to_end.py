@@ -30,7 +30,7 @@ from schemas.events import CaseOpened
 from schemas.reports import report_id_for
 from schemas.topics import Topics
 
-UNITS = ["pn-75-pp", "gn-74-chamonix"]
+UNITS = ["pn-75-pp", "gn-74-chamonix-mont-blanc", "cross-75", "cross-74"]
 
 
 @pytest.fixture(scope="module")
@@ -84,11 +84,15 @@ def test_brigade_numerique_report_resolves_by_postcode_and_name(pipeline: Runnin
 
     assert response.status_code == 202, response.text
     report_id = response.json()["report_id"]
-    rows = wait_for(lambda: stored_report(pipeline, "gn-74-chamonix", report_id), what="the case in the brigade's store")
+    rows = wait_for(lambda: stored_report(pipeline, "gn-74-chamonix-mont-blanc", report_id), what="the case in the brigade's store")
     enriched = json.loads(str(rows[0][4]))
     assert rows[0][1:3] == ("delivery_network", "74056")
     assert enriched["jurisdiction"]["method"] == "postcode_name"
     assert enriched["jurisdiction"]["force"] == "GN"
+    assert enriched["jurisdiction"]["cross_unit_id"] == "cross-74"
+    # The département's CROSS gets the report in its own queue, beside the brigade's.
+    cross_rows = wait_for(lambda: stored_report(pipeline, "cross-74", report_id), what="the case in the CROSS store")
+    assert cross_rows[0][1:3] == ("delivery_network", "74056")
     assert enriched["report"]["delivery"] == {
         "phone_e164": "+33612345678", "handle": "livreurdusoir", "platform": "snapchat",
     }
@@ -159,8 +163,9 @@ def test_unparseable_record_goes_to_dead_letter_with_original_bytes(pipeline: Ru
 
 
 def test_report_without_a_competent_unit_goes_to_unrouted(pipeline: RunningPipeline) -> None:
-    # L'Abergement-Clémenciat (01001) is a real commune absent from the demonstration table.
-    body = portal_dealing_point(citycode="01001", postcode="01400", city="L'Abergement-Clémenciat")
+    # 99999 is no code INSEE, and no commune of 74400 is called Lyon: nothing to route to.
+    body = portal_dealing_point(citycode="99999", postcode="74400", city="Lyon")
+    del body["report"]["place"]["latitude"], body["report"]["place"]["longitude"]
     response = httpx.post(f"{pipeline.intake_url}/v1/reports/moncommissariat", json=body, timeout=15)
     assert response.status_code == 202
     report_id = response.json()["report_id"]
