@@ -21,6 +21,7 @@ from schemas.envelope import (
     EVENT_TYPES,
     JSON,
     MONCOMMISSARIAT_SUBMISSION,
+    REFERENCE_COMPETENCE,
     REPORT_ENRICHED,
     REPORT_NORMALIZED,
     REPORT_UNROUTED,
@@ -71,6 +72,12 @@ TOPICS: tuple[TopicContract, ...] = (
     TopicContract(
         "unrouted", "reports.unrouted", "the report id", (REPORT_UNROUTED,),
         "Valid reports for which no competent unit was found.", "receive",
+    ),
+    TopicContract(
+        "referenceCompetence", "reference.competence", "the code INSEE (compacted: the latest row per commune wins)",
+        (REFERENCE_COMPETENCE,),
+        "The competence table, one row per commune in the official open-data columns; workers follow it live.",
+        "send",
     ),
 )
 DEAD_LETTER_TOPIC = TopicContract(

@@ -127,10 +127,11 @@ def prepare_submissions(reference: JurisdictionReference, seed: int, warmup_min:
     list[Submission], list[Submission]
 ]:
     """Warm-up submissions reaching every unit (so every unit topic and consumer is live), then ``count`` more."""
-    demo = ((s.channel, s.body) for s in demo_submissions(reference.communes, seed=seed, start=seed * 10))
+    communes = reference.communes_of_units(reference.demo_unit_ids)
+    demo = ((s.channel, s.body) for s in demo_submissions(communes, seed=seed, start=seed * 10))
     submissions = iter(_validated(demo, reference))
     warmup: list[Submission] = []
-    missing = set(reference.unit_ids)
+    missing = {unit_id for unit_id in reference.demo_unit_ids if not unit_id.startswith("cross-")}
     while len(warmup) < warmup_min or missing:
         submission = next(submissions)
         warmup.append(submission)
@@ -222,7 +223,9 @@ def retargeted(records: list[Record], topic: str) -> list[Callable[[datetime], R
 
 def _read_stores(store_dir: Path, query: str) -> list[tuple[str, ...]]:
     rows: list[tuple[str, ...]] = []
-    for path in sorted(store_dir.glob("*.sqlite3")):
+    # Territorial units only: each report is also copied to its département's CROSS, and counting both would
+    # reach N when half the reports are in.
+    for path in sorted(p for p in store_dir.glob("*.sqlite3") if not p.name.startswith("cross-")):
         # Read-only: the consumers own these files; a reader must never take a write lock on them.
         with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as db:
             try:
@@ -496,16 +499,16 @@ def _run(settings: Settings, reports: int, rate: float) -> dict[str, object]:
         broker.start()
     stamp = f"{datetime.now(UTC):%Y%m%dt%H%M%S}p{os.getpid()}"  # the pid: two runs may start in the same second
     bench = bench_settings(settings, stamp)
-    reference = JurisdictionReference.load(bench.reference_dir)
+    reference = JurisdictionReference.from_settings(bench)
     _say(f"namespace {bench.topic_namespace} on {bench.bootstrap_servers}; state and logs in {bench.state_dir}")
     warmup, submissions = prepare_submissions(reference, seed=int(time.time()), warmup_min=WARMUP_MIN, count=reports)
     services = Services(bench.log_dir, bench.as_environment())
     producer: KafkaProducer | None = None
     try:
-        create_topics(bench, reference.unit_ids)
+        create_topics(bench, reference.demo_unit_ids)
         producer = new_producer(bench.bootstrap_servers)
         services.start("worker", "worker")
-        unit_args = [arg for unit_id in reference.unit_ids for arg in ("--unit", unit_id)]
+        unit_args = [arg for unit_id in reference.demo_unit_ids for arg in ("--unit", unit_id)]
         services.start("consumers", "consume", *unit_args)
         pipeline, warmed, produced = measure_pipeline(bench, services, producer, warmup, submissions, rate)
         _say(f"pipeline: {pipeline}")

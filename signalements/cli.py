@@ -256,7 +256,7 @@ def generate(
         exact_duplicate_share=duplicate_share, same_point_share=same_point_share, invalid_share=invalid_share,
         delivery_share=delivery_share, moncommissariat_share=moncommissariat_share,
     )
-    generator = TrafficGenerator(JurisdictionReference.load(settings.reference_dir).communes, mix, seed=seed)
+    generator = TrafficGenerator(JurisdictionReference.from_settings(settings).communes, mix, seed=seed)
     summary: dict[str, object] = {"reports": count, "out": str(out) if out else None,
                                   "truth": str(truth) if truth else None}
     if out is not None:

@@ -60,7 +60,7 @@ def unit_places_from_reference(settings: Settings) -> dict[str, UnitPlace]:
     the Préfecture de police, is counted under the lowest one, so every unit has exactly one place)."""
     from streams.jurisdiction import JurisdictionReference
 
-    reference = JurisdictionReference.load(settings.reference_dir)
+    reference = JurisdictionReference.from_settings(settings)
     places: dict[str, UnitPlace] = {}
     for commune in sorted(reference.communes, key=lambda c: c.code):
         places.setdefault(commune.unit_id, UnitPlace(str(commune.force.value), commune.departement))
@@ -72,7 +72,10 @@ def place_of_unit(unit_id: str, places: dict[str, UnitPlace]) -> UnitPlace:
     known = places.get(unit_id)
     if known is not None:
         return known
-    return UnitPlace(FORCE_OF_UNIT_PREFIX.get(unit_id.split("-", 1)[0], UNKNOWN), UNKNOWN)
+    prefix, _, rest = unit_id.partition("-")
+    if prefix == "cross":  # a CROSS serves exactly its département, named in its id
+        return UnitPlace(FORCE_OF_UNIT_PREFIX[prefix], rest.upper())
+    return UnitPlace(FORCE_OF_UNIT_PREFIX.get(prefix, UNKNOWN), UNKNOWN)
 
 
 class ConsumerLagReader:

@@ -97,6 +97,19 @@ class Competence:
         return cls(code, row["libelle_commune"], force, row["id_service"].strip(), row["service"].strip(), postcodes)
 
 
+@dataclass(frozen=True, slots=True)
+class CommuneCompetence:
+    """A commune with its competent unit: what traffic generators and lag reporting need to know of a place."""
+
+    code: str
+    name: str
+    departement: str
+    postcodes: tuple[str, ...]
+    force: Force
+    unit_id: str
+    unit_name: str
+
+
 @dataclass(frozen=True)
 class Unrouted:
     reason: str
@@ -234,6 +247,19 @@ class JurisdictionReference:
         units = {row.unit_id for row in self.competence.rows.values()}
         crosses = {cross_unit_id_for(c.departement) for c in self.commune_reference.communes.values()}
         return sorted(units | crosses)
+
+    @property
+    def communes(self) -> list[CommuneCompetence]:
+        """Every commune (or arrondissement) of the reference that has a competent unit, with that unit."""
+        communes = self.commune_reference.communes
+        return [
+            CommuneCompetence(
+                code=code, name=communes[code].name, departement=communes[code].departement,
+                postcodes=communes[code].postcodes, force=row.force, unit_id=row.unit_id, unit_name=row.service,
+            )
+            for code, row in sorted(self.competence.rows.items())
+            if code in communes
+        ]
 
     def communes_of_units(self, unit_ids: Iterable[str]) -> list[Commune]:
         """The communes whose competent unit is one of ``unit_ids`` (the demo traffic's targets)."""

@@ -6,7 +6,7 @@ import socket
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,14 +131,25 @@ class RunningPipeline:
 
 
 @contextmanager
-def running_pipeline(settings: Settings, unit_ids: list[str], log_dir: Path | None = None) -> Iterator[RunningPipeline]:
-    """Intake, a Faust worker and the given units' consumer, as real processes on the real broker."""
+def running_pipeline(
+    settings: Settings, unit_ids: list[str], log_dir: Path | None = None, cross_unit_ids: Sequence[str] = ()
+) -> Iterator[RunningPipeline]:
+    """Intake, a Faust worker and the given units' consumer, as real processes on the real broker.
+
+    ``cross_unit_ids`` run in a consumer process of their own, on a metrics port nobody scrapes: their queues are
+    read (so nothing lags) without their copies of each report adding to the territorial units' counts.
+    """
     ensure_topics(settings, pipeline_topics(settings))
     services = Services(log_dir or settings.log_dir, settings.as_environment())
     try:
         services.start("intake", "intake")
         services.start("worker", "worker")
         services.start("consumers", "consume", *[arg for unit in unit_ids for arg in ("--unit", unit)])
+        if cross_unit_ids:
+            services.start(
+                "cross-consumers", "consume", *[arg for unit in cross_unit_ids for arg in ("--unit", unit)],
+                env={"SIGNALEMENTS_CONSUMER_METRICS_PORT": str(free_port())},
+            )
         pipeline = RunningPipeline(settings, services)
         wait_for_http(f"{pipeline.intake_url}/healthz", services)
         yield pipeline

@@ -51,6 +51,7 @@ def test_every_topic_of_the_code_is_a_channel_with_its_events(parsed: dict[str, 
     topics = Topics()
     expected_addresses = {
         *topics.raw_all, topics.normalized, topics.enriched, topics.unrouted, topics.dead_letter,
+        topics.reference_competence,
         topics.unit("pn-x").replace("pn-x", "{unitId}"),  # one channel for every unit queue
     }
     assert {channel["address"] for channel in parsed["channels"].values()} == expected_addresses

@@ -20,7 +20,7 @@ from signalements.metrics import PipelineMetrics
 from signalements.settings import Settings
 from signalements.topic_admin import ensure_topics, pipeline_topics, unit_topic_config
 
-POLICE_UNIT, GENDARMERIE_UNIT = "pn-75-pp", "gn-74-chamonix"
+POLICE_UNIT, GENDARMERIE_UNIT = "pn-75-pp", "gn-74-chamonix-mont-blanc"
 
 
 def produce(settings: Settings, topic: str, count: int) -> None:
@@ -126,4 +126,5 @@ def test_units_missing_from_the_reference_keep_their_force() -> None:
     places = {"pn-75-pp": UnitPlace("PN", "75")}
     assert place_of_unit("pn-75-pp", places) == UnitPlace("PN", "75")
     assert place_of_unit("gn-01-new", places) == UnitPlace("GN", "unknown")
-    assert place_of_unit("cross-13", places) == UnitPlace("CROSS", "unknown")
+    assert place_of_unit("cross-13", places) == UnitPlace("CROSS", "13")
+    assert place_of_unit("cross-2a", places) == UnitPlace("CROSS", "2A")

@@ -24,7 +24,9 @@ from sample_submissions import conversation_delivery_network, portal_dealing_poi
 from schemas.channels import Channel
 from schemas.topics import Topics
 
-UNITS = ["pn-75-pp", "pn-93-pp", "gn-74-chamonix"]
+# Every report also goes to its département's CROSS queue: those run too, or their queues would lag forever.
+UNITS = ["pn-75-pp", "pn-93-pp", "gn-74-chamonix-mont-blanc"]
+CROSS_UNITS = ["cross-75", "cross-93", "cross-74"]
 MONCOMMISSARIAT, BRIGADE = Channel.MONCOMMISSARIAT.value, Channel.BRIGADE_NUMERIQUE.value
 # Routed reports sent after the warm-up, per channel.
 ROUTED = {MONCOMMISSARIAT: 6, BRIGADE: 4}
@@ -35,7 +37,7 @@ def observed(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> 
     work = tmp_path_factory.mktemp("observed")
     settings = make_settings(kafka_bootstrap, work, lag_exporter_port=free_port(), lag_exporter_interval_s=1.0)
     with (
-        running_pipeline(settings, UNITS) as pipeline,
+        running_pipeline(settings, UNITS, cross_unit_ids=CROSS_UNITS) as pipeline,
         running_lag_exporter(settings),
         running_prometheus(settings, work / "prometheus") as prometheus,
     ):
@@ -87,7 +89,7 @@ def test_prometheus_sees_the_traffic_that_was_sent(observed: tuple[RunningPipeli
         if index < ROUTED[BRIGADE]:
             assert post(pipeline, BRIGADE, conversation_delivery_network()) == 202
     # Valid, but no commune of the reference: accepted, then unrouted.
-    assert post(pipeline, MONCOMMISSARIAT, portal_dealing_point("01001", "01400", "L'Abergement-Clémenciat")) == 202
+    assert post(pipeline, MONCOMMISSARIAT, portal_dealing_point("99999", "74400", "Lyon")) == 202
     # Invalid: refused at the door.
     invalid = portal_dealing_point()
     invalid["report"]["place"]["citycode"] = "7511"
@@ -148,7 +150,7 @@ def test_lag_and_alerts_on_the_running_pipeline(observed: tuple[RunningPipeline,
     producer.close()
     # Every unit queue of the running consumers is measured, and all of them are read to the end.
     wait_for(
-        lambda: prometheus.scalar('signalements_consumer_groups{group_kind="unit-consumer"}') == len(UNITS),
+        lambda: prometheus.scalar('signalements_consumer_groups{group_kind="unit-consumer"}') == len(UNITS + CROSS_UNITS),
         timeout_s=60, what="the lag of every unit consumer group",
     )
     wait_for(

@@ -80,5 +80,5 @@ def test_asyncapi_document_lists_every_topic() -> None:
     addresses = {channel["address"] for channel in document["channels"].values()}
     assert addresses == {
         "reports.raw.moncommissariat", "reports.raw.brigade-numerique", "reports.normalized", "reports.enriched",
-        "unit.{unitId}", "reports.unrouted", "reports.dlq",
+        "unit.{unitId}", "reports.unrouted", "reports.dlq", "reference.competence",
     }

@@ -110,7 +110,7 @@ def test_dry_run_validates_without_writing(settings: Settings, tmp_path: Path) -
 
 
 def generated(count: int, mix: TrafficMix, seed: int = 7) -> list:
-    communes = JurisdictionReference.load(PROJECT_ROOT / "reference" / "demo").communes
+    communes = JurisdictionReference.from_settings(Settings()).communes
     return list(TrafficGenerator(communes, mix, seed=seed).reports(count))
 
 
@@ -118,7 +118,7 @@ def test_generator_is_reproducible_and_uses_the_reference_communes() -> None:
     mix = TrafficMix()
     first, second = generated(300, mix), generated(300, mix)
     assert [r.submission for r in first] == [r.submission for r in second]
-    codes = {c.code for c in JurisdictionReference.load(PROJECT_ROOT / "reference" / "demo").communes}
+    codes = {c.code for c in JurisdictionReference.from_settings(Settings()).communes}
     assert {r.truth["commune_code"] for r in first} <= codes
     assert {r.channel for r in first} == set(Channel)
     assert {r.truth["kind"] for r in first} == {"dealing_point", "delivery_network"}

@@ -23,7 +23,9 @@ from sample_submissions import conversation_delivery_network, portal_dealing_poi
 from signalements.settings import PROJECT_ROOT
 from signalements.status import quantile_from_buckets
 
-UNITS = ["pn-75-pp", "gn-74-chamonix"]
+# Every report also goes to its département's CROSS queue: those run too, or their queues would lag forever.
+UNITS = ["pn-75-pp", "gn-74-chamonix-mont-blanc"]
+CROSS_UNITS = ["cross-75", "cross-74"]
 MONCOMMISSARIAT, BRIGADE = "moncommissariat", "brigade-numerique"
 
 
@@ -32,7 +34,7 @@ def observed(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> 
     work = tmp_path_factory.mktemp("status")
     settings = make_settings(kafka_bootstrap, work, lag_exporter_port=free_port(), lag_exporter_interval_s=1.0)
     with (
-        running_pipeline(settings, UNITS) as pipeline,
+        running_pipeline(settings, UNITS, cross_unit_ids=CROSS_UNITS) as pipeline,
         running_lag_exporter(settings),
         running_prometheus(settings, work / "prometheus") as prometheus,
     ):
