@@ -53,7 +53,7 @@ class BenchResult:
 
 
 def bench_reports(settings: Settings, count: int, seed: int) -> list[GeneratedReport]:
-    communes = JurisdictionReference.load(settings.reference_dir).communes
+    communes = JurisdictionReference.from_settings(settings).communes
     mix = TrafficMix(exact_duplicate_share=0.0, invalid_share=0.0)
     return list(TrafficGenerator(communes, mix, seed=seed, run_tag=f"b{uuid.uuid4().hex[:8]}").reports(count))
 
