@@ -17,7 +17,7 @@ from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 from pydantic import BaseModel
 
-from schemas.events import CaseOpened, CaseUpdated, UnroutedReport
+from schemas.events import CaseHandled, CaseOpened, CaseUpdated, UnroutedReport
 from schemas.reports import CanonicalReport, EnrichedReport
 from schemas.submissions import BrigadeNumeriqueSubmission, MonCommissariatSubmission
 
@@ -50,6 +50,7 @@ REPORT_ENRICHED = EventType("report.enriched", EnrichedReport)
 REPORT_UNROUTED = EventType("report.unrouted", UnroutedReport)
 CASE_OPENED = EventType("case.opened", CaseOpened)
 CASE_UPDATED = EventType("case.updated", CaseUpdated)
+CASE_HANDLED = EventType("case.handled", CaseHandled)
 
 EVENT_TYPES: Final = {
     event_type.ce_type: event_type
@@ -61,6 +62,7 @@ EVENT_TYPES: Final = {
         REPORT_UNROUTED,
         CASE_OPENED,
         CASE_UPDATED,
+        CASE_HANDLED,
     )
 }
 

@@ -94,15 +94,33 @@ def worker(loglevel: Annotated[str, typer.Option(help="Faust log level")] = "inf
 
 @app.command()
 def consume(
-    unit: Annotated[list[str], typer.Option("--unit", "-u", help="a unit id (repeat for several)")],
+    unit: Annotated[list[str] | None, typer.Option("--unit", "-u", help="a unit id (repeat for several)")] = None,
+    departement: Annotated[
+        str | None, typer.Option(help="also every unit competent in this département (e.g. 75, 2A, 976)")
+    ] = None,
+    database_url: Annotated[
+        str | None, typer.Option(help="shared case store, e.g. postgresql://user@host/db (default: SQLite per unit)")
+    ] = None,
 ) -> None:
-    """Run the per-unit consumer for one or several units, storing their cases locally."""
+    """Run the per-unit consumers (one consumer group per unit, one process), storing their cases locally."""
     from consumers.unit_consumer import run_unit_consumers
+    from consumers.unit_directory import units_of_departement
 
     _logging()
+    settings = _consumer_settings(database_url)
+    units = list(unit or [])
+    if departement:
+        units += [u for u in units_of_departement(settings.reference_dir, departement) if u not in units]
+    if not units:
+        raise typer.BadParameter("give at least one --unit or a --departement")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    run_unit_consumers(_settings(), unit, stop)
+    run_unit_consumers(settings, units, stop)
+
+
+def _consumer_settings(database_url: str | None) -> Settings:
+    settings = _settings()
+    return settings.model_copy(update={"consumer_database_url": database_url}) if database_url else settings
 
 
 @app.command()
