@@ -94,15 +94,15 @@ def create_store_engine(url: str) -> Engine:
         return create_engine(parsed, pool_pre_ping=True)
     if parsed.database:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(parsed)
+    engine = create_engine(parsed, connect_args={"timeout": 30})
 
     @event.listens_for(engine, "connect")
     def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves (below)
         cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA busy_timeout=30000")  # first: the next pragmas may wait for another connection
         cursor.execute("PRAGMA journal_mode=WAL")  # operators read while the consumer writes
         cursor.execute("PRAGMA synchronous=FULL")  # a commit must survive a crash before offsets are committed
-        cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -117,8 +117,10 @@ def create_store_engine(url: str) -> Engine:
 def _insert_ignore(connection: Connection, table: Table, values: dict[str, Any]) -> bool:
     """Insert unless the primary key exists; True when a row was inserted."""
     dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(table).values(**values).on_conflict_do_nothing()
-    return connection.execute(statement).rowcount == 1
+    first_key = next(iter(table.primary_key.columns))
+    # RETURNING rather than rowcount: drivers disagree on rowcount after ON CONFLICT DO NOTHING.
+    statement = dialect.insert(table).values(**values).on_conflict_do_nothing().returning(first_key)
+    return connection.execute(statement).first() is not None
 
 
 class CaseWriter:

@@ -6,10 +6,12 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
 from kafka import KafkaAdminClient, KafkaProducer
 
 from consumers.case_store import CaseStore, store_url_for
 from consumers.synthetic_cases import CaseEvent, publish
+from consumers.throwaway_postgres import create_database
 from consumers.unit_consumer import run_unit_consumers
 from schemas.topics import Topics
 from signalements.settings import Settings
@@ -73,3 +75,14 @@ def committed_offsets(settings: Settings, unit_id: str) -> dict[int, int]:
         return {tp.partition: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
     finally:
         admin.close()
+
+
+STORE_BACKENDS = ["sqlite", "postgresql"]
+
+
+def with_store_backend(request: pytest.FixtureRequest, settings: Settings) -> Settings:
+    """``settings`` whose unit stores are SQLite files (the default) or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return settings
+    server = request.getfixturevalue("postgres_server")
+    return settings.model_copy(update={"consumer_database_url": create_database(server)})

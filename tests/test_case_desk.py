@@ -8,7 +8,8 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 
-from consumer_probe import consuming, open_store, produce
+import pytest
+from consumer_probe import STORE_BACKENDS, with_store_backend, consuming, open_store, produce
 from pipeline_probe import metric, read_topic, scrape, wait_for
 
 from consumers.synthetic_cases import PARIS_11, SAINT_DENIS, case_opened, case_updated
@@ -18,6 +19,12 @@ from schemas.topics import Topics
 from signalements.settings import Settings
 
 T0 = datetime(2026, 10, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=STORE_BACKENDS)
+def settings(request: pytest.FixtureRequest, settings: Settings) -> Settings:
+    """Every test here runs on both store backends (SQLite files, and PostgreSQL with the same schema)."""
+    return with_store_backend(request, settings)
 
 
 def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:

@@ -9,7 +9,8 @@ import sys
 import os
 from pathlib import Path
 
-from consumer_probe import committed_offsets, consuming, open_store, produce, produce_raw
+import pytest
+from consumer_probe import STORE_BACKENDS, with_store_backend, committed_offsets, consuming, open_store, produce, produce_raw
 from pipeline_probe import metric, read_topic, scrape, wait_for
 
 from consumers.synthetic_cases import CHAMONIX, PARIS_11, case_opened, case_updated
@@ -19,6 +20,12 @@ from schemas.topics import Topics
 from signalements.settings import Settings
 
 UNIT = PARIS_11.unit_id
+
+
+@pytest.fixture(params=STORE_BACKENDS)
+def settings(request: pytest.FixtureRequest, settings: Settings) -> Settings:
+    """Every test here runs on both store backends (SQLite files, and PostgreSQL with the same schema)."""
+    return with_store_backend(request, settings)
 
 
 def case_row(settings: Settings, case_id: str) -> tuple[int, int, str] | None:
@@ -47,7 +54,8 @@ def test_the_same_events_twice_change_nothing(settings: Settings) -> None:
     assert (store.count("cases"), store.count("case_reports"), store.count("applied_events")) == (1, 2, 2)
     assert metric(samples, "signalements_consumer_events_total", event_type="case.opened", outcome="stored") == 1
     assert metric(samples, "signalements_consumer_events_total", event_type="case.updated", outcome="updated") == 1
-    assert metric(samples, "signalements_consumer_store_transaction_seconds_count", backend="sqlite") >= 1
+    backend = "postgresql" if settings.consumer_database_url else "sqlite"
+    assert metric(samples, "signalements_consumer_store_transaction_seconds_count", backend=backend) >= 1
 
 
 def test_updates_before_their_opening_are_held_then_applied_in_order(settings: Settings) -> None:
