@@ -116,21 +116,26 @@ MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
 _MIGRATION_LOCK_ID = 7_301_2021
 
 
-def migrate(connection: Connection) -> list[int]:
+def migrate(
+    connection: Connection,
+    migrations: list[tuple[int, Callable[[Connection], None]]] = MIGRATIONS,
+    version_table: Table = schema_migrations,
+) -> list[int]:
     """Apply the migrations this store has not had yet, in order; return the versions applied.
 
-    Runs inside the caller's transaction, so a failed migration leaves no half-made schema.
+    Runs inside the caller's transaction, so a failed migration leaves no half-made schema. Other stores (the
+    national statistics) pass their own list and version table.
     """
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID})
-    metadata.create_all(connection, tables=[schema_migrations])
-    done = set(connection.scalars(select(schema_migrations.c.version)))
+    version_table.create(connection, checkfirst=True)
+    done = set(connection.scalars(select(version_table.c.version)))
     applied = []
-    for version, step in MIGRATIONS:
+    for version, step in migrations:
         if version in done:
             continue
         step(connection)
-        connection.execute(schema_migrations.insert().values(version=version, applied_at=utc_now()))
+        connection.execute(version_table.insert().values(version=version, applied_at=utc_now()))
         applied.append(version)
     return applied
 

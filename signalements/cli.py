@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -219,6 +220,49 @@ def cases_handle(
     else:
         target = f" to {handled.transferred_to}" if handled.transferred_to else ""
         typer.echo(f"case {case_id}: {handled.outcome.value}{target}")
+
+
+stats_app = typer.Typer(help="National statistics: open and handled points by département, force, month.",
+                        no_args_is_help=True)
+app.add_typer(stats_app, name="stats")
+StatsDatabaseOption = Annotated[
+    str | None, typer.Option(help="the statistics store (default: SQLite in <state_dir>/stats)")
+]
+
+
+@stats_app.command("serve")
+def stats_serve(database_url: StatsDatabaseOption = None) -> None:
+    """Read every unit queue into the statistics and serve them as JSON (/v1/stats/departements, /v1/stats/monthly)."""
+    from consumers.national_stats import NationalStatsStore, stats_store_url
+    from consumers.stats_publication import serve_statistics
+
+    _logging()
+    settings = _settings()
+    store = NationalStatsStore.open(stats_store_url(settings, database_url))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        serve_statistics(settings, store, stop)
+    finally:
+        stop.set()
+        store.close()
+
+
+@stats_app.command("export")
+def stats_export(
+    out: Annotated[Path, typer.Option(help="directory for departements.csv/.png and monthly.csv/.png")],
+    database_url: StatsDatabaseOption = None,
+) -> None:
+    """Export the département ranking and the monthly series as CSV and PNG charts."""
+    from consumers.national_stats import NationalStatsStore, stats_store_url
+    from consumers.stats_publication import export_statistics
+
+    store = NationalStatsStore.open(stats_store_url(_settings(), database_url))
+    try:
+        for path in export_statistics(store, out):
+            typer.echo(str(path))
+    finally:
+        store.close()
 
 
 @app.command()
