@@ -265,6 +265,25 @@ def stats_export(
         store.close()
 
 
+@app.command("bench-consumer")
+def bench_consumer(
+    cases: Annotated[int, typer.Option(help="cases on the queue (each an opening and one update)")] = 5000,
+    backend: Annotated[
+        list[str] | None, typer.Option(help="sqlite and/or postgresql (repeat); default both")
+    ] = None,
+    database_url: Annotated[
+        str | None, typer.Option(help="PostgreSQL to use (default: a throwaway cluster of Debian's postgresql)")
+    ] = None,
+) -> None:
+    """Cases stored per second by one unit consumer process, per store backend: one JSON line each."""
+    from consumers.consumer_bench import run_consumer_bench
+
+    backends = backend or ["sqlite", "postgresql"]
+    if unknown := set(backends) - {"sqlite", "postgresql"}:
+        raise typer.BadParameter(f"unknown backend(s): {', '.join(sorted(unknown))}")
+    run_consumer_bench(_settings(), cases, backends, database_url)
+
+
 @app.command()
 def demo(
     rate: Annotated[float, typer.Option(help="demo reports per second")] = 5.0,
