@@ -114,13 +114,21 @@ def create_store_engine(url: str) -> Engine:
     return engine
 
 
+_INSERT_IGNORE: dict[tuple[str, str], Any] = {}
+
+
 def _insert_ignore(connection: Connection, table: Table, values: dict[str, Any]) -> bool:
     """Insert unless the primary key exists; True when a row was inserted."""
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    first_key = next(iter(table.primary_key.columns))
-    # RETURNING rather than rowcount: drivers disagree on rowcount after ON CONFLICT DO NOTHING.
-    statement = dialect.insert(table).values(**values).on_conflict_do_nothing().returning(first_key)
-    return connection.execute(statement).first() is not None
+    dialect_name = connection.dialect.name
+    statement = _INSERT_IGNORE.get((dialect_name, table.name))
+    if statement is None:
+        dialect = postgresql if dialect_name == "postgresql" else sqlite
+        first_key = next(iter(table.primary_key.columns))
+        # RETURNING rather than rowcount: drivers disagree on rowcount after ON CONFLICT DO NOTHING. Built once
+        # without values (they go as parameters): building a statement per row cost more than the insert itself.
+        statement = dialect.insert(table).on_conflict_do_nothing().returning(first_key)
+        _INSERT_IGNORE[(dialect_name, table.name)] = statement
+    return connection.execute(statement, values).first() is not None
 
 
 class CaseWriter:
@@ -244,6 +252,8 @@ class CaseWriter:
             .where(held_events.c.unit_id == self.unit_id, held_events.c.case_id == case_id)
             .order_by(held_events.c.case_version)
         ).all()
+        if not rows:
+            return
         self.connection.execute(
             delete(held_events).where(held_events.c.unit_id == self.unit_id, held_events.c.case_id == case_id)
         )
