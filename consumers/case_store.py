@@ -165,12 +165,12 @@ class CaseWriter:
         return ApplyOutcome.STORED if opened else ApplyOutcome.DUPLICATE
 
     def apply_updated(self, event_id: str, update_event: CaseUpdated) -> ApplyOutcome:
-        if self._already_applied(event_id):
-            return ApplyOutcome.DUPLICATE
         current = self._case_version(update_event.case_id)
         if current is None:
+            # Not applied before either: an applied update implies its case exists.
             return self._hold(event_id, update_event.case_id, CASE_UPDATED.name, update_event.case_version, update_event)
-        self._record_applied(event_id, update_event.case_id, CASE_UPDATED.name, update_event.case_version)
+        if not self._record_applied(event_id, update_event.case_id, CASE_UPDATED.name, update_event.case_version):
+            return ApplyOutcome.DUPLICATE
         for report in update_event.new_reports:
             self._add_report(update_event.case_id, report)
         # Counts and times in an update are the case's totals so far: a late, older update only adds its reports.
@@ -188,11 +188,10 @@ class CaseWriter:
         return ApplyOutcome.UPDATED
 
     def apply_handled(self, event_id: str, handled: CaseHandled) -> ApplyOutcome:
-        if self._already_applied(event_id):
-            return ApplyOutcome.DUPLICATE
         if self._case_version(handled.case_id) is None:
             return self._hold(event_id, handled.case_id, CASE_HANDLED.name, HANDLING_ORDER, handled)
-        self._record_applied(event_id, handled.case_id, CASE_HANDLED.name, None)
+        if not self._record_applied(event_id, handled.case_id, CASE_HANDLED.name, None):
+            return ApplyOutcome.DUPLICATE
         self.connection.execute(
             update(cases).where(cases.c.unit_id == self.unit_id, cases.c.case_id == handled.case_id).values(
                 status=handled.outcome.value, handled_at=utc_text(handled.handled_at),
@@ -210,14 +209,6 @@ class CaseWriter:
             "reason_code": reason_code, "reason": reason, "headers": json.dumps(headers), "value": value,
             "parked_at": utc_now(),
         })
-
-    def _already_applied(self, event_id: str) -> bool:
-        found = self.connection.execute(
-            select(applied_events.c.event_id).where(
-                applied_events.c.unit_id == self.unit_id, applied_events.c.event_id == event_id
-            )
-        ).first()
-        return found is not None
 
     def _record_applied(self, event_id: str, case_id: str, event_type: str, version: int | None) -> bool:
         return _insert_ignore(self.connection, applied_events, {
