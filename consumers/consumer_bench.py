@@ -30,6 +30,19 @@ from signalements.settings import Settings
 from signalements.topic_admin import ensure_topics, unit_topic_config
 
 
+class ConsumerLagResult(BaseModel):
+    """Under a steady offered load: from an event's report time (set when it is produced) to its store commit."""
+
+    backend: str
+    mode: str = "lag_under_load"
+    offered_events_per_second: float
+    events_offered: int
+    latency_samples: int
+    latency_mean_seconds: float
+    latency_p50_seconds_at_most: float
+    latency_p99_seconds_at_most: float
+
+
 class ConsumerBenchResult(BaseModel):
     backend: str
     cases: int
@@ -101,7 +114,69 @@ def bench_backend(settings: Settings, backend: str, cases: int, database_url: st
     )
 
 
-def run_consumer_bench(settings: Settings, cases: int, backends: list[str], database_url: str | None) -> None:
+def _bucket_quantile(buckets: list[tuple[float, float]], quantile: float) -> float:
+    """The upper bound of the histogram bucket holding ``quantile`` (cumulative counts, as Prometheus keeps them)."""
+    total = buckets[-1][1]
+    for upper, cumulative in buckets:
+        if cumulative >= quantile * total:
+            return upper
+    return float("inf")
+
+
+def bench_lag(settings: Settings, backend: str, rate: float, duration_s: float, database_url: str | None
+              ) -> ConsumerLagResult:
+    """Offer ``rate`` case events per second for ``duration_s`` to a running consumer; measure report → stored."""
+    run = settings.model_copy(update={
+        "topic_namespace": f"bench{uuid.uuid4().hex[:8]}.", "consumer_database_url": database_url,
+    })
+    topic = Topics(run.topic_namespace).unit(PARIS_11.unit_id)
+    ensure_topics(run, {topic: unit_topic_config(run)})
+    metrics = PipelineMetrics(CollectorRegistry())
+    consumer_metrics = ConsumerMetrics(metrics.registry)
+    consumer = UnitConsumer(run, PARIS_11.unit_id, metrics, consumer_metrics, LagBoard(consumer_metrics))
+    stop = threading.Event()
+    thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
+    thread.start()
+    producer = KafkaProducer(bootstrap_servers=run.bootstrap_servers, acks="all", linger_ms=5)
+    sent = 0
+    try:
+        started = time.perf_counter()
+        while (elapsed := time.perf_counter() - started) < duration_s:
+            due = int(elapsed * rate) + 1
+            # Events are made when due, so their report time is their offered time.
+            publish(producer, topic, [case_opened(PARIS_11, f"lag-{i}") for i in range(sent, due)])
+            sent = due
+            time.sleep(max(0.0, sent / rate - (time.perf_counter() - started)))
+        while consumer.store.count("applied_events") < sent:
+            if not thread.is_alive():
+                raise RuntimeError("the consumer stopped before storing every event")
+            time.sleep(0.05)
+    finally:
+        producer.close()
+        stop.set()
+        thread.join(timeout=60)
+    samples = {
+        (sample.name, sample.labels.get("le")): sample.value
+        for family in metrics.registry.collect() if family.name == "signalements_end_to_end_latency_seconds"
+        for sample in family.samples
+    }
+    buckets = sorted(
+        ((float(le), value) for (name, le), value in samples.items() if name.endswith("_bucket")),
+        key=lambda pair: pair[0],
+    )
+    count = samples[("signalements_end_to_end_latency_seconds_count", None)]
+    return ConsumerLagResult(
+        backend=backend, offered_events_per_second=rate, events_offered=sent, latency_samples=int(count),
+        latency_mean_seconds=round(samples[("signalements_end_to_end_latency_seconds_sum", None)] / count, 4),
+        latency_p50_seconds_at_most=_bucket_quantile(buckets, 0.5),
+        latency_p99_seconds_at_most=_bucket_quantile(buckets, 0.99),
+    )
+
+
+def run_consumer_bench(
+    settings: Settings, cases: int, backends: list[str], database_url: str | None,
+    rate: float | None = None, duration_s: float = 20.0,
+) -> None:
     with _broker(settings), ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="signalements-bench-")))
         local = settings.model_copy(update={"state_dir": workdir})
@@ -111,3 +186,8 @@ def run_consumer_bench(settings: Settings, cases: int, backends: list[str], data
                 url = database_url or create_database(stack.enter_context(throwaway_postgres()))
             result = bench_backend(local, backend, cases, url)
             print(json.dumps(result.model_dump()), flush=True)
+            if rate:
+                if backend == "postgresql" and database_url is None:
+                    url = create_database(url.rsplit("/", 1)[0] + "/postgres")  # type: ignore[union-attr]
+                lag = bench_lag(local, backend, rate, duration_s, url)
+                print(json.dumps(lag.model_dump()), flush=True)

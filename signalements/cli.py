@@ -274,6 +274,10 @@ def bench_consumer(
     database_url: Annotated[
         str | None, typer.Option(help="PostgreSQL to use (default: a throwaway cluster of Debian's postgresql)")
     ] = None,
+    rate: Annotated[
+        float | None, typer.Option(help="also offer this many events/s to a running consumer and measure latency")
+    ] = None,
+    duration: Annotated[float, typer.Option(help="seconds of offered load with --rate")] = 20.0,
 ) -> None:
     """Cases stored per second by one unit consumer process, per store backend: one JSON line each."""
     from consumers.consumer_bench import run_consumer_bench
@@ -281,7 +285,7 @@ def bench_consumer(
     backends = backend or ["sqlite", "postgresql"]
     if unknown := set(backends) - {"sqlite", "postgresql"}:
         raise typer.BadParameter(f"unknown backend(s): {', '.join(sorted(unknown))}")
-    run_consumer_bench(_settings(), cases, backends, database_url)
+    run_consumer_bench(_settings(), cases, backends, database_url, rate, duration)
 
 
 @app.command()
