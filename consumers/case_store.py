@@ -117,7 +117,7 @@ def create_store_engine(url: str) -> Engine:
 _INSERT_IGNORE: dict[tuple[str, str], Any] = {}
 
 
-def _insert_ignore(connection: Connection, table: Table, values: dict[str, Any]) -> bool:
+def insert_ignore(connection: Connection, table: Table, values: dict[str, Any]) -> bool:
     """Insert unless the primary key exists; True when a row was inserted."""
     dialect_name = connection.dialect.name
     statement = _INSERT_IGNORE.get((dialect_name, table.name))
@@ -152,7 +152,7 @@ class CaseWriter:
         if not self._record_applied(event_id, case.case_id, CASE_OPENED.name, case.case_version):
             return ApplyOutcome.DUPLICATE
         jurisdiction, report = case.report.jurisdiction, case.report.report
-        opened = _insert_ignore(self.connection, cases, {
+        opened = insert_ignore(self.connection, cases, {
             "unit_id": self.unit_id, "case_id": case.case_id, "kind": report.kind.value, "status": OPEN,
             "case_version": case.case_version, "opened_at": utc_text(case.opened_at),
             "first_seen": utc_text(case.first_seen), "last_seen": utc_text(case.last_seen),
@@ -204,14 +204,14 @@ class CaseWriter:
         self, *, topic: str, partition: int, offset: int, reason_code: str, reason: str,
         headers: dict[str, str], value: bytes | None,
     ) -> bool:
-        return _insert_ignore(self.connection, parked_events, {
+        return insert_ignore(self.connection, parked_events, {
             "topic": topic, "partition": partition, "offset": offset, "unit_id": self.unit_id,
             "reason_code": reason_code, "reason": reason, "headers": json.dumps(headers), "value": value,
             "parked_at": utc_now(),
         })
 
     def _record_applied(self, event_id: str, case_id: str, event_type: str, version: int | None) -> bool:
-        return _insert_ignore(self.connection, applied_events, {
+        return insert_ignore(self.connection, applied_events, {
             "unit_id": self.unit_id, "event_id": event_id, "case_id": case_id, "event_type": event_type,
             "case_version": version, "applied_at": utc_now(),
         })
@@ -223,7 +223,7 @@ class CaseWriter:
 
     def _add_report(self, case_id: str, enriched: EnrichedReport) -> None:
         report = enriched.report
-        _insert_ignore(self.connection, case_reports, {
+        insert_ignore(self.connection, case_reports, {
             "unit_id": self.unit_id, "case_id": case_id, "report_id": report.report_id,
             "channel": report.channel.value, "submitted_at": utc_text(report.submitted_at),
             "received_at": utc_text(report.received_at), "stored_at": utc_now(),
@@ -231,7 +231,7 @@ class CaseWriter:
         })
 
     def _hold(self, event_id: str, case_id: str, event_type: str, version: int, payload: BaseModel) -> ApplyOutcome:
-        held = _insert_ignore(self.connection, held_events, {
+        held = insert_ignore(self.connection, held_events, {
             "unit_id": self.unit_id, "event_id": event_id, "case_id": case_id, "event_type": event_type,
             "case_version": version, "payload": payload.model_dump_json(), "held_at": utc_now(),
         })

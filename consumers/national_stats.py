@@ -19,7 +19,7 @@ from kafka import KafkaConsumer
 from pydantic import BaseModel
 from sqlalchemy import Column, Connection, Engine, Integer, MetaData, String, Table, case, func, select, update
 
-from consumers.case_store import _insert_ignore, create_store_engine
+from consumers.case_store import insert_ignore, create_store_engine
 from consumers.store_schema import migrate, utc_now
 from consumers.unit_consumer import Unreadable, read_unit_event
 from schemas.envelope import DecodedEvent
@@ -109,7 +109,7 @@ class NationalStatsStore:
         return False  # updates add reports, not points
 
     def _add_point(self, connection: Connection, case_id: str, departement: str, force: str, month: str) -> bool:
-        return _insert_ignore(connection, points, {
+        return insert_ignore(connection, points, {
             "case_id": case_id, "departement": departement, "force": force, "opened_month": month, "status": OPEN,
             "handled_month": None, "updated_at": utc_now(),
         })

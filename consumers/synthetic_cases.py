@@ -10,11 +10,10 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from kafka import KafkaProducer
-from pydantic import BaseModel
 
+from consumers.case_events import CaseEvent, publish
 from schemas.channels import Channel, Force, ReportKind
-from schemas.envelope import CASE_HANDLED, CASE_OPENED, CASE_UPDATED, EventType, encode
+from schemas.envelope import CASE_HANDLED, CASE_OPENED, CASE_UPDATED
 from schemas.events import CaseHandled, CaseOpened, CaseUpdated, case_id_for
 from schemas.reports import CanonicalReport, EnrichedReport, Jurisdiction, Place, ResolutionMethod, report_id_for
 
@@ -34,19 +33,6 @@ class SyntheticUnit:
 PARIS_11 = SyntheticUnit("pn-75-pp", "75111", "Paris 11e Arrondissement", "75", Force.POLICE)
 CHAMONIX = SyntheticUnit("gn-74-chamonix", "74056", "Chamonix-Mont-Blanc", "74", Force.GENDARMERIE)
 SAINT_DENIS = SyntheticUnit("pn-93-pp", "93066", "Saint-Denis", "93", Force.POLICE)
-
-
-@dataclass(frozen=True)
-class CaseEvent:
-    """One event ready to produce: its type, payload, event id and key (the case id)."""
-
-    event_type: EventType
-    payload: BaseModel
-    event_id: str
-
-    @property
-    def key(self) -> str:
-        return str(getattr(self.payload, "case_id"))
 
 
 def event_id_for(kind: str, subject: str) -> str:
@@ -92,16 +78,3 @@ def case_updated(unit: SyntheticUnit, case_key: str, version: int, at: datetime 
 
 def case_handled_event(handled: CaseHandled) -> CaseEvent:
     return CaseEvent(CASE_HANDLED, handled, event_id_for("handled", f"{handled.unit_id}:{handled.case_id}"))
-
-
-def publish(producer: KafkaProducer, topic: str, events: list[CaseEvent]) -> None:
-    """Produce the events in order (keyed by case id) and wait until the broker has them all."""
-    futures = []
-    for event in events:
-        message = encode(event.event_type, event.payload, event_id=event.event_id, source=SOURCE, key=event.key)
-        futures.append(producer.send(
-            topic, key=event.key.encode(), value=message.value, headers=list(message.headers.items())
-        ))
-    producer.flush()
-    for future in futures:
-        future.get(timeout=30)
