@@ -9,7 +9,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from consumer_probe import STORE_BACKENDS, with_store_backend, consuming, open_store, produce
+from consumer_probe import STORE_BACKENDS, consuming, open_store, produce, with_store_backend
 from pipeline_probe import metric, read_topic, scrape, wait_for
 
 from consumers.synthetic_cases import PARIS_11, SAINT_DENIS, case_opened, case_updated

@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-from consumer_probe import produce
+import pytest
+from consumer_probe import STORE_BACKENDS, produce
 from pipeline_probe import free_port, metric, scrape, wait_for
 
 from consumers.synthetic_cases import (
@@ -23,10 +24,19 @@ from consumers.synthetic_cases import (
     case_opened,
     case_updated,
 )
+from consumers.throwaway_postgres import create_database
 from schemas.events import CaseHandled, CaseOutcome
 from signalements.settings import Settings
 
 SEPT, OCT = datetime(2026, 9, 10, tzinfo=UTC), datetime(2026, 10, 12, tzinfo=UTC)
+
+
+@pytest.fixture(params=STORE_BACKENDS)
+def settings(request: pytest.FixtureRequest, settings: Settings) -> Settings:
+    """The statistics store on SQLite (the default) and on PostgreSQL."""
+    if request.param == "sqlite":
+        return settings
+    return settings.model_copy(update={"stats_database_url": create_database(request.getfixturevalue("postgres_server"))})
 
 
 def handled(unit: SyntheticUnit, opened: CaseEvent, outcome: CaseOutcome, at: datetime, to: str | None = None

@@ -4,13 +4,21 @@ commit and the offset commit."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
-import os
 from pathlib import Path
 
 import pytest
-from consumer_probe import STORE_BACKENDS, with_store_backend, committed_offsets, consuming, open_store, produce, produce_raw
+from consumer_probe import (
+    STORE_BACKENDS,
+    committed_offsets,
+    consuming,
+    open_store,
+    produce,
+    produce_raw,
+    with_store_backend,
+)
 from pipeline_probe import metric, read_topic, scrape, wait_for
 
 from consumers.synthetic_cases import CHAMONIX, PARIS_11, case_opened, case_updated
