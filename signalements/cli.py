@@ -192,6 +192,29 @@ def cases_show(
         render_case(Console(), case)
 
 
+@cases_app.command("parked")
+def cases_parked(unit: UnitOption, database_url: DatabaseUrlOption = None, as_json: JsonOption = False) -> None:
+    """List the events of a unit's queue that could not be read (position, reason code, reason), oldest first."""
+    from rich.console import Console
+    from rich.table import Table
+
+    _, store = _open_case_store(unit, database_url)
+    try:
+        parked = store.parked()
+    finally:
+        store.close()
+    if as_json:
+        typer.echo(json.dumps(parked, ensure_ascii=False))
+        return
+    table = Table(title=f"{len(parked)} parked event(s)")
+    for column in ("topic", "partition", "offset", "reason_code", "reason", "parked_at"):
+        table.add_column(column)
+    for row in parked:
+        table.add_row(*(str(row[column]) for column in ("topic", "partition", "offset", "reason_code", "reason",
+                                                          "parked_at")))
+    Console().print(table)
+
+
 @cases_app.command("handle")
 def cases_handle(
     case_id: Annotated[str, typer.Argument(help="the case id")],

@@ -10,7 +10,7 @@ import pytest
 SUBCOMMANDS = [
     ["broker", "start"], ["broker", "stop"], ["broker", "status"], ["topics"], ["intake"], ["worker"], ["consume"],
     ["demo"], ["bench"],
-    ["cases", "list"], ["cases", "show"], ["cases", "handle"], ["stats", "serve"], ["stats", "export"],
+    ["cases", "list"], ["cases", "show"], ["cases", "parked"], ["cases", "handle"], ["stats", "serve"], ["stats", "export"],
     ["bench-consumer"],
 ]
 

@@ -109,6 +109,12 @@ def test_unreadable_events_are_parked_with_the_reason_and_never_block_the_queue(
         wait_for(lambda: store.count("parked_events") == 4, what="four parked events")
         samples = scrape(f"http://127.0.0.1:{settings.consumer_metrics_port}/metrics")
 
+    listed = subprocess.run(
+        [sys.executable, "-m", "signalements.cli", "cases", "parked", "--unit", UNIT, "--json"],
+        capture_output=True, text=True, timeout=120, env={**os.environ, **settings.as_environment()},
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert [row["offset"] for row in json.loads(listed.stdout)] == [row["offset"] for row in store.parked()]
     reasons = sorted(row["reason_code"] for row in store.parked())
     assert reasons == ["invalid_envelope", "invalid_payload", "unsupported_schema", "wrong_unit"]
     by_code = {row["reason_code"]: row["reason"] for row in store.parked()}
