@@ -1,135 +1,336 @@
-"""A unit's local case store (SQLite): cases, their reports, and the events it could not read.
+"""A unit's local case store: cases, their reports, held updates and the events it could not read.
+
+SQLite by default (a file per unit, embedded, nothing to run), PostgreSQL when given a database URL: one schema
+(consumers/store_schema.py) and one SQLAlchemy Core code path for both.
 
 Events are applied idempotently: the id of every applied event is recorded in the same transaction as its effect,
-so the same event twice changes nothing.
+so the same event twice changes nothing. An update (or a handling) that arrives before its case's opening is held
+in ``held_events`` and applied, in version order, when the opening arrives: never lost, never applied twice.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
-from schemas.events import CaseOpened
+from pydantic import BaseModel
+from sqlalchemy import Connection, Engine, Table, create_engine, delete, event, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS applied_events (
-    event_id   TEXT PRIMARY KEY,
-    case_id    TEXT NOT NULL,
-    event_type TEXT NOT NULL,
-    applied_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS cases (
-    case_id      TEXT PRIMARY KEY,
-    unit_id      TEXT NOT NULL,
-    kind         TEXT NOT NULL,
-    status       TEXT NOT NULL DEFAULT 'open',
-    opened_at    TEXT NOT NULL,
-    first_seen   TEXT NOT NULL,
-    last_seen    TEXT NOT NULL,
-    report_count INTEGER NOT NULL,
-    channels     TEXT NOT NULL,
-    commune_code TEXT NOT NULL,
-    commune_name TEXT NOT NULL,
-    departement  TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS case_reports (
-    case_id      TEXT NOT NULL REFERENCES cases(case_id),
-    report_id    TEXT NOT NULL,
-    channel      TEXT NOT NULL,
-    submitted_at TEXT NOT NULL,
-    received_at  TEXT NOT NULL,
-    stored_at    TEXT NOT NULL,
-    report       TEXT NOT NULL,
-    PRIMARY KEY (case_id, report_id)
-);
-CREATE TABLE IF NOT EXISTS parked_events (
-    topic      TEXT NOT NULL,
-    partition  INTEGER NOT NULL,
-    "offset"   INTEGER NOT NULL,
-    reason     TEXT NOT NULL,
-    headers    TEXT NOT NULL,
-    value      BLOB,
-    parked_at  TEXT NOT NULL,
-    PRIMARY KEY (topic, partition, "offset")
-);
-"""
+from consumers.store_schema import (
+    applied_events,
+    case_reports,
+    cases,
+    held_events,
+    migrate,
+    parked_events,
+    utc_now,
+    utc_text,
+)
+from schemas.envelope import CASE_HANDLED, CASE_OPENED, CASE_UPDATED, DecodedEvent
+from schemas.events import CaseHandled, CaseOpened, CaseUpdated
+from schemas.reports import EnrichedReport
+
+OPEN = "open"
+# Handlings carry no version: held ones are applied after every held update of their case.
+HANDLING_ORDER = 2**31 - 1
 
 
-@dataclass(frozen=True)
-class StoredCase:
+class ApplyOutcome(StrEnum):
+    STORED = "stored"          # a case opened
+    UPDATED = "updated"        # reports added to a known case
+    HANDLED = "handled"        # a case closed or transferred
+    HELD = "held"              # waiting for its case's opening
+    DUPLICATE = "duplicate"    # already applied (or already held): nothing changed
+
+
+class CaseSort(StrEnum):
+    REPORTS = "reports"
+    LAST_SEEN = "last-seen"
+
+
+class CaseSummary(BaseModel):
+    unit_id: str
     case_id: str
     kind: str
     status: str
+    case_version: int
     report_count: int
     commune_code: str
+    commune_name: str
+    departement: str
+    force: str
+    opened_at: str
     first_seen: str
     last_seen: str
+    handled_at: str | None = None
+    transferred_to: str | None = None
 
 
-class CaseStore:
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._db = sqlite3.connect(path, isolation_level="DEFERRED", check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")  # a commit must survive a crash before offsets are committed
-        self._db.executescript(SCHEMA)
-        self._db.commit()
+class CaseDetail(CaseSummary):
+    channels: list[str]
+    reports: list[EnrichedReport]
 
-    def apply_case_opened(self, event_id: str, case: CaseOpened) -> bool:
-        """Apply within the current transaction; False when this event was already applied."""
-        now = datetime.now(UTC).isoformat()
-        cursor = self._db.execute(
-            "INSERT OR IGNORE INTO applied_events VALUES (?, ?, ?, ?)", (event_id, case.case_id, "case.opened", now)
-        )
-        if cursor.rowcount == 0:
-            return False
+
+def store_url_for(database_url: str | None, store_dir: Path, unit_id: str) -> str:
+    """The database URL of a unit: the given one (shared by units), else the unit's own SQLite file."""
+    if database_url:
+        return database_url
+    store_dir.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{store_dir / f'{unit_id}.sqlite3'}"
+
+
+def create_store_engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")  # the driver we ship, whatever URL style is given
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(parsed, pool_pre_ping=True)
+    if parsed.database:
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(parsed, connect_args={"timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves (below)
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA busy_timeout=30000")  # first: the next pragmas may wait for another connection
+        cursor.execute("PRAGMA journal_mode=WAL")  # operators read while the consumer writes
+        cursor.execute("PRAGMA synchronous=FULL")  # a commit must survive a crash before offsets are committed
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection: Connection) -> None:
+        # Take the write lock up front: a deferred transaction that upgrades to writing can fail with "locked"
+        # when an operator command writes at the same moment; an immediate one just waits its turn.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+_INSERT_IGNORE: dict[tuple[str, str], Any] = {}
+
+
+def insert_ignore(connection: Connection, table: Table, values: dict[str, Any]) -> bool:
+    """Insert unless the primary key exists; True when a row was inserted."""
+    dialect_name = connection.dialect.name
+    statement = _INSERT_IGNORE.get((dialect_name, table.name))
+    if statement is None:
+        dialect = postgresql if dialect_name == "postgresql" else sqlite
+        first_key = next(iter(table.primary_key.columns))
+        # RETURNING rather than rowcount: drivers disagree on rowcount after ON CONFLICT DO NOTHING. Built once
+        # without values (they go as parameters): building a statement per row cost more than the insert itself.
+        statement = dialect.insert(table).on_conflict_do_nothing().returning(first_key)
+        _INSERT_IGNORE[(dialect_name, table.name)] = statement
+    return connection.execute(statement, values).first() is not None
+
+
+class CaseWriter:
+    """Applies events to one unit's cases inside one open transaction."""
+
+    def __init__(self, connection: Connection, unit_id: str) -> None:
+        self.connection = connection
+        self.unit_id = unit_id
+
+    def apply(self, decoded: DecodedEvent) -> ApplyOutcome:
+        payload = decoded.payload
+        if decoded.event_type == CASE_OPENED and isinstance(payload, CaseOpened):
+            return self.apply_opened(decoded.event_id, payload)
+        if decoded.event_type == CASE_UPDATED and isinstance(payload, CaseUpdated):
+            return self.apply_updated(decoded.event_id, payload)
+        if decoded.event_type == CASE_HANDLED and isinstance(payload, CaseHandled):
+            return self.apply_handled(decoded.event_id, payload)
+        raise ValueError(f"not a case event: {decoded.event_type.ce_type}")
+
+    def apply_opened(self, event_id: str, case: CaseOpened) -> ApplyOutcome:
+        if not self._record_applied(event_id, case.case_id, CASE_OPENED.name, case.case_version):
+            return ApplyOutcome.DUPLICATE
         jurisdiction, report = case.report.jurisdiction, case.report.report
-        self._db.execute(
-            "INSERT OR IGNORE INTO cases (case_id, unit_id, kind, opened_at, first_seen, last_seen, report_count,"
-            " channels, commune_code, commune_name, departement) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                case.case_id, case.unit_id, report.kind.value, case.opened_at.isoformat(),
-                case.first_seen.isoformat(), case.last_seen.isoformat(), case.report_count,
-                json.dumps([channel.value for channel in case.channels]),
-                jurisdiction.commune_code, jurisdiction.commune_name, jurisdiction.departement,
-            ),
+        opened = insert_ignore(self.connection, cases, {
+            "unit_id": self.unit_id, "case_id": case.case_id, "kind": report.kind.value, "status": OPEN,
+            "case_version": case.case_version, "opened_at": utc_text(case.opened_at),
+            "first_seen": utc_text(case.first_seen), "last_seen": utc_text(case.last_seen),
+            "report_count": case.report_count, "channels": json.dumps(sorted(c.value for c in case.channels)),
+            "commune_code": jurisdiction.commune_code, "commune_name": jurisdiction.commune_name,
+            "departement": jurisdiction.departement, "force": jurisdiction.force.value,
+        })
+        self._add_report(case.case_id, case.report)
+        self._release_held(case.case_id)
+        return ApplyOutcome.STORED if opened else ApplyOutcome.DUPLICATE
+
+    def apply_updated(self, event_id: str, update_event: CaseUpdated) -> ApplyOutcome:
+        current = self._case_version(update_event.case_id)
+        if current is None:
+            # Not applied before either: an applied update implies its case exists.
+            return self._hold(event_id, update_event.case_id, CASE_UPDATED.name, update_event.case_version, update_event)
+        if not self._record_applied(event_id, update_event.case_id, CASE_UPDATED.name, update_event.case_version):
+            return ApplyOutcome.DUPLICATE
+        for report in update_event.new_reports:
+            self._add_report(update_event.case_id, report)
+        # Counts and times in an update are the case's totals so far: a late, older update only adds its reports.
+        if update_event.case_version > current:
+            self.connection.execute(
+                update(cases).where(cases.c.unit_id == self.unit_id, cases.c.case_id == update_event.case_id).values(
+                    case_version=update_event.case_version, report_count=update_event.report_count,
+                    first_seen=func.min(cases.c.first_seen, utc_text(update_event.first_seen))
+                    if self.connection.dialect.name == "sqlite"
+                    else func.least(cases.c.first_seen, utc_text(update_event.first_seen)),
+                    last_seen=utc_text(update_event.last_seen),
+                    channels=json.dumps(sorted(c.value for c in update_event.channels)),
+                )
+            )
+        return ApplyOutcome.UPDATED
+
+    def apply_handled(self, event_id: str, handled: CaseHandled) -> ApplyOutcome:
+        if self._case_version(handled.case_id) is None:
+            return self._hold(event_id, handled.case_id, CASE_HANDLED.name, HANDLING_ORDER, handled)
+        if not self._record_applied(event_id, handled.case_id, CASE_HANDLED.name, None):
+            return ApplyOutcome.DUPLICATE
+        self.connection.execute(
+            update(cases).where(cases.c.unit_id == self.unit_id, cases.c.case_id == handled.case_id).values(
+                status=handled.outcome.value, handled_at=utc_text(handled.handled_at),
+                transferred_to=handled.transferred_to,
+            )
         )
-        self._db.execute(
-            "INSERT OR IGNORE INTO case_reports VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                case.case_id, report.report_id, report.channel.value, report.submitted_at.isoformat(),
-                report.received_at.isoformat(), now, case.report.model_dump_json(),
-            ),
+        return ApplyOutcome.HANDLED
+
+    def park(
+        self, *, topic: str, partition: int, offset: int, reason_code: str, reason: str,
+        headers: dict[str, str], value: bytes | None,
+    ) -> bool:
+        return insert_ignore(self.connection, parked_events, {
+            "topic": topic, "partition": partition, "offset": offset, "unit_id": self.unit_id,
+            "reason_code": reason_code, "reason": reason, "headers": json.dumps(headers), "value": value,
+            "parked_at": utc_now(),
+        })
+
+    def _record_applied(self, event_id: str, case_id: str, event_type: str, version: int | None) -> bool:
+        return insert_ignore(self.connection, applied_events, {
+            "unit_id": self.unit_id, "event_id": event_id, "case_id": case_id, "event_type": event_type,
+            "case_version": version, "applied_at": utc_now(),
+        })
+
+    def _case_version(self, case_id: str) -> int | None:
+        return self.connection.scalar(
+            select(cases.c.case_version).where(cases.c.unit_id == self.unit_id, cases.c.case_id == case_id)
         )
-        return True
 
-    def park(self, topic: str, partition: int, offset: int, reason: str, headers: dict[str, str], value: bytes | None) -> None:
-        self._db.execute(
-            "INSERT OR IGNORE INTO parked_events VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (topic, partition, offset, reason, json.dumps(headers), value, datetime.now(UTC).isoformat()),
+    def _add_report(self, case_id: str, enriched: EnrichedReport) -> None:
+        report = enriched.report
+        insert_ignore(self.connection, case_reports, {
+            "unit_id": self.unit_id, "case_id": case_id, "report_id": report.report_id,
+            "channel": report.channel.value, "submitted_at": utc_text(report.submitted_at),
+            "received_at": utc_text(report.received_at), "stored_at": utc_now(),
+            "report": enriched.model_dump_json(),
+        })
+
+    def _hold(self, event_id: str, case_id: str, event_type: str, version: int, payload: BaseModel) -> ApplyOutcome:
+        held = insert_ignore(self.connection, held_events, {
+            "unit_id": self.unit_id, "event_id": event_id, "case_id": case_id, "event_type": event_type,
+            "case_version": version, "payload": payload.model_dump_json(), "held_at": utc_now(),
+        })
+        return ApplyOutcome.HELD if held else ApplyOutcome.DUPLICATE
+
+    def _release_held(self, case_id: str) -> None:
+        rows = self.connection.execute(
+            select(held_events.c.event_id, held_events.c.event_type, held_events.c.payload)
+            .where(held_events.c.unit_id == self.unit_id, held_events.c.case_id == case_id)
+            .order_by(held_events.c.case_version)
+        ).all()
+        if not rows:
+            return
+        self.connection.execute(
+            delete(held_events).where(held_events.c.unit_id == self.unit_id, held_events.c.case_id == case_id)
         )
+        for event_id, event_type, payload in rows:
+            if event_type == CASE_UPDATED.name:
+                self.apply_updated(event_id, CaseUpdated.model_validate_json(payload))
+            else:
+                self.apply_handled(event_id, CaseHandled.model_validate_json(payload))
 
-    def commit(self) -> None:
-        self._db.commit()
 
-    def rollback(self) -> None:
-        self._db.rollback()
+@dataclass
+class CaseStore:
+    """One unit's view of a case store (its own SQLite file, or its rows of a shared database)."""
 
-    def open_cases(self) -> list[StoredCase]:
-        rows = self._db.execute(
-            "SELECT case_id, kind, status, report_count, commune_code, first_seen, last_seen FROM cases"
-            " WHERE status = 'open' ORDER BY last_seen DESC"
-        ).fetchall()
-        return [StoredCase(*row) for row in rows]
+    engine: Engine
+    unit_id: str
+
+    @classmethod
+    def open(cls, url: str, unit_id: str) -> CaseStore:
+        engine = create_store_engine(url)
+        with engine.begin() as connection:
+            migrate(connection)
+        return cls(engine, unit_id)
+
+    @property
+    def backend(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def transaction(self) -> Iterator[CaseWriter]:
+        """One transaction: committed when the block ends, rolled back if it raises."""
+        with self.engine.begin() as connection:
+            yield CaseWriter(connection, self.unit_id)
+
+    def list_cases(self, *, sort: CaseSort = CaseSort.LAST_SEEN, status: str | None = OPEN) -> list[CaseSummary]:
+        order = cases.c.report_count.desc() if sort == CaseSort.REPORTS else cases.c.last_seen.desc()
+        query = select(*_summary_columns()).where(cases.c.unit_id == self.unit_id)
+        if status is not None:
+            query = query.where(cases.c.status == status)
+        with self.engine.connect() as connection:
+            rows = connection.execute(query.order_by(order, cases.c.last_seen.desc(), cases.c.case_id)).mappings()
+            return [CaseSummary.model_validate(dict(row)) for row in rows]
+
+    def get_case(self, case_id: str) -> CaseDetail | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                select(*_summary_columns(), cases.c.channels)
+                .where(cases.c.unit_id == self.unit_id, cases.c.case_id == case_id)
+            ).mappings().first()
+            if row is None:
+                return None
+            reports = connection.scalars(
+                select(case_reports.c.report)
+                .where(case_reports.c.unit_id == self.unit_id, case_reports.c.case_id == case_id)
+                .order_by(case_reports.c.received_at, case_reports.c.report_id)
+            ).all()
+        values = dict(row)
+        values["channels"] = json.loads(values["channels"])
+        values["reports"] = [EnrichedReport.model_validate_json(report) for report in reports]
+        return CaseDetail.model_validate(values)
 
     def count(self, table: str) -> int:
-        if table not in {"cases", "case_reports", "parked_events", "applied_events"}:
-            raise ValueError(table)
-        return int(self._db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+        tables = {t.name: t for t in (cases, case_reports, parked_events, applied_events, held_events)}
+        chosen = tables[table]
+        with self.engine.connect() as connection:
+            return int(connection.scalar(
+                select(func.count()).select_from(chosen).where(chosen.c.unit_id == self.unit_id)
+            ) or 0)
+
+    def parked(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(parked_events.c.topic, parked_events.c.partition, parked_events.c.offset,
+                       parked_events.c.reason_code, parked_events.c.reason, parked_events.c.parked_at)
+                .where(parked_events.c.unit_id == self.unit_id)
+                .order_by(parked_events.c.topic, parked_events.c.partition, parked_events.c.offset)
+            ).mappings()
+            return [dict(row) for row in rows]
 
     def close(self) -> None:
-        self._db.close()
+        self.engine.dispose()
+
+
+def _summary_columns() -> list[Any]:
+    return [
+        cases.c.unit_id, cases.c.case_id, cases.c.kind, cases.c.status, cases.c.case_version, cases.c.report_count,
+        cases.c.commune_code, cases.c.commune_name, cases.c.departement, cases.c.force, cases.c.opened_at,
+        cases.c.first_seen, cases.c.last_seen, cases.c.handled_at, cases.c.transferred_to,
+    ]

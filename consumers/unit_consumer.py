@@ -1,38 +1,119 @@
 """The per-unit consumer: reads ``unit.<unit_id>`` into the unit's case store.
 
-One consumer group per unit (``unit-consumer.<unit_id>``). Offsets are committed only after the store has committed,
-so a crash between the two replays a batch that the store then ignores (events are applied idempotently): no loss,
-no duplicate. An event it cannot read is parked in the store with the reason, never blocks the queue.
+One consumer group per unit (``unit-consumer.<unit_id>``), one thread per unit, several units per process. Offsets
+are committed only after the store has committed, so a crash between the two replays a batch that the store then
+ignores (events are applied idempotently by event id): no loss, no duplicate. An event it cannot read is parked in
+the store with the reason and counted: it never crashes the consumer and never blocks the queue.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import time
 from datetime import UTC, datetime
+from enum import StrEnum
 
 from kafka import KafkaConsumer
 from kafka.consumer.fetcher import ConsumerRecord
 from pydantic import ValidationError
 
-from consumers.case_store import CaseStore
-from schemas.envelope import CASE_OPENED, EnvelopeError, decode, read_attributes
-from schemas.events import CaseOpened
+from consumers.case_store import ApplyOutcome, CaseStore, CaseWriter, store_url_for
+from schemas.envelope import (
+    CASE_HANDLED,
+    CASE_OPENED,
+    CASE_UPDATED,
+    DecodedEvent,
+    EnvelopeError,
+    decode,
+    read_attributes,
+)
+from schemas.events import CaseOpened, CaseUpdated
+from schemas.reports import EnrichedReport
 from schemas.topics import Topics
 from schemas.validation import describe_validation_error
-from signalements.metrics import PipelineMetrics, Stage
+from signalements.metrics import ConsumerMetrics, PipelineMetrics, Stage
 from signalements.settings import Settings
 from signalements.topic_admin import ensure_topics, unit_topic_config
 
 log = logging.getLogger(__name__)
 
+UNIT_EVENT_TYPES = (CASE_OPENED, CASE_UPDATED, CASE_HANDLED)
+# Exit status of the fault-injection point, so a test can tell the injected crash from any other failure.
+FAULT_EXIT_CODE = 75
+
+
+class ParkReason(StrEnum):
+    INVALID_ENVELOPE = "invalid_envelope"
+    UNSUPPORTED_SCHEMA = "unsupported_schema"
+    UNEXPECTED_EVENT_TYPE = "unexpected_event_type"
+    INVALID_PAYLOAD = "invalid_payload"
+    WRONG_UNIT = "wrong_unit"
+
+
+class Unreadable(Exception):
+    def __init__(self, code: ParkReason, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+def read_unit_event(record: ConsumerRecord, unit_id: str | None) -> DecodedEvent:
+    """Decode a unit-queue record, or raise Unreadable with a bounded reason code and a precise detail."""
+    try:
+        decoded = decode(record.headers, record.key, record.value)
+    except ValidationError as error:
+        raise Unreadable(ParkReason.INVALID_PAYLOAD, describe_validation_error(error)) from error
+    except EnvelopeError as error:
+        detail = str(error)
+        if detail.startswith("unsupported schema"):
+            raise Unreadable(ParkReason.UNSUPPORTED_SCHEMA, detail) from error
+        if detail.startswith("unknown event type"):
+            raise Unreadable(ParkReason.UNEXPECTED_EVENT_TYPE, detail) from error
+        raise Unreadable(ParkReason.INVALID_ENVELOPE, detail) from error
+    except Exception as error:  # whatever else a hostile record triggers must not stop the queue
+        raise Unreadable(ParkReason.INVALID_PAYLOAD, f"{type(error).__name__}: {error}") from error
+    if decoded.event_type not in UNIT_EVENT_TYPES:
+        raise Unreadable(ParkReason.UNEXPECTED_EVENT_TYPE, f"{decoded.event_type.ce_type} does not belong on a unit queue")
+    payload_unit = getattr(decoded.payload, "unit_id", None)
+    if unit_id is not None and payload_unit != unit_id:
+        raise Unreadable(ParkReason.WRONG_UNIT, f"event for unit {payload_unit!r} on the queue of {unit_id!r}")
+    return decoded
+
+
+class LagBoard:
+    """Lag per partition summed over this process's units (see ConsumerMetrics)."""
+
+    def __init__(self, metrics: ConsumerMetrics) -> None:
+        self._metrics = metrics
+        self._lock = threading.Lock()
+        self._lags: dict[tuple[str, int], int] = {}
+
+    def report(self, unit_id: str, lags: dict[int, int]) -> None:
+        with self._lock:
+            for partition, lag in lags.items():
+                self._lags[(unit_id, partition)] = lag
+            for partition in {p for _, p in self._lags}:
+                total = sum(lag for (_, p), lag in self._lags.items() if p == partition)
+                self._metrics.lag.labels(str(partition)).set(total)
+
 
 class UnitConsumer:
-    def __init__(self, settings: Settings, unit_id: str, metrics: PipelineMetrics) -> None:
+    def __init__(
+        self, settings: Settings, unit_id: str, metrics: PipelineMetrics, consumer_metrics: ConsumerMetrics,
+        lag_board: LagBoard,
+    ) -> None:
         self.unit_id = unit_id
         self.topic = Topics(settings.topic_namespace).unit(unit_id)
         self.metrics = metrics
-        self.store = CaseStore(settings.unit_store_dir / f"{unit_id}.sqlite3")
+        self.consumer_metrics = consumer_metrics
+        self.lag_board = lag_board
+        self.fault_exit_after_store_commit = settings.consumer_fault_exit_after_store_commit
+        self.store = CaseStore.open(
+            store_url_for(settings.consumer_database_url, settings.unit_store_dir, unit_id), unit_id
+        )
+        # Create the queue if the router has not yet: subscribing to a missing topic would wait for nothing.
         ensure_topics(settings, {self.topic: unit_topic_config(settings)})
         self._consumer = KafkaConsumer(
             self.topic,
@@ -50,65 +131,106 @@ class UnitConsumer:
                 batches = self._consumer.poll(timeout_ms=500)
                 records = [record for batch in batches.values() for record in batch]
                 if records:
-                    self._store_batch(records)
+                    self.store_batch(records)
+                    if self.fault_exit_after_store_commit:
+                        log.warning("fault injection: exiting between the store commit and the offset commit")
+                        os._exit(FAULT_EXIT_CODE)
                     self._consumer.commit()  # only after the store's commit
+                self._report_lag()
         finally:
             self._consumer.close(autocommit=False)
             self.store.close()
 
-    def _store_batch(self, records: list[ConsumerRecord]) -> None:
-        stored: list[CaseOpened] = []
-        try:
+    def store_batch(self, records: list[ConsumerRecord]) -> None:
+        """Apply a polled batch in one store transaction (committed on return, rolled back if it raises)."""
+        started = time.perf_counter()
+        applied: list[tuple[DecodedEvent, ApplyOutcome]] = []
+        with self.store.transaction() as writer:
             for record in records:
-                case = self._apply(record)
-                if case is not None:
-                    stored.append(case)
-            self.store.commit()
-        except Exception:
-            self.store.rollback()
-            raise
+                self.metrics.records_in.labels(Stage.CONSUME.value, "all").inc()
+                outcome = self._apply(writer, record)
+                if outcome is not None:
+                    applied.append(outcome)
+        self.consumer_metrics.store_duration.labels(self.store.backend).observe(time.perf_counter() - started)
         now = datetime.now(UTC)
-        for case in stored:
-            report = case.report.report
-            self.metrics.end_to_end_latency.labels(
-                report.channel.value, case.report.jurisdiction.force.value
-            ).observe((now - report.received_at).total_seconds())
+        for decoded, outcome in applied:
+            self._count(decoded, outcome, now)
 
-    def _apply(self, record: ConsumerRecord) -> CaseOpened | None:
-        self.metrics.records_in.labels(Stage.CONSUME.value, "all").inc()
+    def _apply(self, writer: CaseWriter, record: ConsumerRecord) -> tuple[DecodedEvent, ApplyOutcome] | None:
         try:
-            decoded = decode(record.headers, record.key, record.value)
-            if decoded.event_type != CASE_OPENED:
-                raise EnvelopeError(f"unsupported event type {decoded.event_type.ce_type}")
-        except (EnvelopeError, ValidationError) as error:
-            reason = describe_validation_error(error) if isinstance(error, ValidationError) else str(error)
-            self.store.park(
-                record.topic, record.partition, record.offset, reason, read_attributes(record.headers), record.value
+            decoded = read_unit_event(record, self.unit_id)
+        except Unreadable as unreadable:
+            writer.park(
+                topic=record.topic, partition=record.partition, offset=record.offset,
+                reason_code=unreadable.code.value, reason=unreadable.detail,
+                headers=read_attributes(record.headers), value=record.value,
             )
+            log.warning("parked %s[%d]@%d: %s", record.topic, record.partition, record.offset, unreadable.code.value)
             self.metrics.records_failed.labels(Stage.CONSUME.value, "all", "parked").inc()
+            self.consumer_metrics.parked.labels(unreadable.code.value).inc()
+            ce_type = read_attributes(record.headers).get("ce_type", "")
+            known = {t.ce_type: t.name for t in UNIT_EVENT_TYPES}
+            self.consumer_metrics.events.labels(known.get(ce_type, "other"), "parked").inc()
             return None
-        case: CaseOpened = decoded.payload  # type: ignore[assignment]
-        channel = case.report.report.channel.value
-        if self.store.apply_case_opened(decoded.event_id, case):
-            self.metrics.records_out.labels(Stage.CONSUME.value, channel, "stored").inc()
-            return case
-        self.metrics.records_out.labels(Stage.CONSUME.value, channel, "duplicate").inc()
-        return None
+        return decoded, writer.apply(decoded)
+
+    def _count(self, decoded: DecodedEvent, outcome: ApplyOutcome, now: datetime) -> None:
+        self.consumer_metrics.events.labels(decoded.event_type.name, outcome.value).inc()
+        payload = decoded.payload
+        reports: list[EnrichedReport] = []
+        if isinstance(payload, CaseOpened):
+            reports = [payload.report]
+        elif isinstance(payload, CaseUpdated):
+            reports = list(payload.new_reports)
+        for enriched in reports:
+            channel = enriched.report.channel.value
+            if outcome in (ApplyOutcome.STORED, ApplyOutcome.UPDATED):
+                self.metrics.records_out.labels(Stage.CONSUME.value, channel, "stored").inc()
+                self.metrics.end_to_end_latency.labels(channel, enriched.jurisdiction.force.value).observe(
+                    (now - enriched.report.received_at).total_seconds()
+                )
+            else:
+                self.metrics.records_out.labels(Stage.CONSUME.value, channel, outcome.value).inc()
+
+    def _report_lag(self) -> None:
+        lags: dict[int, int] = {}
+        for tp in self._consumer.assignment():
+            highwater = self._consumer.highwater(tp)
+            if highwater is None:
+                continue
+            lags[tp.partition] = max(0, highwater - self._consumer.position(tp))
+        self.lag_board.report(self.unit_id, lags)
 
 
 def run_unit_consumers(settings: Settings, unit_ids: list[str], stop: threading.Event | None = None) -> None:
-    """Run one consumer per unit in this process until ``stop`` is set (or SIGINT)."""
+    """Run one consumer per unit in this process until ``stop`` is set (or SIGINT).
+
+    If one unit's consumer fails (its store or the broker is gone), every unit stops and the failure is raised:
+    a supervisor restarts the process, and uncommitted offsets make it resume where the store left off.
+    """
     from signalements import __version__
 
     stop = stop or threading.Event()
     metrics = PipelineMetrics()
     metrics.set_build_info(__version__)
+    consumer_metrics = ConsumerMetrics(metrics.registry)
+    lag_board = LagBoard(consumer_metrics)
     metrics.serve(settings.metrics_host, settings.consumer_metrics_port)
-    consumers = [UnitConsumer(settings, unit_id, metrics) for unit_id in unit_ids]
-    threads = [threading.Thread(target=c.run, args=(stop,), name=f"unit-{c.unit_id}") for c in consumers]
+    consumers = [UnitConsumer(settings, unit_id, metrics, consumer_metrics, lag_board) for unit_id in unit_ids]
+    failures: list[BaseException] = []
+
+    def run_one(consumer: UnitConsumer) -> None:
+        try:
+            consumer.run(stop)
+        except BaseException as error:
+            log.exception("unit consumer %s failed", consumer.unit_id)
+            failures.append(error)
+            stop.set()
+
+    threads = [threading.Thread(target=run_one, args=(c,), name=f"unit-{c.unit_id}") for c in consumers]
     for thread in threads:
         thread.start()
-    log.info("consuming %s; stores in %s", ", ".join(unit_ids), settings.unit_store_dir)
+    log.info("consuming %s (%s store)", ", ".join(unit_ids), consumers[0].store.backend if consumers else "-")
     try:
         while any(thread.is_alive() for thread in threads):
             for thread in threads:
@@ -119,3 +241,5 @@ def run_unit_consumers(settings: Settings, unit_ids: list[str], stop: threading.
         stop.set()
         for thread in threads:
             thread.join()
+    if failures:
+        raise RuntimeError(f"{len(failures)} unit consumer(s) failed") from failures[0]

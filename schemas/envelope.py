@@ -17,7 +17,7 @@ from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 from pydantic import BaseModel
 
-from schemas.events import CaseOpened, CaseUpdated, UnroutedReport
+from schemas.events import CaseHandled, CaseOpened, CaseUpdated, UnroutedReport
 from schemas.reference import CompetenceRow
 from schemas.reports import CanonicalReport, EnrichedReport
 from schemas.submissions import BrigadeNumeriqueSubmission, MonCommissariatSubmission
@@ -52,6 +52,7 @@ REPORT_UNROUTED = EventType("report.unrouted", UnroutedReport)
 CASE_OPENED = EventType("case.opened", CaseOpened)
 CASE_UPDATED = EventType("case.updated", CaseUpdated)
 REFERENCE_COMPETENCE = EventType("reference.competence", CompetenceRow)
+CASE_HANDLED = EventType("case.handled", CaseHandled)
 
 EVENT_TYPES: Final = {
     event_type.ce_type: event_type
@@ -64,6 +65,7 @@ EVENT_TYPES: Final = {
         CASE_OPENED,
         CASE_UPDATED,
         REFERENCE_COMPETENCE,
+        CASE_HANDLED,
     )
 }
 

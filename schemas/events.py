@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from enum import StrEnum
 
 from pydantic import AwareDatetime, Field
 
-from schemas.channels import Channel
+from schemas.channels import Channel, Force
 from schemas.reports import Canonical, CanonicalReport, EnrichedReport
 
 CASE_ID_NAMESPACE = uuid.UUID("0b6f7e3e-93a3-4c5e-8a53-5b3d7a1f9c20")
@@ -47,6 +48,32 @@ class CaseUpdated(Canonical):
     last_seen: AwareDatetime
     channels: list[Channel]
     new_reports: list[EnrichedReport] = Field(min_length=1, description="the reports since the previous event")
+
+
+class CaseOutcome(StrEnum):
+    """How a unit closed a case."""
+
+    DISMANTLED = "dismantled"
+    UNFOUNDED = "unfounded"
+    TRANSFERRED = "transferred"
+
+
+class CaseHandled(Canonical):
+    """A unit marked one of its cases handled (on the unit's own queue, keyed by case id like its other events).
+
+    Carries the case's département, force and opening time so a national reader can count it without any state
+    of the unit's. A transfer also opens the case on the other unit's queue (``transferred_to``).
+    """
+
+    case_id: str
+    unit_id: str
+    outcome: CaseOutcome
+    handled_at: AwareDatetime
+    opened_at: AwareDatetime
+    departement: str
+    force: Force
+    report_count: int = Field(ge=1)
+    transferred_to: str | None = Field(default=None, description="the unit the case went to, for a transfer")
 
 
 class UnroutedReport(Canonical):

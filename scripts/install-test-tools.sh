@@ -4,7 +4,8 @@
 # prometheus (the server scrapes a running pipeline in tests/test_prometheus_scrape.py; its promtool checks and
 # unit-tests the rules), tmux (drives `signalements status` in a real terminal),
 # node and npm (run the official AsyncAPI parser on the published AsyncAPI document; rebuild the commune
-# reference from its pinned npm sources, to check the committed one).
+# reference from its pinned npm sources, to check the committed one),
+# postgresql (the case stores' PostgreSQL runs start a throwaway cluster of it with initdb/pg_ctl).
 set -euo pipefail
 missing=()
 command -v docker-compose >/dev/null || missing+=(docker-compose)
@@ -12,6 +13,7 @@ command -v docker-compose >/dev/null || missing+=(docker-compose)
 command -v tmux >/dev/null || missing+=(tmux)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "install-test-tools: installing ${missing[*]} from Debian"
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import sys
@@ -105,15 +106,221 @@ def worker(loglevel: Annotated[str, typer.Option(help="Faust log level")] = "inf
 
 @app.command()
 def consume(
-    unit: Annotated[list[str], typer.Option("--unit", "-u", help="a unit id (repeat for several)")],
+    unit: Annotated[list[str] | None, typer.Option("--unit", "-u", help="a unit id (repeat for several)")] = None,
+    departement: Annotated[
+        str | None, typer.Option(help="also every unit competent in this département, and its CROSS (e.g. 75, 2A, 976)")
+    ] = None,
+    database_url: Annotated[
+        str | None, typer.Option(help="shared case store, e.g. postgresql://user@host/db (default: SQLite per unit)")
+    ] = None,
 ) -> None:
-    """Run the per-unit consumer for one or several units, storing their cases locally."""
+    """Run the per-unit consumers (one consumer group per unit, one process), storing their cases locally."""
     from consumers.unit_consumer import run_unit_consumers
+    from consumers.unit_directory import units_of_departement
+    from streams.jurisdiction import JurisdictionReference
 
     _logging()
+    settings = _consumer_settings(database_url)
+    units = list(unit or [])
+    if departement:
+        reference = JurisdictionReference.from_settings(settings)
+        units += [u for u in units_of_departement(reference, departement) if u not in units]
+    if not units:
+        raise typer.BadParameter("give at least one --unit or a --departement")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    run_unit_consumers(_settings(), unit, stop)
+    run_unit_consumers(settings, units, stop)
+
+
+def _consumer_settings(database_url: str | None) -> Settings:
+    settings = _settings()
+    return settings.model_copy(update={"consumer_database_url": database_url}) if database_url else settings
+
+
+cases_app = typer.Typer(help="A unit's cases: list, show, mark handled (table or JSON).", no_args_is_help=True)
+app.add_typer(cases_app, name="cases")
+UnitOption = Annotated[str, typer.Option("--unit", "-u", help="the unit whose store to read")]
+DatabaseUrlOption = Annotated[str | None, typer.Option(help="the shared case store (default: the unit's SQLite file)")]
+JsonOption = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
+
+
+def _open_case_store(unit: str, database_url: str | None):  # noqa: ANN202 (typed in consumers.case_store)
+    from consumers.case_store import CaseStore, store_url_for
+
+    settings = _consumer_settings(database_url)
+    return settings, CaseStore.open(store_url_for(settings.consumer_database_url, settings.unit_store_dir, unit), unit)
+
+
+@cases_app.command("list")
+def cases_list(
+    unit: UnitOption,
+    sort: Annotated[str, typer.Option(help="reports (most reported first) or last-seen (latest first)")] = "last-seen",
+    status: Annotated[str, typer.Option(help="open, dismantled, unfounded, transferred, or all")] = "open",
+    database_url: DatabaseUrlOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List a unit's cases (open ones by default)."""
+    from rich.console import Console
+
+    from consumers.case_desk import render_case_list
+    from consumers.case_store import CaseSort
+
+    if sort not in {s.value for s in CaseSort}:
+        raise typer.BadParameter(f"--sort must be one of {', '.join(s.value for s in CaseSort)}")
+    _, store = _open_case_store(unit, database_url)
+    try:
+        found = store.list_cases(sort=CaseSort(sort), status=None if status == "all" else status)
+    finally:
+        store.close()
+    if as_json:
+        typer.echo(json.dumps([case.model_dump(mode="json") for case in found], ensure_ascii=False))
+    else:
+        render_case_list(Console(), found)
+
+
+@cases_app.command("show")
+def cases_show(
+    case_id: Annotated[str, typer.Argument(help="the case id")],
+    unit: UnitOption,
+    database_url: DatabaseUrlOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show one case with its reports."""
+    from rich.console import Console
+
+    from consumers.case_desk import render_case
+
+    _, store = _open_case_store(unit, database_url)
+    try:
+        case = store.get_case(case_id)
+    finally:
+        store.close()
+    if case is None:
+        typer.echo(f"no case {case_id} in unit {unit}", err=True)
+        raise typer.Exit(1)
+    if as_json:
+        typer.echo(case.model_dump_json())
+    else:
+        render_case(Console(), case)
+
+
+@cases_app.command("parked")
+def cases_parked(unit: UnitOption, database_url: DatabaseUrlOption = None, as_json: JsonOption = False) -> None:
+    """List the events of a unit's queue that could not be read (position, reason code, reason), oldest first."""
+    from rich.console import Console
+    from rich.table import Table
+
+    _, store = _open_case_store(unit, database_url)
+    try:
+        parked = store.parked()
+    finally:
+        store.close()
+    if as_json:
+        typer.echo(json.dumps(parked, ensure_ascii=False))
+        return
+    table = Table(title=f"{len(parked)} parked event(s)")
+    for column in ("topic", "partition", "offset", "reason_code", "reason", "parked_at"):
+        table.add_column(column)
+    for row in parked:
+        table.add_row(*(str(row[column]) for column in ("topic", "partition", "offset", "reason_code", "reason",
+                                                          "parked_at")))
+    Console().print(table)
+
+
+@cases_app.command("handle")
+def cases_handle(
+    case_id: Annotated[str, typer.Argument(help="the case id")],
+    unit: UnitOption,
+    outcome: Annotated[str, typer.Option(help="dismantled, unfounded or transferred")],
+    to: Annotated[str | None, typer.Option("--to", help="for a transfer: the unit that takes the case")] = None,
+    database_url: DatabaseUrlOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Mark a case handled; a transfer puts it on the other unit's queue. Both are published as CloudEvents."""
+    from consumers.case_desk import CaseDeskError, handle_case
+    from schemas.events import CaseOutcome
+
+    if outcome not in {o.value for o in CaseOutcome}:
+        raise typer.BadParameter(f"--outcome must be one of {', '.join(o.value for o in CaseOutcome)}")
+    settings, store = _open_case_store(unit, database_url)
+    try:
+        handled = handle_case(settings, store, case_id, CaseOutcome(outcome), to)
+    except CaseDeskError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from error
+    finally:
+        store.close()
+    if as_json:
+        typer.echo(handled.model_dump_json())
+    else:
+        target = f" to {handled.transferred_to}" if handled.transferred_to else ""
+        typer.echo(f"case {case_id}: {handled.outcome.value}{target}")
+
+
+stats_app = typer.Typer(help="National statistics: open and handled points by département, force, month.",
+                        no_args_is_help=True)
+app.add_typer(stats_app, name="stats")
+StatsDatabaseOption = Annotated[
+    str | None, typer.Option(help="the statistics store (default: SQLite in <state_dir>/stats)")
+]
+
+
+@stats_app.command("serve")
+def stats_serve(database_url: StatsDatabaseOption = None) -> None:
+    """Read every unit queue into the statistics and serve them as JSON (/v1/stats/departements, /v1/stats/monthly)."""
+    from consumers.national_stats import NationalStatsStore, stats_store_url
+    from consumers.stats_publication import serve_statistics
+
+    _logging()
+    settings = _settings()
+    store = NationalStatsStore.open(stats_store_url(settings, database_url))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        serve_statistics(settings, store, stop)
+    finally:
+        stop.set()
+        store.close()
+
+
+@stats_app.command("export")
+def stats_export(
+    out: Annotated[Path, typer.Option(help="directory for departements.csv/.png and monthly.csv/.png")],
+    database_url: StatsDatabaseOption = None,
+) -> None:
+    """Export the département ranking and the monthly series as CSV and PNG charts."""
+    from consumers.national_stats import NationalStatsStore, stats_store_url
+    from consumers.stats_publication import export_statistics
+
+    store = NationalStatsStore.open(stats_store_url(_settings(), database_url))
+    try:
+        for path in export_statistics(store, out):
+            typer.echo(str(path))
+    finally:
+        store.close()
+
+
+@app.command("bench-consumer")
+def bench_consumer(
+    cases: Annotated[int, typer.Option(help="cases on the queue (each an opening and one update)")] = 5000,
+    backend: Annotated[
+        list[str] | None, typer.Option(help="sqlite and/or postgresql (repeat); default both")
+    ] = None,
+    database_url: Annotated[
+        str | None, typer.Option(help="PostgreSQL to use (default: a throwaway cluster of Debian's postgresql)")
+    ] = None,
+    rate: Annotated[
+        float | None, typer.Option(help="also offer this many events/s to a running consumer and measure latency")
+    ] = None,
+    duration: Annotated[float, typer.Option(help="seconds of offered load with --rate")] = 20.0,
+) -> None:
+    """Cases stored per second by one unit consumer process, per store backend: one JSON line each."""
+    from consumers.consumer_bench import run_consumer_bench
+
+    backends = backend or ["sqlite", "postgresql"]
+    if unknown := set(backends) - {"sqlite", "postgresql"}:
+        raise typer.BadParameter(f"unknown backend(s): {', '.join(sorted(unknown))}")
+    run_consumer_bench(_settings(), cases, backends, database_url, rate, duration)
 
 
 @app.command("lag-exporter")

@@ -141,3 +141,37 @@ class PipelineMetrics:
     def serve(self, host: str, port: int) -> None:
         """Expose ``/metrics`` on its own HTTP port (for services that have no web server of their own)."""
         start_http_server(port, addr=host, registry=self.registry)
+
+
+class ConsumerMetrics:
+    """What a per-unit consumer process (and the national statistics consumer) exposes beside PipelineMetrics.
+
+    No unit id label, even though a consumer process serves named units: a process may serve a whole
+    département's units, and the per-group lag of every unit is the lag exporter's job. ``partition`` is bounded
+    by the unit topics' partition count; with several units in one process the lag of a partition is summed over
+    them.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        self.events = Counter(
+            "signalements_consumer_events",
+            "Case events read from unit queues, by event type (case.opened, case.updated, case.handled) and outcome"
+            " (stored, updated, handled, held, duplicate, parked)",
+            ["event_type", "outcome"], registry=r,
+        )
+        self.parked = Counter(
+            "signalements_consumer_parked_events",
+            "Events parked because they could not be read (unknown schema version, unreadable payload...), by reason",
+            ["reason"], registry=r,
+        )
+        self.lag = Gauge(
+            "signalements_unit_consumer_lag_records",
+            "Records on the unit queues not yet read by this process, by partition (summed over its units)",
+            ["partition"], registry=r,
+        )
+        self.store_duration = Histogram(
+            "signalements_consumer_store_transaction_seconds",
+            "Time to apply one polled batch to the case store and commit it, by store backend (sqlite, postgresql)",
+            ["backend"], buckets=STAGE_BUCKETS, registry=r,
+        )

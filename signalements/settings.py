@@ -56,6 +56,17 @@ class Settings(BaseSettings):
 
     # Per-unit consumers (consumers/).
     consumer_metrics_port: int = 9102
+    consumer_database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL of a shared case store (e.g. postgresql://...); unset: SQLite per unit"
+    )
+    consumer_fault_exit_after_store_commit: bool = Field(
+        default=False,
+        description="fault injection for tests: exit the process right after a store commit, before the offset commit",
+    )
+
+    # National statistics consumer (consumers/national_stats.py).
+    stats_database_url: str | None = Field(default=None, description="unset: SQLite in <state_dir>/stats")
+    stats_port: int = Field(default=9104, description="the statistics' JSON API and /metrics")
 
     metrics_host: str = "127.0.0.1"
 

@@ -40,3 +40,12 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture
 def settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
     return make_settings(kafka_bootstrap, tmp_path)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster from Debian's package (scripts/install-test-tools.sh), for the case stores."""
+    from consumers.throwaway_postgres import throwaway_postgres
+
+    with throwaway_postgres() as url:
+        yield url

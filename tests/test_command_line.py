@@ -10,6 +10,8 @@ import pytest
 SUBCOMMANDS = [
     ["broker", "start"], ["broker", "stop"], ["broker", "status"], ["topics"], ["intake"], ["worker"], ["consume"],
     ["demo"], ["bench"],
+    ["cases", "list"], ["cases", "show"], ["cases", "parked"], ["cases", "handle"], ["stats", "serve"], ["stats", "export"],
+    ["bench-consumer"],
 ]
 
 

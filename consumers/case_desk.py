@@ -1,0 +1,155 @@
+"""What a unit's operator does with its cases: list, show, and mark handled (dismantled, unfounded, transferred).
+
+Marking a case handled is itself an event, ``case.handled`` on the unit's own queue, so the national statistics see
+it and the unit's consumer applies it like any other (idempotently: the command has already applied it to the
+store). A transfer first puts the whole case on the other unit's queue (a ``case.opened`` with the first report, then
+a ``case.updated`` with the others), keyed by the same case id, then closes it here.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from kafka import KafkaProducer
+from rich.console import Console
+from rich.table import Table
+
+from consumers.case_store import OPEN, CaseDetail, CaseStore, CaseSummary
+from consumers.case_events import CaseEvent
+from schemas.channels import Channel, Force
+from schemas.envelope import CASE_HANDLED, CASE_OPENED, CASE_UPDATED, encode
+from schemas.events import CaseHandled, CaseOpened, CaseOutcome, CaseUpdated
+from schemas.topics import Topics
+from signalements.settings import Settings
+from signalements.topic_admin import ensure_topics, unit_topic_config
+
+SOURCE = "/signalements/case-desk"
+HANDLING_NAMESPACE = uuid.UUID("c4a1e9d2-7b3f-4e60-9a85-2f1d0c3b4a59")
+
+
+class CaseDeskError(ValueError):
+    """An operator request that cannot be carried out, with why."""
+
+
+def _event_id(*parts: object) -> str:
+    # Derived from what is done to which case at which version: running the same command twice sends the same ids.
+    return str(uuid.uuid5(HANDLING_NAMESPACE, ":".join(str(p) for p in parts)))
+
+
+def handling_event(case: CaseDetail, outcome: CaseOutcome, transferred_to: str | None, now: datetime) -> CaseEvent:
+    handled = CaseHandled(
+        case_id=case.case_id, unit_id=case.unit_id, outcome=outcome, handled_at=now,
+        opened_at=datetime.fromisoformat(case.opened_at), departement=case.departement, force=Force(case.force),
+        report_count=case.report_count, transferred_to=transferred_to,
+    )
+    return CaseEvent(CASE_HANDLED, handled, _event_id("handled", case.unit_id, case.case_id, case.case_version))
+
+
+def transfer_events(case: CaseDetail, to_unit: str) -> list[CaseEvent]:
+    """The case as the other unit receives it: its opening with the first report, then the others in one update."""
+    if not case.reports:
+        raise CaseDeskError(f"case {case.case_id} has no report to transfer")
+    first, rest = case.reports[0], case.reports[1:]
+    subject = ("transfer", case.unit_id, to_unit, case.case_id, case.case_version)
+    opened = CaseOpened(
+        case_id=case.case_id, unit_id=to_unit, opened_at=datetime.fromisoformat(case.opened_at),
+        first_seen=first.report.received_at, last_seen=first.report.received_at,
+        channels=[first.report.channel], report=first,
+    )
+    events = [CaseEvent(CASE_OPENED, opened, _event_id(*subject, "opened"))]
+    if rest:
+        update = CaseUpdated(
+            case_id=case.case_id, unit_id=to_unit, case_version=2, updated_at=datetime.now(UTC),
+            report_count=len(case.reports), first_seen=datetime.fromisoformat(case.first_seen),
+            last_seen=datetime.fromisoformat(case.last_seen), channels=[Channel(c) for c in case.channels],
+            new_reports=rest,
+        )
+        events.append(CaseEvent(CASE_UPDATED, update, _event_id(*subject, "updated")))
+    return events
+
+
+def handle_case(
+    settings: Settings, store: CaseStore, case_id: str, outcome: CaseOutcome, transfer_to: str | None = None
+) -> CaseHandled:
+    """Publish the handling (and a transfer's events) with acks=all, then apply it to the store.
+
+    Kafka first: if publishing fails nothing changed and the operator is told; if the store update fails after,
+    the unit's consumer applies the same event from the queue.
+    """
+    case = store.get_case(case_id)
+    if case is None:
+        raise CaseDeskError(f"no case {case_id} in unit {store.unit_id}")
+    if case.status != OPEN:
+        raise CaseDeskError(f"case {case_id} is already {case.status}")
+    topics = Topics(settings.topic_namespace)
+    if outcome == CaseOutcome.TRANSFERRED:
+        if not transfer_to:
+            raise CaseDeskError("a transfer needs the unit to transfer to (--to)")
+        if transfer_to == store.unit_id:
+            raise CaseDeskError("a case cannot be transferred to its own unit")
+        try:
+            topics.unit(transfer_to)
+        except ValueError as error:
+            raise CaseDeskError(str(error)) from error
+    elif transfer_to:
+        raise CaseDeskError("--to is only for a transfer")
+    handled = handling_event(case, outcome, transfer_to, datetime.now(UTC))
+    sends: list[tuple[str, CaseEvent]] = []
+    if transfer_to:
+        sends += [(topics.unit(transfer_to), event) for event in transfer_events(case, transfer_to)]
+    sends.append((topics.unit(store.unit_id), handled))
+    _publish(settings, sends)
+    payload = handled.payload
+    assert isinstance(payload, CaseHandled)
+    with store.transaction() as writer:
+        writer.apply_handled(handled.event_id, payload)
+    return payload
+
+
+def _publish(settings: Settings, sends: list[tuple[str, CaseEvent]]) -> None:
+    ensure_topics(settings, {topic: unit_topic_config(settings) for topic, _ in sends})
+    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers.split(","), acks="all", retries=5)
+    try:
+        for topic, event in sends:  # in order, each acknowledged before the next
+            message = encode(event.event_type, event.payload, event_id=event.event_id, source=SOURCE, key=event.key)
+            producer.send(
+                topic, key=event.key.encode(), value=message.value, headers=list(message.headers.items())
+            ).get(timeout=settings.intake_produce_timeout_s)
+    finally:
+        producer.close()
+
+
+def render_case_list(console: Console, cases: list[CaseSummary]) -> None:
+    table = Table(title=f"{len(cases)} case(s)")
+    table.add_column("case", no_wrap=True, min_width=36)  # operators copy it into `cases show`: never cut it
+    for column in ("kind", "status", "reports", "commune", "first seen", "last seen"):
+        table.add_column(column)
+    for case in cases:
+        table.add_row(
+            case.case_id, case.kind, case.status, str(case.report_count),
+            f"{case.commune_name} ({case.commune_code})", case.first_seen[:19], case.last_seen[:19],
+        )
+    console.print(table)
+
+
+def render_case(console: Console, case: CaseDetail) -> None:
+    summary = Table(show_header=False, title=f"case {case.case_id}")
+    summary.add_column("field")
+    summary.add_column("value")
+    for name in ("unit_id", "kind", "status", "case_version", "report_count", "commune_name", "commune_code",
+                 "departement", "force", "opened_at", "first_seen", "last_seen", "handled_at", "transferred_to"):
+        summary.add_row(name, str(getattr(case, name)))
+    console.print(summary)
+    reports = Table(title="reports")
+    reports.add_column("report", no_wrap=True, min_width=36)
+    for column in ("channel", "received", "activity", "place"):
+        reports.add_column(column)
+    for enriched in case.reports:
+        report = enriched.report
+        place = report.place.street_address or report.place.commune_name or ""
+        reports.add_row(
+            report.report_id, report.channel.value, report.received_at.isoformat()[:19],
+            report.activity.value if report.activity else report.kind.value, place,
+        )
+    console.print(reports)

@@ -1,0 +1,125 @@
+"""The national figures as the ministry publishes them: the département ranking and the monthly series, as CSV and
+PNG files (``signalements stats export``) and as JSON over HTTP (``signalements stats serve``)."""
+
+from __future__ import annotations
+
+import csv
+import threading
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import uvicorn  # noqa: E402
+from fastapi import FastAPI, Response  # noqa: E402
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest  # noqa: E402
+from pydantic import BaseModel  # noqa: E402
+
+from consumers.national_stats import (  # noqa: E402
+    DepartementRank,
+    MonthlyFigures,
+    NationalStatsStore,
+    start_national_stats,
+)
+from signalements.metrics import PipelineMetrics  # noqa: E402
+from signalements.settings import Settings  # noqa: E402
+
+RANKING_CSV, MONTHLY_CSV = "departements.csv", "monthly.csv"
+RANKING_PNG, MONTHLY_PNG = "departements.png", "monthly.png"
+CHART_TOP = 20  # départements shown on the chart (the CSV has them all)
+
+
+def _write_csv(path: Path, rows: list[BaseModel], model: type[BaseModel]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(model.model_fields))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(row.model_dump())
+
+
+def _ranking_chart(path: Path, ranking: list[DepartementRank]) -> None:
+    shown = ranking[:CHART_TOP]
+    figure, axes = plt.subplots(figsize=(10, 5))
+    names = [rank.departement for rank in shown]
+    axes.bar(names, [rank.open_points for rank in shown], label="open")
+    axes.bar(names, [rank.dismantled for rank in shown], bottom=[rank.open_points for rank in shown],
+             label="dismantled")
+    axes.set_xlabel("département")
+    axes.set_ylabel("dealing points")
+    axes.set_title(f"Open dealing points by département (top {len(shown)})")
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def _monthly_chart(path: Path, series: list[MonthlyFigures]) -> None:
+    months = sorted({row.month for row in series})
+    figure, axes = plt.subplots(figsize=(10, 5))
+    for field in ("opened", "dismantled"):
+        totals = [sum(getattr(row, field) for row in series if row.month == month) for month in months]
+        axes.plot(months, totals, marker="o", label=field)
+    axes.set_xlabel("month")
+    axes.set_ylabel("dealing points")
+    axes.set_title("Dealing points opened and dismantled per month")
+    axes.legend()
+    figure.autofmt_xdate()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def export_statistics(store: NationalStatsStore, directory: Path) -> list[Path]:
+    """Write the ranking and the monthly series as CSV and PNG into ``directory``; return the files."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ranking, series = store.departement_ranking(), store.monthly_series()
+    _write_csv(directory / RANKING_CSV, list(ranking), DepartementRank)
+    _write_csv(directory / MONTHLY_CSV, list(series), MonthlyFigures)
+    _ranking_chart(directory / RANKING_PNG, ranking)
+    _monthly_chart(directory / MONTHLY_PNG, series)
+    return [directory / name for name in (RANKING_CSV, MONTHLY_CSV, RANKING_PNG, MONTHLY_PNG)]
+
+
+def create_stats_app(store: NationalStatsStore, metrics: PipelineMetrics) -> FastAPI:
+    app = FastAPI(title="Signalements: national statistics", version="1")
+
+    @app.get("/v1/stats/departements")
+    def departements() -> list[DepartementRank]:
+        """Départements ranked by open dealing points."""
+        return store.departement_ranking()
+
+    @app.get("/v1/stats/monthly")
+    def monthly() -> list[MonthlyFigures]:
+        """Per month and force: points opened, dismantled and found unfounded."""
+        return store.monthly_series()
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def serve_statistics(settings: Settings, store: NationalStatsStore, stop: threading.Event) -> None:
+    """Run the statistics consumer and serve its figures (and /metrics) on 127.0.0.1 until stopped."""
+    from signalements import __version__
+
+    metrics = PipelineMetrics()
+    metrics.set_build_info(__version__)
+    start_national_stats(settings, store, stop, metrics)
+    server = uvicorn.Server(uvicorn.Config(
+        create_stats_app(store, metrics), host=settings.metrics_host, port=settings.stats_port, log_level="warning",
+    ))
+
+    def stop_server_when_asked() -> None:
+        stop.wait()
+        server.should_exit = True
+
+    threading.Thread(target=stop_server_when_asked, daemon=True).start()
+    server.run()

@@ -1,0 +1,88 @@
+"""What the consumer tests use: a running consumer (in-process or as a real process), producing case events."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from kafka import KafkaAdminClient, KafkaProducer
+
+from consumers.case_store import CaseStore, store_url_for
+from consumers.synthetic_cases import CaseEvent, publish
+from consumers.throwaway_postgres import create_database
+from consumers.unit_consumer import run_unit_consumers
+from schemas.topics import Topics
+from signalements.settings import Settings
+from signalements.topic_admin import ensure_topics, unit_topic_config
+
+
+@contextmanager
+def consuming(settings: Settings, unit_ids: list[str]) -> Iterator[threading.Thread]:
+    """The unit consumers of ``unit_ids`` running in this process (the same code the command runs)."""
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            run_unit_consumers(settings, unit_ids, stop)
+        except BaseException as error:  # surfaced by the test through the thread's liveness
+            failures.append(error)
+
+    thread = threading.Thread(target=run, name="test-consumers")
+    thread.start()
+    try:
+        yield thread
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+    assert not failures, failures
+
+
+def produce(settings: Settings, unit_id: str, events: list[CaseEvent]) -> None:
+    topic = Topics(settings.topic_namespace).unit(unit_id)
+    ensure_topics(settings, {topic: unit_topic_config(settings)})
+    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+    try:
+        publish(producer, topic, events)
+    finally:
+        producer.close()
+
+
+def produce_raw(
+    settings: Settings, unit_id: str, key: bytes, value: bytes | None, headers: list[tuple[str, bytes]]
+) -> None:
+    topic = Topics(settings.topic_namespace).unit(unit_id)
+    ensure_topics(settings, {topic: unit_topic_config(settings)})
+    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+    try:
+        producer.send(topic, key=key, value=value, headers=headers).get(timeout=30)
+    finally:
+        producer.close()
+
+
+def open_store(settings: Settings, unit_id: str) -> CaseStore:
+    return CaseStore.open(store_url_for(settings.consumer_database_url, settings.unit_store_dir, unit_id), unit_id)
+
+
+def committed_offsets(settings: Settings, unit_id: str) -> dict[int, int]:
+    """The unit group's committed offset per partition (absent: nothing committed)."""
+    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    try:
+        group = settings.consumer_group(f"unit-consumer.{unit_id}")
+        offsets = admin.list_group_offsets(group).get(group, {})
+        return {tp.partition: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
+    finally:
+        admin.close()
+
+
+STORE_BACKENDS = ["sqlite", "postgresql"]
+
+
+def with_store_backend(request: pytest.FixtureRequest, settings: Settings) -> Settings:
+    """``settings`` whose unit stores are SQLite files (the default) or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return settings
+    server = request.getfixturevalue("postgres_server")
+    return settings.model_copy(update={"consumer_database_url": create_database(server)})
