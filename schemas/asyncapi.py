@@ -14,6 +14,7 @@ from pydantic.json_schema import models_json_schema
 
 from schemas.envelope import (
     BRIGADE_NUMERIQUE_SUBMISSION,
+    CASE_HANDLED,
     CASE_OPENED,
     CASE_UPDATED,
     DEAD_LETTER_SCHEMA,
@@ -66,7 +67,8 @@ TOPICS: tuple[TopicContract, ...] = (
         "partition.", "receive",
     ),
     TopicContract(
-        "unitQueue", "unit.{unitId}", "the case id (a case's events stay in order)", (CASE_OPENED, CASE_UPDATED),
+        "unitQueue", "unit.{unitId}", "the case id (a case's events stay in order)",
+        (CASE_OPENED, CASE_UPDATED, CASE_HANDLED),
         "One queue per competent unit: the cases it must handle.", "receive",
     ),
     TopicContract(

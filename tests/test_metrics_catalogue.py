@@ -6,7 +6,7 @@ import re
 
 from prometheus_client.metrics import MetricWrapperBase
 
-from signalements.metrics import PipelineMetrics
+from signalements.metrics import ConsumerMetrics, PipelineMetrics
 from signalements.settings import PROJECT_ROOT
 
 ALLOWED_LABELS = {
@@ -17,7 +17,12 @@ ALLOWED_LABELS = {
 
 def catalogue() -> dict[str, tuple[str, tuple[str, ...]]]:
     """Exposed name (with the `_total` of counters) -> (type, label names)."""
-    metrics = [m for m in vars(PipelineMetrics()).values() if isinstance(m, MetricWrapperBase)]
+    pipeline = PipelineMetrics()
+    # The unit consumer's own metrics are part of the catalogue too, on the same registry as the shared ones.
+    consumer = ConsumerMetrics(pipeline.registry)
+    metrics = [
+        m for group in (pipeline, consumer) for m in vars(group).values() if isinstance(m, MetricWrapperBase)
+    ]
     entries: dict[str, tuple[str, tuple[str, ...]]] = {}
     for metric in metrics:
         # The client has no public accessor for a metric's type, name and label names.
