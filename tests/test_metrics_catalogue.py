@@ -12,6 +12,8 @@ from signalements.settings import PROJECT_ROOT
 ALLOWED_LABELS = {
     "stage", "channel", "outcome", "reason", "force", "departement", "group_kind",
     "version", "schema_version", "reference_version",
+    # The unit consumer's own: case event types (opened, updated, handled), its queues' partitions, store backend.
+    "event_type", "partition", "backend",
 }
 
 
