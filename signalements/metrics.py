@@ -64,6 +64,25 @@ class PipelineMetrics:
         self.unrouted = Counter(
             "signalements_unrouted_reports", "Valid reports with no competent unit, by reason", ["reason"], registry=r
         )
+        self.dedup_outcomes = Counter(
+            "signalements_dedup_outcomes", "Enriched reports by deduplication outcome (opened, merged, duplicate, resubmission)",
+            ["outcome"], registry=r,
+        )
+        self.cases_opened = Counter(
+            "signalements_cases_opened", "case.opened events sent to unit queues", ["force"], registry=r
+        )
+        self.cases_updated = Counter(
+            "signalements_cases_updated", "case.updated events sent to unit queues", ["force"], registry=r
+        )
+        self.dedup_state_entries = Gauge(
+            "signalements_dedup_state_entries", "Entries in the deduplication state of this worker's partitions (estimate)",
+            registry=r,
+        )
+        self.case_updates_throttled = Counter(
+            "signalements_case_updates_throttled",
+            "Reports merged into a case that had an event less than the throttle interval ago (sent later, accumulated)",
+            registry=r,
+        )
         self.build_info = Gauge(
             "signalements_build_info", "Versions of the running service (value is always 1)",
             ["version", "schema_version", "reference_version"], registry=r,

@@ -33,13 +33,14 @@ from schemas.envelope import (
     decode,
     encode,
 )
-from schemas.events import CaseOpened, UnroutedReport, case_id_for
+from schemas.events import CaseOpened, CaseUpdated, UnroutedReport
 from schemas.reports import CanonicalReport, EnrichedReport
 from schemas.topics import Topics
 from schemas.validation import describe_validation_error
 from signalements.metrics import PipelineMetrics, Stage
 from signalements.settings import Settings
 from signalements.topic_admin import unit_topic_config
+from streams.case_tables import CaseRouter, is_route_tick
 from streams.dead_letter import build_dead_letter
 from streams.jurisdiction import JurisdictionReference, Unrouted
 from streams.normalize import NormalizationError, normalize_submission
@@ -208,36 +209,36 @@ def create_app(settings: Settings, metrics: PipelineMetrics, reference: Jurisdic
 
             await process(Stage.ENRICH, _channel_of(event), event, step)
 
+    async def send_case_event(event_type: EventType, case: CaseOpened | CaseUpdated, received_at: datetime | None) -> None:
+        """A case event on its unit's queue, keyed by case id so a case's events stay in order."""
+        on_delivered = None
+        if received_at is not None:
+            latest = case.report if isinstance(case, CaseOpened) else case.new_reports[-1]
+            labels = metrics.routing_latency.labels(latest.report.channel.value, latest.jurisdiction.force.value)
+
+            def on_delivered(_: Any) -> None:
+                labels.observe((datetime.now(UTC) - received_at).total_seconds())
+
+        subject = case.case_id if event_type is CASE_OPENED else f"{case.case_id}:{case.case_version}"
+        await send_event(
+            await unit_topic(case.unit_id), event_type, case,
+            key=case.case_id, event_id=event_id_for(subject, event_type), subject=case.case_id,
+            on_delivered=on_delivered,
+        )
+
+    case_router = CaseRouter(app, settings, metrics, enriched_topic, send_case_event)
+
     @app.agent(enriched_topic, name="route")
     async def route(stream: faust.StreamT) -> None:
+        # Deduplication (streams/deduplication.py, streams/case_tables.py): a report opens a case or updates one.
         async for event in stream.events():
+            if is_route_tick(event.message.headers):
+                await case_router.on_tick(event)
+                continue
 
             async def step(event: faust.EventT = event) -> str:
                 enriched: EnrichedReport = read(event, REPORT_ENRICHED).payload
-                report, jurisdiction = enriched.report, enriched.jurisdiction
-                # Skeleton: every report opens its own case; deduplication merges reports into cases later.
-                case_id = case_id_for(jurisdiction.unit_id, f"report:{report.report_id}")
-                case = CaseOpened(
-                    case_id=case_id,
-                    unit_id=jurisdiction.unit_id,
-                    opened_at=datetime.now(UTC),
-                    first_seen=report.submitted_at,
-                    last_seen=report.submitted_at,
-                    channels=[report.channel],
-                    report=enriched,
-                )
-                labels = metrics.routing_latency.labels(report.channel.value, jurisdiction.force.value)
-                received_at = report.received_at
-
-                def delivered(_: Any) -> None:
-                    labels.observe((datetime.now(UTC) - received_at).total_seconds())
-
-                await send_event(
-                    await unit_topic(jurisdiction.unit_id), CASE_OPENED, case,
-                    key=case_id, event_id=event_id_for(case_id, CASE_OPENED), subject=case_id,
-                    on_delivered=delivered,
-                )
-                return "case_opened"
+                return await case_router.route_report(event, enriched)
 
             await process(Stage.ROUTE, _channel_of(event), event, step)
 
