@@ -8,7 +8,7 @@ Not a test: it measures.
   pairs of reports (a pair is "merged" when both reports land in one case, "same point" in the ground truth), and
   how many retries and resubmissions were dropped.
 - throughput: the same decisions against a RocksDB state (rocksdict, as Faust's store), reports/s on one core.
-- memory: RocksDB size on disk and the process's peak RSS growth per million points in state.
+- memory: RocksDB size on disk per million points (here) and the worker's resident memory after recovering N points.
 - recovery (``--recovery-points N``): N distinct points' state written to a Faust worker's changelog topic on the
   real broker, then a fresh worker is started and timed until its tables are recovered and it is ready.
 """
@@ -16,7 +16,6 @@ Not a test: it measures.
 from __future__ import annotations
 
 import json
-import resource
 import shutil
 import sys
 import tempfile
@@ -142,14 +141,12 @@ def measure_throughput(enriched: list[tuple[TruthReport, EnrichedReport]], polic
     """Decisions per second against RocksDB, and the state's size per million points."""
     path = workdir / "throughput.db"
     state = RocksState(path)
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started = time.perf_counter()
     for _, report in enriched:
         state.apply(decide_report(state, report, report.report.submitted_at, policy))
     elapsed = time.perf_counter() - started
     cases = sum(1 for key in state.db.keys() if bytes(key).startswith(b"case:"))
     state.close()
-    rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     disk = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
     return {
         "reports": len(enriched),
@@ -158,7 +155,6 @@ def measure_throughput(enriched: list[tuple[TruthReport, EnrichedReport]], polic
         "cases_in_state": cases,
         "state_disk_bytes": disk,
         "state_disk_mb_per_million_points": round(disk / cases * 1_000_000 / 1e6, 1) if cases else None,
-        "rss_growth_mb_per_million_points": round((rss_after - rss_before) / 1024 / cases * 1_000_000, 1) if cases else None,
     }
 
 

@@ -30,7 +30,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import faust
@@ -56,6 +56,15 @@ log = logging.getLogger(__name__)
 JOURNAL_RETENTION = 50_000
 TICK_RESEND_AFTER_S = 10.0
 SWEEP_BATCH = 20_000
+
+
+# The route stage's records_out outcomes (case_opened as in the skeleton).
+ROUTE_OUTCOMES = {
+    DedupOutcome.OPENED: "case_opened",
+    DedupOutcome.MERGED: "case_merged",
+    DedupOutcome.DUPLICATE: "duplicate",
+    DedupOutcome.RESUBMISSION: "resubmission",
+}
 
 
 class RouteTick(BaseModel):
@@ -116,8 +125,6 @@ def is_route_tick(headers: Any) -> bool:
 
 
 def policy_from(settings: Settings) -> DedupPolicy:
-    from datetime import timedelta
-
     return DedupPolicy(
         distance_m=settings.dedup_distance_m,
         case_window=timedelta(days=settings.dedup_case_window_days),
@@ -163,6 +170,7 @@ class CaseRouter:
         self.pending = app.Table("dedup-pending", default=None, **table_options)
         self.view = TableView(self.state)
         self._ticked: dict[str, float] = {}
+        self._replaying: set[int] = set()
         check_every = min(5.0, max(0.25, settings.dedup_update_throttle_s / 4))
         app.timer(interval=check_every, name="dedup-flush-due")(self.flush_due_cases)
         app.timer(interval=settings.dedup_sweep_interval_s, name="dedup-sweep")(self.request_sweeps)
@@ -177,7 +185,7 @@ class CaseRouter:
         self.metrics.dedup_outcomes.labels(outcome.value).inc()
         if journal.throttled:
             self.metrics.case_updates_throttled.inc()
-        return "case_opened" if outcome is DedupOutcome.OPENED else f"case_{outcome.value}" if outcome is DedupOutcome.MERGED else outcome.value
+        return ROUTE_OUTCOMES[outcome]
 
     async def on_tick(self, event: faust.EventT) -> None:
         tick = RouteTick.model_validate_json(event.message.value or b"{}")
@@ -196,7 +204,14 @@ class CaseRouter:
 
     def _journal_for(self, event: faust.EventT) -> Journal | None:
         raw = self.state.get(self._journal_key(event))
-        return Journal.model_validate_json(raw) if raw else None
+        if not raw:
+            return None
+        partition = event.message.partition
+        if partition not in self._replaying:
+            # Once per partition and process: a record decided before a crash or a rebalance is being replayed.
+            self._replaying.add(partition)
+            log.info("route: replaying journaled decisions on partition %d from offset %d", partition, event.message.offset)
+        return Journal.model_validate_json(raw)
 
     def _decide(self, event: faust.EventT, decide: Callable[[datetime], Effects]) -> Journal:
         # The record's own timestamp, not the clock: deciding it again after a crash must decide the same.

@@ -91,10 +91,6 @@ class CaseState(StateRecord):
     def open_at(self, moment: datetime, window: timedelta) -> bool:
         return moment - self.last_seen <= window
 
-    @property
-    def flush_due_at(self) -> datetime | None:
-        return None if not self.pending else self.last_event_at
-
 
 class CaseRef(StateRecord):
     """An index entry: a point key, a network identifier or a report id that leads to a case."""

@@ -112,9 +112,9 @@ def assert_one_case_per_point(traffic: list[TruthReport], ledgers: dict[str, Cas
 class TrafficSender(threading.Thread):
     """Produces the traffic's raw records at a steady rate, as the intake would."""
 
-    def __init__(self, settings: Settings, traffic: list[TruthReport]) -> None:
+    def __init__(self, settings: Settings, traffic: list[TruthReport], rate_per_s: float = RATE_PER_S) -> None:
         super().__init__(daemon=True)
-        self.settings, self.traffic = settings, traffic
+        self.settings, self.traffic, self.rate_per_s = settings, traffic, rate_per_s
         self.sent = 0
         self.error: BaseException | None = None
 
@@ -126,7 +126,7 @@ class TrafficSender(threading.Thread):
                 topic, key, value, headers = report.raw_record(topics)
                 producer.send(topic, key=key, value=value, headers=headers)
                 self.sent += 1
-                time.sleep(1 / RATE_PER_S)
+                time.sleep(1 / self.rate_per_s)
             producer.flush(timeout=30)
         except BaseException as error:  # surfaced by the test
             self.error = error
@@ -185,17 +185,23 @@ def test_rebalance_while_traffic_flows_loses_and_duplicates_no_case(kafka_bootst
     first = Services(settings.log_dir, settings.as_environment())
     # The second worker is another machine: its own state directory and metrics port, the same consumer group.
     second_port = free_port()
+    (tmp_path / "second").mkdir()
     second_env = {**settings.as_environment(), "SIGNALEMENTS_STATE_DIR": str(tmp_path / "second"),
                   "SIGNALEMENTS_WORKER_METRICS_PORT": str(second_port)}
     second = Services(settings.log_dir / "second", second_env)
-    sender = TrafficSender(settings, traffic)
+    # slow enough that the traffic still flows while the group rebalances twice
+    sender = TrafficSender(settings, traffic, rate_per_s=8)
+    second_log = settings.log_dir / "second" / "worker.log"
     try:
         first.start("worker", "worker")
         sender.start()
-        wait_for(lambda: routed(settings) >= len(traffic) / 4, timeout_s=180, what="a quarter of the traffic routed")
+        wait_for(lambda: routed(settings) >= len(traffic) / 5, timeout_s=180, what="a fifth of the traffic routed")
         second.start("worker", "worker")
-        wait_for(lambda: routed(settings, second_port) > 0, timeout_s=180, what="the second worker routing")
+        wait_for(lambda: second_log.exists() and "Worker ready" in second_log.read_text(errors="replace"),
+                 timeout_s=180, what="the second worker in the group with its partitions")
+        assert sender.sent < len(traffic), "the traffic ended before the rebalance"
         first.stop()  # the first worker leaves: its partitions move to the second, state from the changelog
+        assert sender.sent < len(traffic), "the traffic ended before the first worker left"
         sender.join(timeout=120)
         assert sender.error is None and sender.sent == len(traffic)
         wait_for_every_report(settings, traffic)
