@@ -16,7 +16,7 @@ then the writes are applied and the events sent. Reprocessing a record whose jou
 writes (restoring a state that had only part of them) and the same events with the same ids, which unit consumers
 apply once. A record without a journal was never decided; its partition's state then holds exactly the records
 before it (the changelog of a partition is written in order), so deciding it again decides it the same way. A
-journal is deleted ``JOURNAL_RETENTION`` records later, far beyond what a worker processes between two commits.
+journal is deleted once its record's offset is committed (it can no longer be processed again).
 
 Throttled updates. A case that got an event less than ``update_throttle`` ago keeps its new reports in its state and
 gets a hint in the ``dedup-pending`` table. A timer reads the hints and, once one is due, sends a flush tick (a
@@ -27,6 +27,7 @@ flush is decided, journaled and sent in the partition's order, so it is recovere
 from __future__ import annotations
 
 import logging
+from collections import deque
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -53,7 +54,7 @@ from streams.deduplication import (
 
 log = logging.getLogger(__name__)
 
-JOURNAL_RETENTION = 50_000
+JOURNAL_RETENTION = 20_000
 TICK_RESEND_AFTER_S = 10.0
 SWEEP_BATCH = 20_000
 
@@ -171,6 +172,7 @@ class CaseRouter:
         self.view = TableView(self.state)
         self._ticked: dict[str, float] = {}
         self._replaying: set[int] = set()
+        self._journals: dict[int, deque[int]] = {}
         check_every = min(5.0, max(0.25, settings.dedup_update_throttle_s / 4))
         app.timer(interval=check_every, name="dedup-flush-due")(self.flush_due_cases)
         app.timer(interval=settings.dedup_sweep_interval_s, name="dedup-sweep")(self.request_sweeps)
@@ -223,8 +225,7 @@ class CaseRouter:
     async def _apply(self, event: faust.EventT, journal: Journal) -> None:
         for key, value in journal.writes.items():
             if value is None:
-                if self.state.get(key) is not None:
-                    del self.state[key]
+                self._delete(key)
             else:
                 self.state[key] = value.encode()
         for case_id, hint in journal.pending.items():
@@ -244,9 +245,26 @@ class CaseRouter:
                 event_type = CASE_UPDATED
                 self.metrics.cases_updated.labels(payload.new_reports[-1].jurisdiction.force.value).inc()
             await self.send_case_event(event_type, payload, journaled.report_received_at)
-        old_journal = f"wal:{event.message.partition}:{event.message.offset - JOURNAL_RETENTION}"
-        if self.state.get(old_journal) is not None:
-            del self.state[old_journal]
+        self._forget_committed_journals(event)
+
+    def _forget_committed_journals(self, event: faust.EventT) -> None:
+        """Journals are only read for records after the committed offset: delete the ones before it.
+
+        Those this process wrote are tracked in memory; the ones a crashed process left behind (written, committed,
+        never deleted) go ``JOURNAL_RETENTION`` records later.
+        """
+        partition, offset = event.message.partition, event.message.offset
+        written = self._journals.setdefault(partition, deque())
+        written.append(offset)
+        # faust-streaming keeps the last committed offset per partition here (no public accessor)
+        committed = self.app.consumer._committed_offset.get(event.message.tp)
+        while written and committed is not None and written[0] < committed - 1:
+            self._delete(f"wal:{partition}:{written.popleft()}")
+        self._delete(f"wal:{partition}:{offset - JOURNAL_RETENTION}")
+
+    def _delete(self, key: str) -> None:
+        if self.state.get(key) is not None:
+            del self.state[key]
 
     def _sweep(self, event: faust.EventT) -> None:
         """Delete this partition's state that no report can match any more (closed cases and what leads to them)."""
