@@ -9,7 +9,7 @@ import pytest
 
 SUBCOMMANDS = [
     ["broker", "start"], ["broker", "stop"], ["broker", "status"], ["topics"], ["intake"], ["worker"], ["consume"],
-    ["demo"], ["bench"],
+    ["demo"], ["bench"], ["bench-dedup"],
 ]
 
 

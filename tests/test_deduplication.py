@@ -245,3 +245,18 @@ def test_closed_cases_and_their_index_entries_expire() -> None:
     assert sum(key.startswith("case:") for key in alive) == 1
     assert not any(key.startswith(("cell:", "resub:")) for key in alive)
     assert any(key.startswith("net:") for key in alive)
+
+
+def test_merging_meets_its_precision_and_recall_on_noisy_ground_truth() -> None:
+    """The worker's normalization, jurisdiction and decisions on ground-truth traffic (see bench-dedup)."""
+    from signalements.bench_dedup import measure_quality
+    from signalements.dedup_traffic import TrafficShape, ground_truth_traffic
+    from signalements.settings import Settings
+    from streams.jurisdiction import JurisdictionReference
+
+    traffic = ground_truth_traffic(TrafficShape(points=400), seed=5)
+    quality = measure_quality(traffic, JurisdictionReference.load(Settings().reference_dir), POLICY)
+
+    assert quality["precision"] >= 0.98 and quality["recall"] >= 0.95, quality
+    assert quality["repeats_dropped"] == quality["repeats"] > 0
+    assert quality["originals_dropped_wrongly"] == 0
