@@ -147,13 +147,14 @@ def _points(rng: random.Random, shape: TrafficShape) -> list[_Point]:
     points: list[_Point] = []
     used_addresses: set[tuple[str, int, int]] = set()
     placed: dict[str, list[tuple[float, float]]] = {}
+    by_commune: dict[str, list[_Point]] = {}
     for index in range(shape.points):
         commune = rng.choice(shape.communes)
         kind = "network" if rng.random() < shape.network_share else "address" if rng.random() < shape.address_only_share else "located"
         while True:
             if kind == "located" and points and rng.random() < 0.4:
                 # a distinct point close to another one of the same commune: 200 to 400 m away
-                near = rng.choice([p for p in points if p.commune == commune] or points)
+                near = rng.choice(by_commune.get(commune.code) or points)
                 bearing, distance = rng.uniform(0, 2 * math.pi), rng.uniform(MIN_SPACING_M, 400)
                 position = _offset(near.position, distance * math.cos(bearing), distance * math.sin(bearing))
                 commune = near.commune
@@ -166,14 +167,15 @@ def _points(rng: random.Random, shape: TrafficShape) -> list[_Point]:
         if kind == "located":
             placed.setdefault(h3.latlng_to_cell(position[0], position[1], 7), []).append(position)
         while True:
-            number, street = rng.randint(1, 180), rng.randrange(len(STREETS))
+            # house numbers grow with the traffic, so there are always free addresses to draw from
+            number, street = rng.randint(1, max(180, shape.points // 4)), rng.randrange(len(STREETS))
             if (commune.code, number, street) not in used_addresses:
                 used_addresses.add((commune.code, number, street))
                 break
-        points.append(
-            _Point(f"p{index:06d}", commune, kind, position, number, street, _phone_writings(rng),
-                   f"livraison{index}x{rng.randint(10, 99)}", rng.choice(PLATFORMS))
-        )
+        point = _Point(f"p{index:06d}", commune, kind, position, number, street, _phone_writings(rng),
+                       f"livraison{index}x{rng.randint(10, 99)}", rng.choice(PLATFORMS))
+        points.append(point)
+        by_commune.setdefault(commune.code, []).append(point)
     return points
 
 

@@ -190,6 +190,12 @@ class CaseRouter:
         return ROUTE_OUTCOMES[outcome]
 
     async def on_tick(self, event: faust.EventT) -> None:
+        try:
+            await self._on_tick(event)
+        except Exception:  # a control record must never stop the route agent; the timer sends a new tick
+            log.exception("route: tick at partition %d offset %d failed", event.message.partition, event.message.offset)
+
+    async def _on_tick(self, event: faust.EventT) -> None:
         tick = RouteTick.model_validate_json(event.message.value or b"{}")
         if tick.action == "sweep":
             self._sweep(event)
