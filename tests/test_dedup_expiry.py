@@ -17,6 +17,8 @@ from signalements.topic_admin import ensure_topics, pipeline_topics
 def test_closed_cases_are_deleted_from_the_state_and_its_changelog(kafka_bootstrap: str, tmp_path: Path) -> None:
     settings = make_settings(
         kafka_bootstrap, tmp_path, dedup_case_window_days=0.5 / 86400, dedup_sweep_interval_s=2.0,
+        # a case keeps its pending reports until they are sent: a short throttle sends them
+        dedup_update_throttle_s=0.5,
     )
     ensure_topics(settings, pipeline_topics(settings))
     traffic = ground_truth_traffic(TrafficShape(points=5, max_reports_per_point=2, retry_rate=0, resubmission_rate=0), seed=3)
