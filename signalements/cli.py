@@ -519,6 +519,17 @@ def bench_jurisdiction(
     from signalements.jurisdiction_bench import run_jurisdiction_bench
 
     typer.echo(json.dumps(run_jurisdiction_bench(_settings(), rounds=rounds)))
+@app.command("bench-dedup")
+def bench_dedup(
+    points: Annotated[int, typer.Option(help="points of the ground-truth traffic for precision and recall")] = 2000,
+    seed: Annotated[int, typer.Option(help="seed of the synthetic traffic")] = 1,
+    throughput_points: Annotated[int, typer.Option(help="points of the traffic timed against RocksDB")] = 20_000,
+    recovery_points: Annotated[int, typer.Option(help="points in state for the recovery timing on the broker; 0 skips it")] = 0,
+) -> None:
+    """Measure deduplication: precision/recall of point merging, reports/s, state size, recovery time. One JSON line."""
+    from signalements.bench_dedup import main
+
+    main(points=points, seed=seed, throughput_points=throughput_points, recovery_points=recovery_points)
 
 
 if __name__ == "__main__":

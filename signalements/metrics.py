@@ -79,7 +79,8 @@ class PipelineMetrics:
             "signalements_unrouted_reports", "Valid reports with no competent unit, by reason", ["reason"], registry=r
         )
         # Deduplication (the route stage merges reports about one point into one case). The outcomes are bounded:
-        # new_case, merged (a new report joined an open case), resubmitted (the same submission seen again).
+        # opened (a new case), merged (a new report joined an open case), duplicate (the same submission again),
+        # resubmission (the same person's same report again).
         self.dedup_outcomes = Counter(
             "signalements_dedup_outcomes", "Reports by deduplication outcome", ["channel", "outcome"], registry=r
         )

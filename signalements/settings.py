@@ -54,6 +54,15 @@ class Settings(BaseSettings):
     worker_id: str = "signalements-worker"
     worker_metrics_port: int = 9101
 
+    # Deduplication of reports into cases (streams/deduplication.py).
+    dedup_distance_m: float = Field(default=150.0, gt=0, description="reports of points closer than this are one point")
+    dedup_case_window_days: float = Field(default=30.0, gt=0, description="after this long without a report, a case closes")
+    dedup_update_throttle_s: float = Field(default=900.0, ge=0, description="at most one case.updated per case per interval")
+    dedup_resubmission_window_s: float = Field(
+        default=24 * 3600.0, ge=0, description="the same person's same report again within this is a resubmission"
+    )
+    dedup_sweep_interval_s: float = Field(default=3600.0, gt=0, description="how often expired dedup state is deleted")
+
     # Per-unit consumers (consumers/).
     consumer_metrics_port: int = 9102
     consumer_database_url: str | None = Field(

@@ -191,7 +191,7 @@ def summarize(before: Reading, now: Reading) -> StatusSnapshot:
         cases_opened=int(_cases_opened(now)),
         cases_updated=int(now.total("signalements_cases_updated_total")),
         cases_per_s=_rate(_cases_opened(now), _cases_opened(before), seconds),
-        dedup_ratio=(dedup_total - dedup.get("new_case", 0.0)) / dedup_total if dedup_total else None,
+        dedup_ratio=(dedup_total - dedup.get("opened", 0.0)) / dedup_total if dedup_total else None,
         lag_by_kind={k: int(v) for k, v in now.by(lag, "group_kind").items()},
         lag_by_stage={s: int(v) for s, v in now.by(lag, "stage").items()},
         max_unit_lag=None if max_unit_lag is None else int(max_unit_lag),

@@ -33,13 +33,14 @@ from schemas.envelope import (
     decode,
     encode,
 )
-from schemas.events import CaseOpened, UnroutedReport, case_id_for
+from schemas.events import CaseOpened, CaseUpdated, UnroutedReport
 from schemas.reports import CanonicalReport, EnrichedReport
 from schemas.topics import Topics
 from schemas.validation import describe_validation_error
 from signalements.metrics import PipelineMetrics, Stage
 from signalements.settings import Settings
 from signalements.topic_admin import unit_topic_config
+from streams.case_tables import CaseRouter, is_route_tick
 from streams.dead_letter import build_dead_letter
 from streams.jurisdiction import JurisdictionReference, Unrouted
 from streams.normalize import NormalizationError, normalize_submission
@@ -178,26 +179,6 @@ def create_app(settings: Settings, metrics: PipelineMetrics, reference: Jurisdic
             raise StageFailure("unexpected_event_type", f"{decoded.event_type.ce_type} on {message.topic}")
         return decoded
 
-    async def open_case(
-        unit_id: str, enriched: EnrichedReport, on_delivered: Callable[[Any], None] | None = None
-    ) -> None:
-        report = enriched.report
-        # Skeleton: every report opens its own case; deduplication merges reports into cases later.
-        case_id = case_id_for(unit_id, f"report:{report.report_id}")
-        case = CaseOpened(
-            case_id=case_id,
-            unit_id=unit_id,
-            opened_at=datetime.now(UTC),
-            first_seen=report.submitted_at,
-            last_seen=report.submitted_at,
-            channels=[report.channel],
-            report=enriched,
-        )
-        await send_event(
-            await unit_topic(unit_id), CASE_OPENED, case,
-            key=case_id, event_id=event_id_for(case_id, CASE_OPENED), subject=case_id, on_delivered=on_delivered,
-        )
-
     @app.agent(raw_topic, name="normalize")
     async def normalize(stream: faust.StreamT) -> None:
         channels = {topics.raw(channel): channel for channel in Channel}
@@ -244,24 +225,47 @@ def create_app(settings: Settings, metrics: PipelineMetrics, reference: Jurisdic
 
             await process(Stage.ENRICH, _channel_of(event), event, step)
 
+    async def send_case_event(event_type: EventType, case: CaseOpened | CaseUpdated, received_at: datetime | None) -> None:
+        """A case event on its unit's queue, keyed by case id so a case's events stay in order."""
+        on_delivered = None
+        if received_at is not None:
+            latest = case.report if isinstance(case, CaseOpened) else case.new_reports[-1]
+            labels = metrics.routing_latency.labels(latest.report.channel.value, latest.jurisdiction.force.value)
+
+            def on_delivered(_: Any) -> None:
+                labels.observe((datetime.now(UTC) - received_at).total_seconds())
+
+        subject = case.case_id if event_type is CASE_OPENED else f"{case.case_id}:{case.case_version}"
+        await send_event(
+            await unit_topic(case.unit_id), event_type, case,
+            key=case.case_id, event_id=event_id_for(subject, event_type), subject=case.case_id,
+            on_delivered=on_delivered,
+        )
+        # Every drug report also concerns the département's drug-intelligence cell (CROSS): it gets the same case,
+        # under the same case id, addressed to itself (so its own consumer applies it), with event ids of its own.
+        latest = case.report if isinstance(case, CaseOpened) else case.new_reports[-1]
+        cross_unit_id = latest.jurisdiction.cross_unit_id
+        if cross_unit_id and cross_unit_id != case.unit_id:
+            copy = case.model_copy(update={"unit_id": cross_unit_id})
+            await send_event(
+                await unit_topic(cross_unit_id), event_type, copy,
+                key=case.case_id, event_id=event_id_for(f"{cross_unit_id}:{subject}", event_type),
+                subject=case.case_id,
+            )
+
+    case_router = CaseRouter(app, settings, metrics, enriched_topic, send_case_event)
+
     @app.agent(enriched_topic, name="route")
     async def route(stream: faust.StreamT) -> None:
+        # Deduplication (streams/deduplication.py, streams/case_tables.py): a report opens a case or updates one.
         async for event in stream.events():
+            if is_route_tick(event.message.headers):
+                await case_router.on_tick(event)
+                continue
 
             async def step(event: faust.EventT = event) -> str:
                 enriched: EnrichedReport = read(event, REPORT_ENRICHED).payload
-                report, jurisdiction = enriched.report, enriched.jurisdiction
-                labels = metrics.routing_latency.labels(report.channel.value, jurisdiction.force.value)
-                received_at = report.received_at
-
-                def delivered(_: Any) -> None:
-                    labels.observe((datetime.now(UTC) - received_at).total_seconds())
-
-                await open_case(jurisdiction.unit_id, enriched, on_delivered=delivered)
-                # Every drug report also goes to the département's drug-intelligence cell, in its own queue.
-                if jurisdiction.cross_unit_id:
-                    await open_case(jurisdiction.cross_unit_id, enriched)
-                return "case_opened"
+                return await case_router.route_report(event, enriched)
 
             await process(Stage.ROUTE, _channel_of(event), event, step)
 

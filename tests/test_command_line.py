@@ -9,7 +9,7 @@ import pytest
 
 SUBCOMMANDS = [
     ["broker", "start"], ["broker", "stop"], ["broker", "status"], ["topics"], ["intake"], ["worker"], ["consume"],
-    ["demo"], ["bench"],
+    ["demo"], ["bench"], ["bench-dedup"],
     ["cases", "list"], ["cases", "show"], ["cases", "parked"], ["cases", "handle"], ["stats", "serve"], ["stats", "export"],
     ["bench-consumer"],
 ]

@@ -26,7 +26,7 @@ from sample_submissions import conversation_delivery_network, portal_dealing_poi
 
 from schemas.channels import Channel
 from schemas.envelope import decode, read_attributes
-from schemas.events import CaseOpened
+from schemas.events import CaseOpened, CaseUpdated
 from schemas.reports import report_id_for
 from schemas.topics import Topics
 
@@ -35,7 +35,7 @@ UNITS = ["pn-75-pp", "gn-74-chamonix-mont-blanc", "cross-75", "cross-74"]
 
 @pytest.fixture(scope="module")
 def pipeline(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPipeline]:
-    settings = make_settings(kafka_bootstrap, tmp_path_factory.mktemp("pipeline"))
+    settings = make_settings(kafka_bootstrap, tmp_path_factory.mktemp("pipeline"), dedup_update_throttle_s=1.0)
     with running_pipeline(settings, UNITS) as running:
         yield running
 
@@ -47,6 +47,15 @@ def stored_report(pipeline: RunningPipeline, unit_id: str, report_id: str) -> li
         " JOIN case_reports r ON r.case_id = c.case_id WHERE r.report_id = ?",
         report_id,
     )
+
+
+def elsewhere(body: dict, n: int) -> dict:
+    """The sample report moved to another dealing point of the commune (tests share one pipeline and its cases)."""
+    place = body["report"]["place"]
+    place["housenumber"] = str(100 + n)
+    place["latitude"] = round(place["latitude"] + 0.003 * n, 6)
+    place["label"] = f"{100 + n} Rue Oberkampf"
+    return body
 
 
 def test_portal_report_reaches_the_competent_unit_store(pipeline: RunningPipeline) -> None:
@@ -99,7 +108,7 @@ def test_brigade_numerique_report_resolves_by_postcode_and_name(pipeline: Runnin
 
 
 def test_same_submission_twice_is_stored_once(pipeline: RunningPipeline) -> None:
-    body = portal_dealing_point()
+    body = elsewhere(portal_dealing_point(), 1)
     first = httpx.post(f"{pipeline.intake_url}/v1/reports/moncommissariat", json=body, timeout=15)
     second = httpx.post(f"{pipeline.intake_url}/v1/reports/moncommissariat", json=body, timeout=15)
     assert (first.status_code, second.status_code) == (202, 200)  # the intake writes it once
@@ -181,7 +190,7 @@ def test_report_without_a_competent_unit_goes_to_unrouted(pipeline: RunningPipel
 
 
 def test_every_service_counts_its_stage(pipeline: RunningPipeline) -> None:
-    body = portal_dealing_point()
+    body = elsewhere(portal_dealing_point(), 2)
     response = httpx.post(f"{pipeline.intake_url}/v1/reports/moncommissariat", json=body, timeout=15)
     wait_for(lambda: stored_report(pipeline, "pn-75-pp", response.json()["report_id"]), what="the case")
 
@@ -197,6 +206,40 @@ def test_every_service_counts_its_stage(pipeline: RunningPipeline) -> None:
     assert metric(consumer, "signalements_stage_records_out_total", stage="consume", outcome="stored") >= 1
     assert metric(consumer, "signalements_end_to_end_latency_seconds_count", channel="moncommissariat") >= 1
     assert metric(intake, "signalements_build_info", schema_version="1") == 1
+    assert metric(worker, "signalements_dedup_outcomes_total", outcome="opened") >= 1
+    assert metric(worker, "signalements_cases_opened_total", force="PN") >= 1
+
+
+def test_two_citizens_reporting_one_point_make_one_case_then_an_update(pipeline: RunningPipeline) -> None:
+    first, second = elsewhere(portal_dealing_point(), 3), elsewhere(portal_dealing_point(), 3)
+    # the second citizen writes the address their own way, from a position 40 m away
+    second["report"]["place"].update(street="r. Oberkampf", latitude=first["report"]["place"]["latitude"] + 0.00036)
+    second["reporter"] = {"email": "voisin@example.org", "consent_to_recontact": True}
+    ids = []
+    for body in (first, second):
+        response = httpx.post(f"{pipeline.intake_url}/v1/reports/moncommissariat", json=body, timeout=15)
+        assert response.status_code == 202, response.text
+        ids.append(response.json()["report_id"])
+    unit_topic = Topics(pipeline.settings.topic_namespace).unit("pn-75-pp")
+
+    def case_events() -> list[tuple[str, object]]:
+        decoded = [decode(r.headers, r.key, r.value) for r in read_topic(pipeline.settings, unit_topic)]
+        opened = [e for e in decoded if isinstance(e.payload, CaseOpened) and e.payload.report.report.report_id == ids[0]]
+        if not opened:
+            return []
+        case_id = opened[0].payload.case_id
+        return [(e.event_type.name, e.payload) for e in decoded if e.payload.case_id == case_id]
+
+    events = wait_for(lambda: (found := case_events()) and len(found) >= 2 and found, what="the case and its update")
+    assert [name for name, _ in events] == ["case.opened", "case.updated"]
+    update = events[1][1]
+    assert isinstance(update, CaseUpdated)
+    assert (update.case_version, update.report_count) == (2, 2)
+    assert [r.report.report_id for r in update.new_reports] == [ids[1]]
+    assert not any(
+        isinstance(e.payload, CaseOpened) and e.payload.report.report.report_id == ids[1]
+        for e in (decode(r.headers, r.key, r.value) for r in read_topic(pipeline.settings, unit_topic))
+    )
 
 
 def test_invalid_submission_is_refused_with_the_field_and_the_reason(pipeline: RunningPipeline) -> None:

@@ -1,0 +1,189 @@
+"""``signalements bench-dedup``: how well and how fast reports are merged into cases. One JSON line on stdout.
+
+Not a test: it measures.
+
+- quality: ground-truth traffic (signalements/dedup_traffic.py: noisy addresses, jittered positions, phone numbers
+  and handles in different writings, distinct points 200-400 m apart, retries, resubmissions) goes through the
+  worker's own normalization, jurisdiction and deduplication decisions; precision and recall of point merging over
+  pairs of reports (a pair is "merged" when both reports land in one case, "same point" in the ground truth), and
+  how many retries and resubmissions were dropped.
+- throughput: the same decisions against a RocksDB state (rocksdict, as Faust's store), reports/s on one core.
+- memory: RocksDB size on disk per million points (here) and the worker's resident memory after recovering N points.
+- recovery (``--recovery-points N``): N distinct points' state written to a Faust worker's changelog topic on the
+  real broker, then a fresh worker is started and timed until its tables are recovered and it is ready.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rocksdict import Rdict
+
+from schemas.channels import Channel
+from schemas.reports import EnrichedReport
+from schemas.submissions import BrigadeNumeriqueSubmission, MonCommissariatSubmission
+from signalements.dedup_traffic import TrafficShape, TruthReport, distinct_reports, ground_truth_traffic
+from signalements.settings import Settings
+from streams.case_tables import policy_from
+from streams.deduplication import DedupOutcome, DedupPolicy, Effects, decide_report
+from streams.jurisdiction import JurisdictionReference, Unrouted
+from streams.normalize import normalize_submission
+
+
+def _say(message: str) -> None:
+    print(f"[bench-dedup] {message}", file=sys.stderr, flush=True)
+
+
+class DictState(dict[str, bytes]):
+    def apply(self, effects: Effects) -> None:
+        for key, value in effects.writes.items():
+            if value is None:
+                self.pop(key, None)
+            else:
+                self[key] = value
+
+
+class RocksState:
+    """The state in RocksDB, as the Faust store keeps it (one DB per partition; one here)."""
+
+    def __init__(self, path: Path) -> None:
+        self.db = Rdict(str(path))
+
+    def get(self, key: str) -> bytes | None:
+        return self.db.get(key.encode())
+
+    def apply(self, effects: Effects) -> None:
+        for key, value in effects.writes.items():
+            if value is None:
+                self.db.delete(key.encode())
+            else:
+                self.db[key.encode()] = value
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def enriched_traffic(traffic: Iterable[TruthReport], reference: JurisdictionReference) -> list[tuple[TruthReport, EnrichedReport]]:
+    """The traffic as the route stage receives it: normalized and enriched by the worker's own code."""
+    received_at = datetime.now(UTC)
+    enriched: list[tuple[TruthReport, EnrichedReport]] = []
+    for truth in traffic:
+        submission: MonCommissariatSubmission | BrigadeNumeriqueSubmission = (
+            MonCommissariatSubmission.model_validate(truth.body)
+            if truth.channel is Channel.MONCOMMISSARIAT else BrigadeNumeriqueSubmission.model_validate(truth.body)
+        )
+        report = normalize_submission(submission, received_at)
+        jurisdiction = reference.resolve_jurisdiction(report.place)
+        if isinstance(jurisdiction, Unrouted):
+            raise RuntimeError(f"traffic report {truth.submission_id} is unrouted: {jurisdiction.reason}")
+        enriched.append((truth, EnrichedReport(report=report, jurisdiction=jurisdiction)))
+    return enriched
+
+
+def _pairs(groups: Iterable[Iterable[str]]) -> set[tuple[str, str]]:
+    pairs: set[tuple[str, str]] = set()
+    for group in groups:
+        members = sorted(group)
+        pairs.update((a, b) for i, a in enumerate(members) for b in members[i + 1 :])
+    return pairs
+
+
+def measure_quality(traffic: list[TruthReport], reference: JurisdictionReference, policy: DedupPolicy) -> dict[str, object]:
+    state = DictState()
+    case_of: dict[str, str] = {}
+    outcomes: Counter[str] = Counter()
+    dropped_repeats = 0
+    for truth, enriched in enriched_traffic(traffic, reference):
+        effects = decide_report(state, enriched, enriched.report.submitted_at, policy)
+        state.apply(effects)
+        assert effects.outcome is not None
+        outcomes[effects.outcome.value] += 1
+        if effects.outcome in (DedupOutcome.DUPLICATE, DedupOutcome.RESUBMISSION):
+            dropped_repeats += truth.repeat_of is not None
+            continue
+        case_ids = {event.case_id for event in effects.events} or {
+            key.removeprefix("case:") for key in effects.writes if key.startswith("case:")
+        }
+        case_of[truth.report_id] = case_ids.pop()
+    truth_points = distinct_reports(traffic)
+    counted = {rid for rids in truth_points.values() for rid in rids}
+    by_case: dict[str, set[str]] = {}
+    for report_id, case_id in case_of.items():
+        if report_id in counted:
+            by_case.setdefault(case_id, set()).add(report_id)
+    predicted, actual = _pairs(by_case.values()), _pairs(truth_points.values())
+    true_positive = len(predicted & actual)
+    repeats = sum(truth.repeat_of is not None for truth in traffic)
+    return {
+        "reports": len(traffic),
+        "points": len(truth_points),
+        "cases": len(by_case),
+        "pairs_same_point": len(actual),
+        "pairs_merged": len(predicted),
+        "precision": round(true_positive / len(predicted), 4) if predicted else 1.0,
+        "recall": round(true_positive / len(actual), 4) if actual else 1.0,
+        "repeats": repeats,
+        "repeats_dropped": dropped_repeats,
+        "originals_dropped_wrongly": sum(1 for rid in counted if rid not in case_of),
+        "outcomes": dict(outcomes),
+    }
+
+
+def measure_throughput(enriched: list[tuple[TruthReport, EnrichedReport]], policy: DedupPolicy, workdir: Path) -> dict[str, object]:
+    """Decisions per second against RocksDB, and the state's size per million points."""
+    path = workdir / "throughput.db"
+    state = RocksState(path)
+    started = time.perf_counter()
+    for _, report in enriched:
+        state.apply(decide_report(state, report, report.report.submitted_at, policy))
+    elapsed = time.perf_counter() - started
+    cases = sum(1 for key in state.db.keys() if bytes(key).startswith(b"case:"))
+    state.close()
+    disk = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return {
+        "reports": len(enriched),
+        "seconds": round(elapsed, 3),
+        "reports_per_s": round(len(enriched) / elapsed, 1),
+        "cases_in_state": cases,
+        "state_disk_bytes": disk,
+        "state_disk_mb_per_million_points": round(disk / cases * 1_000_000 / 1e6, 1) if cases else None,
+    }
+
+
+def run(points: int, seed: int, throughput_points: int, settings: Settings) -> dict[str, object]:
+    reference = JurisdictionReference.load(settings.reference_dir)
+    policy = policy_from(settings)
+    _say(f"quality: {points} points")
+    traffic = ground_truth_traffic(TrafficShape(points=points), seed=seed)
+    figures: dict[str, object] = {"policy": {
+        "distance_m": policy.distance_m, "h3_resolution": policy.h3_resolution,
+        "case_window_days": policy.case_window.days, "resubmission_window_s": policy.resubmission_window.total_seconds(),
+    }}
+    figures["quality"] = measure_quality(traffic, reference, policy)
+    _say(f"throughput: {throughput_points} points")
+    bulk = ground_truth_traffic(TrafficShape(points=throughput_points, max_reports_per_point=3), seed=seed + 1)
+    enriched = enriched_traffic(bulk, reference)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-dedup-", dir=settings.state_dir if settings.state_dir.exists() else None))
+    try:
+        figures["throughput"] = measure_throughput(enriched, policy, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return figures
+
+
+def main(points: int = 2000, seed: int = 1, throughput_points: int = 20_000, recovery_points: int = 0) -> None:
+    settings = Settings()
+    figures = run(points, seed, throughput_points, settings)
+    if recovery_points:
+        from signalements.bench_recovery import measure_recovery
+
+        figures["recovery"] = measure_recovery(settings, recovery_points)
+    print(json.dumps(figures))

@@ -1,0 +1,176 @@
+"""State recovery time of a worker with N distinct points in its deduplication state (part of ``bench-dedup``).
+
+The state of N distinct dealing points (their case, H3 cell, address and report-id entries, exactly as the route
+stage writes them, from ``decide_report``) is produced straight to the worker's ``dedup-state`` changelog topic on
+the real broker, each entry on the partition of its unit as the route stage would write it. Then a fresh worker
+(empty state directory) is started and timed: from process start to ready, and the changelog reading itself (from
+Faust's own log lines); with its resident memory and its RocksDB size on disk once recovered.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.admin import NewTopic
+from kafka.partitioner import murmur2
+
+from schemas.channels import Channel, Force, ReportKind
+from schemas.reports import CanonicalReport, EnrichedReport, Jurisdiction, Place, ResolutionMethod, report_id_for
+from signalements.bench import bench_settings, delete_topics
+from signalements.dedup_traffic import COMMUNES
+from signalements.local_broker import LocalBroker
+from signalements.local_run import Services
+from signalements.settings import Settings
+from signalements.topic_admin import ensure_topics, pipeline_topics
+from streams.case_tables import policy_from
+from streams.deduplication import decide_report
+
+FAUST_TIME = re.compile(r"^\[(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2},\d{3})\]")
+
+
+def _say(message: str) -> None:
+    print(f"[bench-dedup] {message}", file=sys.stderr, flush=True)
+
+
+class EmptyState:
+    def get(self, key: str) -> bytes | None:
+        return None
+
+
+def _templates() -> tuple[EnrichedReport, dict[str, Jurisdiction]]:
+    now = datetime.now(UTC) - timedelta(days=1)
+    canonical = CanonicalReport(
+        report_id="template", channel=Channel.MONCOMMISSARIAT, submission_id="template", submitted_at=now,
+        received_at=now, kind=ReportKind.DEALING_POINT, place=Place(street_address="1 rue de la republique"),
+        description="Guetteurs devant le hall.",
+    )
+    jurisdictions = {
+        commune.unit_id: Jurisdiction(
+            commune_code=commune.code, commune_name=commune.name, departement=commune.code[:2],
+            force=Force.POLICE if commune.unit_id.startswith("pn-") else Force.GENDARMERIE, unit_id=commune.unit_id,
+            unit_name=commune.name, method=ResolutionMethod.CODE_INSEE, reference_version="bench",
+        )
+        for commune in COMMUNES
+    }
+    first = next(iter(jurisdictions.values()))
+    return EnrichedReport(report=canonical, jurisdiction=first), jurisdictions
+
+
+def point_state_entries(count: int, settings: Settings):  # type: ignore[no-untyped-def]
+    """(unit id, key, value) of every state entry of ``count`` distinct points, spread on a lattice over France."""
+    policy = policy_from(settings)
+    template, jurisdictions = _templates()
+    units = list(jurisdictions)
+    side = int(count**0.5) + 1
+    for index in range(count):
+        row, column = divmod(index, side)
+        latitude, longitude = 42.0 + 8.5 * row / side, -4.0 + 11.5 * column / side
+        unit_id = units[index % len(units)]
+        report_id = report_id_for(Channel.MONCOMMISSARIAT, f"bench-{index}")
+        place = template.report.place.model_copy(update={
+            "latitude": latitude, "longitude": longitude, "street_address": f"{index % 300} rue {index}",
+        })
+        canonical = template.report.model_copy(update={"report_id": report_id, "submission_id": f"bench-{index}", "place": place})
+        report = template.model_copy(update={"report": canonical, "jurisdiction": jurisdictions[unit_id]})
+        effects = decide_report(EmptyState(), report, canonical.submitted_at, policy)
+        for key, value in effects.writes.items():
+            yield unit_id, key, value
+
+
+def _faust_time(line: str) -> float | None:
+    match = FAUST_TIME.match(line)
+    if not match:
+        return None
+    return datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+def _log_time(log: Path, needle: str) -> float | None:
+    if not log.exists():
+        return None
+    for line in log.read_text(errors="replace").splitlines():
+        if needle in line:
+            return _faust_time(line)
+    return None
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _worker_pid(services: Services) -> int:
+    """The worker's own process (the Popen is the CLI, which runs the worker in the same process)."""
+    return services.processes["worker"].pid
+
+
+def measure_recovery(settings: Settings, points: int) -> dict[str, object]:
+    broker = LocalBroker.from_settings(settings) if settings.uses_local_broker else None
+    if broker is not None:
+        broker.start()
+    stamp = f"{datetime.now(UTC):%Y%m%dt%H%M%S}p{os.getpid()}r"
+    bench = bench_settings(settings, stamp)
+    app_id = bench.consumer_group(bench.worker_id)
+    changelog = f"{app_id}-dedup-state-changelog"
+    ensure_topics(bench, pipeline_topics(bench))
+    admin = KafkaAdminClient(bootstrap_servers=bench.bootstrap_servers, client_id="signalements-bench")
+    try:
+        admin.create_topics([NewTopic(changelog, bench.topic_partitions, bench.topic_replication_factor,
+                                      topic_configs={"cleanup.policy": "compact"})])
+    finally:
+        admin.close()
+    services = Services(bench.log_dir, bench.as_environment())
+    try:
+        _say(f"recovery: writing the state of {points} points to {changelog}")
+        # the partition the route stage sees a unit's reports on: Kafka's default partitioner (murmur2) on the key
+        partition_of = {
+            commune.unit_id: (murmur2(commune.unit_id.encode()) & 0x7FFFFFFF) % bench.topic_partitions
+            for commune in COMMUNES
+        }
+        producer = KafkaProducer(bootstrap_servers=bench.bootstrap_servers, acks=1, linger_ms=50,
+                                 batch_size=1 << 20, max_request_size=8 << 20)
+        started, entries = time.perf_counter(), 0
+        for unit_id, key, value in point_state_entries(points, bench):
+            producer.send(changelog, key=key.encode(), value=value, partition=partition_of[unit_id])
+            entries += 1
+            if entries % 500_000 == 0:
+                _say(f"recovery: {entries} entries written")
+        producer.flush()
+        producer.close()
+        written_s = time.perf_counter() - started
+        _say(f"recovery: {entries} entries in {written_s:.0f}s; starting a fresh worker")
+        log = bench.log_dir / "worker.log"
+        start = time.time()
+        services.start("worker", "worker")
+        deadline = start + 3600
+        while _log_time(log, "Worker ready") is None:
+            services.check_alive()
+            if time.time() > deadline:
+                raise RuntimeError("the worker did not get ready within an hour")
+            time.sleep(0.5)
+        ready = _log_time(log, "Worker ready") or time.time()
+        restore_from = _log_time(log, "Restoring state from changelog topics")
+        restore_to = _log_time(log, "Done reading from changelog topics")
+        rss = _rss_mb(_worker_pid(services))
+        disk = sum(f.stat().st_size for f in (bench.state_dir / "faust").rglob("*") if f.is_file())
+        return {
+            "points": points,
+            "state_entries": entries,
+            "worker_start_to_ready_s": round(ready - start, 1),
+            "changelog_read_s": round(restore_to - restore_from, 1) if restore_from and restore_to else None,
+            "entries_per_s": round(entries / (restore_to - restore_from), 0) if restore_from and restore_to and restore_to > restore_from else None,
+            "worker_rss_mb_after_recovery": round(rss, 1),
+            "rocksdb_disk_mb": round(disk / 1e6, 1),
+        }
+    finally:
+        services.stop()
+        with contextlib.suppress(Exception):
+            delete_topics(bench)

@@ -1,0 +1,326 @@
+"""The route stage's state: Faust tables (RocksDB, changelogged) around the pure deduplication of
+``streams.deduplication``, the throttled updates' timer, and the expiry sweep.
+
+Keying. ``reports.enriched`` is keyed by unit id, so every report a unit may have to merge reaches one partition,
+and one agent instance holds all of that unit's state. The tables are partitioned like the topic (Faust writes a
+table change to the changelog partition of the record being processed), so a partition's state moves with it on a
+rebalance. Consequence at a unit boundary: deduplication is per unit. Two reports 50 m apart on either side of a
+boundary between two units' communes, or one delivery network reported in two units' areas, make one case in each
+unit's queue; each unit sees its own case, no unit sees another's reports.
+
+Exactness through crashes. Faust is at-least-once: after a ``kill -9`` the records since the last committed offset
+are processed again, while the tables (local RocksDB and changelog) may already hold some, all or none of their
+writes, and the events sent for them (published by Faust at commit time) may be lost. So each record's decision is
+first written as ONE table entry, its journal (``wal:<partition>:<offset>``: every state write and every event);
+then the writes are applied and the events sent. Reprocessing a record whose journal exists replays it: the same
+writes (restoring a state that had only part of them) and the same events with the same ids, which unit consumers
+apply once. A record without a journal was never decided; its partition's state then holds exactly the records
+before it (the changelog of a partition is written in order), so deciding it again decides it the same way. A
+journal is deleted once its record's offset is committed (it can no longer be processed again).
+
+Throttled updates. A case that got an event less than ``update_throttle`` ago keeps its new reports in its state and
+gets a hint in the ``dedup-pending`` table. A timer reads the hints and, once one is due, sends a flush tick (a
+control record on ``reports.enriched``, keyed by the case's unit) that the route agent handles like a report: the
+flush is decided, journaled and sent in the partition's order, so it is recovered like everything else.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import faust
+from pydantic import AwareDatetime, BaseModel
+
+from schemas.envelope import CASE_OPENED, CASE_UPDATED, EventType, encode, read_attributes
+from schemas.events import CaseOpened, CaseUpdated
+from schemas.reports import EnrichedReport
+from signalements.metrics import PipelineMetrics
+from signalements.settings import Settings
+from streams.deduplication import (
+    CaseEvent,
+    DedupOutcome,
+    DedupPolicy,
+    Effects,
+    decide_report,
+    expired_keys,
+    flush_case,
+)
+
+log = logging.getLogger(__name__)
+
+JOURNAL_RETENTION = 20_000
+TICK_RESEND_AFTER_S = 10.0
+SWEEP_BATCH = 20_000
+
+
+# The route stage's records_out outcomes (case_opened as in the skeleton).
+ROUTE_OUTCOMES = {
+    DedupOutcome.OPENED: "case_opened",
+    DedupOutcome.MERGED: "case_merged",
+    DedupOutcome.DUPLICATE: "duplicate",
+    DedupOutcome.RESUBMISSION: "resubmission",
+}
+
+
+class RouteTick(BaseModel):
+    """A control record of the route stage on ``reports.enriched``: flush a throttled case, or sweep expired state."""
+
+    action: Literal["flush", "sweep"]
+    case_id: str | None = None
+
+
+ROUTE_TICK = EventType("route.tick", RouteTick)
+
+
+class PendingHint(BaseModel):
+    unit_id: str
+    due_at: AwareDatetime
+
+
+class JournaledEvent(BaseModel):
+    opened: bool
+    payload: str
+    report_received_at: AwareDatetime | None = None
+
+
+class Journal(BaseModel):
+    """Everything one record did to the state and sent: replayed as is when the record is processed again."""
+
+    outcome: DedupOutcome | None
+    throttled: bool
+    writes: dict[str, str | None]
+    pending: dict[str, PendingHint | None]
+    events: list[JournaledEvent]
+
+    @classmethod
+    def of(cls, effects: Effects) -> Journal:
+        return cls(
+            outcome=effects.outcome,
+            throttled=effects.throttled,
+            writes={key: None if value is None else value.decode() for key, value in effects.writes.items()},
+            pending={
+                case_id: None if hint is None else PendingHint(unit_id=hint[0], due_at=hint[1])
+                for case_id, hint in effects.pending.items()
+            },
+            events=[_journaled(event) for event in effects.events],
+        )
+
+
+def _journaled(event: CaseEvent) -> JournaledEvent:
+    trigger = event.triggered_by
+    return JournaledEvent(
+        opened=isinstance(event.payload, CaseOpened),
+        payload=event.payload.model_dump_json(),
+        report_received_at=trigger.report.received_at if trigger else None,
+    )
+
+
+def is_route_tick(headers: Any) -> bool:
+    return read_attributes(headers).get("ce_type") == ROUTE_TICK.ce_type
+
+
+def policy_from(settings: Settings) -> DedupPolicy:
+    return DedupPolicy(
+        distance_m=settings.dedup_distance_m,
+        case_window=timedelta(days=settings.dedup_case_window_days),
+        update_throttle=timedelta(seconds=settings.dedup_update_throttle_s),
+        resubmission_window=timedelta(seconds=settings.dedup_resubmission_window_s),
+    )
+
+
+SendCaseEvent = Callable[[EventType, CaseOpened | CaseUpdated, datetime | None], Awaitable[None]]
+
+
+class TableView:
+    """The deduplication state as the pure logic reads it (inside the stream: the record's partition)."""
+
+    def __init__(self, table: faust.Table) -> None:
+        self.table = table
+
+    def get(self, key: str) -> bytes | None:
+        value = self.table.get(key)
+        return None if value is None else bytes(value)
+
+
+class CaseRouter:
+    """The route stage's body: dedup decision → journal → state → case.opened / case.updated on the unit queue."""
+
+    def __init__(
+        self,
+        app: faust.App,
+        settings: Settings,
+        metrics: PipelineMetrics,
+        enriched_topic: faust.TopicT,
+        send_case_event: SendCaseEvent,
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.metrics = metrics
+        self.policy = policy_from(settings)
+        self.enriched_topic = enriched_topic
+        self.send_case_event = send_case_event
+        # bytes keys and values: the raw codec; the values are JSON that pydantic reads
+        table_options: dict[str, Any] = {"partitions": settings.topic_partitions, "key_type": bytes, "value_type": bytes}
+        self.state = app.Table("dedup-state", default=None, **table_options)
+        self.pending = app.Table("dedup-pending", default=None, **table_options)
+        self.view = TableView(self.state)
+        self._ticked: dict[str, float] = {}
+        self._replaying: set[int] = set()
+        self._journals: dict[int, deque[int]] = {}
+        check_every = min(5.0, max(0.25, settings.dedup_update_throttle_s / 4))
+        app.timer(interval=check_every, name="dedup-flush-due")(self.flush_due_cases)
+        app.timer(interval=settings.dedup_sweep_interval_s, name="dedup-sweep")(self.request_sweeps)
+        app.timer(interval=15.0, name="dedup-state-size")(self.measure_state)
+
+    # -- in the stream -------------------------------------------------------------------------------------------
+
+    async def route_report(self, event: faust.EventT, report: EnrichedReport) -> str:
+        journal = self._journal_for(event) or self._decide(event, lambda now: decide_report(self.view, report, now, self.policy))
+        await self._apply(event, journal)
+        outcome = journal.outcome or DedupOutcome.DUPLICATE
+        self.metrics.dedup_outcomes.labels(report.report.channel.value, outcome.value).inc()
+        if journal.throttled:
+            self.metrics.case_updates_throttled.inc()
+        return ROUTE_OUTCOMES[outcome]
+
+    async def on_tick(self, event: faust.EventT) -> None:
+        try:
+            await self._on_tick(event)
+        except Exception:  # a control record must never stop the route agent; the timer sends a new tick
+            log.exception("route: tick at partition %d offset %d failed", event.message.partition, event.message.offset)
+
+    async def _on_tick(self, event: faust.EventT) -> None:
+        tick = RouteTick.model_validate_json(event.message.value or b"{}")
+        if tick.action == "sweep":
+            self._sweep(event)
+            return
+        if tick.case_id is None:
+            return
+        case_id = tick.case_id
+        journal = self._journal_for(event) or self._decide(event, lambda now: flush_case(self.view, case_id, now, self.policy))
+        await self._apply(event, journal)
+        self._ticked.pop(case_id, None)
+
+    def _journal_key(self, event: faust.EventT) -> str:
+        return f"wal:{event.message.partition}:{event.message.offset}"
+
+    def _journal_for(self, event: faust.EventT) -> Journal | None:
+        raw = self.state.get(self._journal_key(event))
+        if not raw:
+            return None
+        partition = event.message.partition
+        if partition not in self._replaying:
+            # Once per partition and process: a record decided before a crash or a rebalance is being replayed.
+            self._replaying.add(partition)
+            log.info("route: replaying journaled decisions on partition %d from offset %d", partition, event.message.offset)
+        return Journal.model_validate_json(raw)
+
+    def _decide(self, event: faust.EventT, decide: Callable[[datetime], Effects]) -> Journal:
+        # The record's own timestamp, not the clock: deciding it again after a crash must decide the same.
+        now = datetime.fromtimestamp(event.message.timestamp, UTC)
+        journal = Journal.of(decide(now))
+        self.state[self._journal_key(event)] = journal.model_dump_json().encode()
+        return journal
+
+    async def _apply(self, event: faust.EventT, journal: Journal) -> None:
+        for key, value in journal.writes.items():
+            if value is None:
+                self._delete(key)
+            else:
+                self.state[key] = value.encode()
+        for case_id, hint in journal.pending.items():
+            if hint is None:
+                if self.pending.get(case_id) is not None:
+                    del self.pending[case_id]
+            else:
+                self.pending[case_id] = hint.model_dump_json().encode()
+        for journaled in journal.events:
+            payload: CaseOpened | CaseUpdated
+            if journaled.opened:
+                payload = CaseOpened.model_validate_json(journaled.payload)
+                event_type = CASE_OPENED
+                where = payload.report.jurisdiction
+                self.metrics.cases_opened.labels(where.force.value, where.departement).inc()
+            else:
+                payload = CaseUpdated.model_validate_json(journaled.payload)
+                event_type = CASE_UPDATED
+                where = payload.new_reports[-1].jurisdiction
+                self.metrics.cases_updated.labels(where.force.value, where.departement).inc()
+            await self.send_case_event(event_type, payload, journaled.report_received_at)
+        self._forget_committed_journals(event)
+
+    def _forget_committed_journals(self, event: faust.EventT) -> None:
+        """Journals are only read for records after the committed offset: delete the ones before it.
+
+        Those this process wrote are tracked in memory; the ones a crashed process left behind (written, committed,
+        never deleted) go ``JOURNAL_RETENTION`` records later.
+        """
+        partition, offset = event.message.partition, event.message.offset
+        written = self._journals.setdefault(partition, deque())
+        written.append(offset)
+        # faust-streaming keeps the last committed offset per partition here (no public accessor)
+        committed = self.app.consumer._committed_offset.get(event.message.tp)
+        while written and committed is not None and written[0] < committed - 1:
+            self._delete(f"wal:{partition}:{written.popleft()}")
+        self._delete(f"wal:{partition}:{offset - JOURNAL_RETENTION}")
+
+    def _delete(self, key: str) -> None:
+        if self.state.get(key) is not None:
+            del self.state[key]
+
+    def _sweep(self, event: faust.EventT) -> None:
+        """Delete this partition's state that no report can match any more (closed cases and what leads to them)."""
+        now = datetime.fromtimestamp(event.message.timestamp, UTC)
+        db = self.state.data._db_for_partition(event.message.partition)
+        entries = [
+            (bytes(key).decode(), bytes(value))
+            for key, value in db.items()
+            if not bytes(key).startswith((b"wal:", b"__faust"))
+        ]
+        expired = expired_keys(entries, now, self.policy)[:SWEEP_BATCH]
+        for key in expired:
+            del self.state[key]
+        if expired:
+            log.info("dedup sweep: %d expired entries deleted from partition %d", len(expired), event.message.partition)
+
+    # -- timers --------------------------------------------------------------------------------------------------
+
+    async def flush_due_cases(self) -> None:
+        """Ask the stream to flush every throttled case whose interval has passed (hints of this worker's partitions)."""
+        if self.app.rebalancing:
+            return
+        now = datetime.now(UTC)
+        clock = time.monotonic()
+        for case_id_raw, raw in list(self.pending.items()):
+            case_id = case_id_raw.decode() if isinstance(case_id_raw, bytes) else str(case_id_raw)
+            hint = PendingHint.model_validate_json(raw)
+            if hint.due_at > now or clock - self._ticked.get(case_id, -1e9) < TICK_RESEND_AFTER_S:
+                continue
+            self._ticked[case_id] = clock
+            await self._send_tick(RouteTick(action="flush", case_id=case_id), key=hint.unit_id)
+
+    async def request_sweeps(self) -> None:
+        if self.app.rebalancing:
+            return
+        for tp in self.app.assignor.assigned_actives():
+            if tp.topic == self.enriched_topic.get_topic_name():
+                await self._send_tick(RouteTick(action="sweep"), partition=tp.partition)
+
+    async def measure_state(self) -> None:
+        entries = 0
+        for db in self.state.data._dbs_for_actives():
+            entries += int(db.property_int_value("rocksdb.estimate-num-keys") or 0)
+        self.metrics.dedup_state_entries.set(entries)
+
+    async def _send_tick(self, tick: RouteTick, *, key: str | None = None, partition: int | None = None) -> None:
+        message = encode(ROUTE_TICK, tick, event_id=str(uuid.uuid4()), source="/signalements/worker/route", key=key)
+        await self.enriched_topic.send(
+            key=key.encode() if key else None, value=message.value, partition=partition,
+            headers=list(message.headers.items()), force=True,
+        )

@@ -1,0 +1,466 @@
+"""Deduplication of reports into cases: the pure decision logic and the state records it reads and writes.
+
+Three layers, tried in this order for each enriched report of a unit:
+
+1. the same submission again (a retry, a replay, the same message twice): its report id was already seen → dropped;
+2. the same person sending the same report again (both channels, or twice in a short time): same contact, same
+   normalized description, same case, within the resubmission window → dropped as a resubmission;
+3. the same dealing point or delivery network reported by someone else: merged into the open case.
+   A dealing point with coordinates matches a case whose anchor (its first report's position) is within
+   ``distance_m``, looked up in the H3 cells around it rather than scanning; without coordinates, the same commune
+   and the same normalized street address (or place description). A delivery network matches on the same E.164
+   phone number or the same messaging handle, whatever the area. A case is open until ``case_window`` after its
+   last report; a later report opens a new case.
+
+Everything here is a function of the state and of the record (its content and its Kafka timestamp, never the wall
+clock), so reprocessing the same records from the same state makes the same decisions, the same case ids and the
+same event ids. ``decide_report`` and ``flush_case`` return ``Effects``: the state writes and the events; the Faust
+wiring (``streams.case_tables``) applies them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Protocol
+
+import h3
+from pydantic import AwareDatetime, BaseModel, ConfigDict
+
+from schemas.channels import Channel, ReportKind
+from schemas.events import CaseOpened, CaseUpdated, case_id_for
+from schemas.reports import EnrichedReport
+
+
+class DedupOutcome(StrEnum):
+    OPENED = "opened"
+    MERGED = "merged"
+    DUPLICATE = "duplicate"
+    RESUBMISSION = "resubmission"
+
+
+@dataclass(frozen=True)
+class DedupPolicy:
+    distance_m: float = 150.0
+    case_window: timedelta = timedelta(days=30)
+    update_throttle: timedelta = timedelta(minutes=15)
+    resubmission_window: timedelta = timedelta(hours=24)
+
+    @property
+    def h3_resolution(self) -> int:
+        """The finest H3 resolution whose one-ring around a point's cell surely holds every point within distance.
+
+        A point's cell and its six neighbours cover at least one cell width (√3 × edge) around it; the factor 0.7
+        leaves room for cells smaller than the average edge length (H3 cells vary in size across the globe).
+        """
+        for resolution in range(15, -1, -1):
+            if h3.average_hexagon_edge_length(resolution, "m") * math.sqrt(3) * 0.7 >= self.distance_m:
+                return resolution
+        return 0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# State records (JSON in the Faust table). Keys are namespaced strings, see the *_key functions.
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class StateRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CaseState(StateRecord):
+    case_id: str
+    unit_id: str
+    kind: ReportKind
+    anchor: tuple[float, float] | None = None
+    opened_at: AwareDatetime
+    first_seen: AwareDatetime
+    last_seen: AwareDatetime
+    report_count: int
+    channels: list[Channel]
+    version: int
+    last_event_at: AwareDatetime
+    pending: list[EnrichedReport] = []
+
+    def open_at(self, moment: datetime, window: timedelta) -> bool:
+        return moment - self.last_seen <= window
+
+
+class CaseRef(StateRecord):
+    """An index entry: a point key, a network identifier or a report id that leads to a case."""
+
+    case_id: str | None = None
+    seen_at: AwareDatetime | None = None
+
+
+class CellCases(StateRecord):
+    case_ids: list[str]
+
+
+class StateView(Protocol):
+    def get(self, key: str) -> bytes | None: ...
+
+
+def case_key(case_id: str) -> str:
+    return f"case:{case_id}"
+
+
+def seen_key(report_id: str) -> str:
+    return f"seen:{report_id}"
+
+
+def cell_key(unit_id: str, cell: str) -> str:
+    return f"cell:{unit_id}:{cell}"
+
+
+def address_key(unit_id: str, commune_code: str, address: str) -> str:
+    return f"addr:{unit_id}:{commune_code}:{address}"
+
+
+def network_key(unit_id: str, identifier: str) -> str:
+    return f"net:{unit_id}:{identifier}"
+
+
+def resubmission_key(unit_id: str, fingerprint: str) -> str:
+    return f"resub:{unit_id}:{fingerprint}"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Normalization of what identifies a point or a network.
+# ---------------------------------------------------------------------------------------------------------------
+
+# French street-type abbreviations as citizens and address forms write them, to their full form.
+STREET_TYPES = {
+    "r": "rue", "av": "avenue", "ave": "avenue", "bd": "boulevard", "bld": "boulevard", "boul": "boulevard",
+    "pl": "place", "ch": "chemin", "chem": "chemin", "imp": "impasse", "all": "allee", "sq": "square",
+    "crs": "cours", "rte": "route", "qu": "quai", "pas": "passage", "res": "residence", "cite": "cite",
+    "fg": "faubourg", "fbg": "faubourg", "st": "saint", "ste": "sainte", "pte": "porte", "prom": "promenade",
+}
+FILLER_WORDS = {"de", "du", "des", "la", "le", "les", "l", "d", "a", "au", "aux"}
+
+
+def normalize_address(text: str) -> str:
+    """One writing for one address: no accents, no punctuation, abbreviations expanded, articles dropped."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
+    words = re.findall(r"[a-z0-9]+", ascii_text)
+    # "12bis" and "12 bis" are one house number
+    joined = " ".join(words)
+    joined = re.sub(r"\b(\d+) (bis|ter|quater)\b", r"\1\2", joined)
+    expanded = [STREET_TYPES.get(word, word) for word in joined.split()]
+    return " ".join(word for word in expanded if word not in FILLER_WORDS)
+
+
+def network_identifiers(report: EnrichedReport) -> list[str]:
+    delivery = report.report.delivery
+    if delivery is None:
+        return []
+    identifiers = []
+    if delivery.phone_e164:
+        identifiers.append(f"phone:{delivery.phone_e164}")
+    if delivery.handle:
+        identifiers.append(f"handle:{delivery.handle.strip().lstrip('@').lower()}")
+    return identifiers
+
+
+def point_address(report: EnrichedReport) -> str | None:
+    place = report.report.place
+    text = place.street_address or place.description
+    normalized = normalize_address(text) if text else ""
+    return normalized or None
+
+
+def coordinates(report: EnrichedReport) -> tuple[float, float] | None:
+    place = report.report.place
+    if place.latitude is None or place.longitude is None:
+        return None
+    return (place.latitude, place.longitude)
+
+
+def contact_fingerprint(report: EnrichedReport, case_id: str) -> str | None:
+    """Who said what about which case: only a report with a contact can be recognised as the same person's."""
+    reporter = report.report.reporter
+    if reporter is None or not (reporter.email or reporter.phone_e164):
+        return None
+    description = normalize_address(report.report.description or "")
+    material = "|".join((case_id, reporter.email or "", reporter.phone_e164 or "", description))
+    return hashlib.sha256(material.encode()).hexdigest()[:32]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Decisions.
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CaseEvent:
+    payload: CaseOpened | CaseUpdated
+    triggered_by: EnrichedReport | None = None
+
+    @property
+    def case_id(self) -> str:
+        return self.payload.case_id
+
+
+@dataclass
+class Effects:
+    """What one record does: writes to the state (None deletes), pending-flush hints, events to send."""
+
+    outcome: DedupOutcome | None = None
+    writes: dict[str, bytes | None] = field(default_factory=dict)
+    pending: dict[str, tuple[str, datetime] | None] = field(default_factory=dict)
+    events: list[CaseEvent] = field(default_factory=list)
+    throttled: bool = False
+
+
+class OverlayView:
+    """The state as it will be after the writes decided so far for this record."""
+
+    def __init__(self, base: StateView, writes: dict[str, bytes | None]) -> None:
+        self.base = base
+        self.writes = writes
+
+    def get(self, key: str) -> bytes | None:
+        if key in self.writes:
+            return self.writes[key]
+        return self.base.get(key)
+
+
+def load_case(view: StateView, case_id: str) -> CaseState | None:
+    raw = view.get(case_key(case_id))
+    return CaseState.model_validate_json(raw) if raw else None
+
+
+def _ref(view: StateView, key: str) -> CaseRef | None:
+    raw = view.get(key)
+    return CaseRef.model_validate_json(raw) if raw else None
+
+
+def _open_case(view: StateView, case_id: str | None, moment: datetime, policy: DedupPolicy) -> CaseState | None:
+    if case_id is None:
+        return None
+    case = load_case(view, case_id)
+    return case if case is not None and case.open_at(moment, policy.case_window) else None
+
+
+def _nearest_case(
+    view: StateView, unit_id: str, position: tuple[float, float], moment: datetime, policy: DedupPolicy
+) -> CaseState | None:
+    cell = h3.latlng_to_cell(position[0], position[1], policy.h3_resolution)
+    best: tuple[float, CaseState] | None = None
+    for neighbour in h3.grid_disk(cell, 1):
+        raw = view.get(cell_key(unit_id, neighbour))
+        if not raw:
+            continue
+        for case_id in CellCases.model_validate_json(raw).case_ids:
+            case = _open_case(view, case_id, moment, policy)
+            if case is None or case.anchor is None:
+                continue
+            distance = h3.great_circle_distance(position, case.anchor, "m")
+            if distance <= policy.distance_m and (best is None or distance < best[0]):
+                best = (distance, case)
+    return best[1] if best else None
+
+
+def find_case(view: StateView, report: EnrichedReport, policy: DedupPolicy) -> CaseState | None:
+    """The open case this report belongs to, if any."""
+    unit_id, moment = report.jurisdiction.unit_id, report.report.submitted_at
+    if report.report.kind is ReportKind.DELIVERY_NETWORK:
+        for identifier in network_identifiers(report):
+            ref = _ref(view, network_key(unit_id, identifier))
+            case = _open_case(view, ref.case_id if ref else None, moment, policy)
+            if case is not None:
+                return case
+        return None
+    position = coordinates(report)
+    if position is not None:
+        case = _nearest_case(view, unit_id, position, moment, policy)
+        if case is not None:
+            return case
+    address = point_address(report)
+    if address is not None:
+        ref = _ref(view, address_key(unit_id, report.jurisdiction.commune_code, address))
+        return _open_case(view, ref.case_id if ref else None, moment, policy)
+    return None
+
+
+def _index_report(view: StateView, effects: Effects, case: CaseState, report: EnrichedReport, policy: DedupPolicy) -> None:
+    """Make later reports of this case findable by what this report says (new identifiers, its address)."""
+    unit_id = case.unit_id
+    ref = CaseRef(case_id=case.case_id).model_dump_json().encode()
+    if case.kind is ReportKind.DELIVERY_NETWORK:
+        for identifier in network_identifiers(report):
+            key = network_key(unit_id, identifier)
+            existing = _ref(view, key)
+            if existing is None or existing.case_id != case.case_id:
+                effects.writes[key] = ref
+        return
+    address = point_address(report)
+    if address is not None:
+        key = address_key(unit_id, report.jurisdiction.commune_code, address)
+        existing = _ref(view, key)
+        if existing is None or existing.case_id != case.case_id:
+            effects.writes[key] = ref
+    if case.anchor is not None and case.report_count == 1:
+        key = cell_key(unit_id, h3.latlng_to_cell(case.anchor[0], case.anchor[1], policy.h3_resolution))
+        raw = view.get(key)
+        case_ids = CellCases.model_validate_json(raw).case_ids if raw else []
+        # Expired cases leave the cell lazily, here: a cell only ever lists the cases that may still match.
+        alive = [cid for cid in case_ids if _open_case(view, cid, report.report.submitted_at, policy) is not None]
+        effects.writes[key] = CellCases(case_ids=[*alive, case.case_id]).model_dump_json().encode()
+
+
+def decide_report(view: StateView, report: EnrichedReport, now: datetime, policy: DedupPolicy) -> Effects:
+    """The deduplication decision for one enriched report; ``now`` is the record's Kafka timestamp."""
+    effects = Effects()
+    canonical, unit_id = report.report, report.jurisdiction.unit_id
+    if view.get(seen_key(canonical.report_id)) is not None:
+        effects.outcome = DedupOutcome.DUPLICATE
+        return effects
+
+    case = find_case(view, report, policy)
+    if case is not None:
+        fingerprint = contact_fingerprint(report, case.case_id)
+        if fingerprint is not None:
+            previous = _ref(view, resubmission_key(unit_id, fingerprint))
+            if previous and previous.seen_at and canonical.submitted_at - previous.seen_at <= policy.resubmission_window:
+                effects.outcome = DedupOutcome.RESUBMISSION
+                effects.writes[seen_key(canonical.report_id)] = CaseRef(case_id=case.case_id).model_dump_json().encode()
+                return effects
+        _merge(view, effects, case, report, now, policy)
+    else:
+        case = _open(view, effects, report, now, policy)
+        fingerprint = contact_fingerprint(report, case.case_id)
+    effects.writes[seen_key(canonical.report_id)] = CaseRef(case_id=case.case_id).model_dump_json().encode()
+    if fingerprint is not None:
+        effects.writes[resubmission_key(unit_id, fingerprint)] = (
+            CaseRef(case_id=case.case_id, seen_at=canonical.submitted_at).model_dump_json().encode()
+        )
+    return effects
+
+
+def _open(view: StateView, effects: Effects, report: EnrichedReport, now: datetime, policy: DedupPolicy) -> CaseState:
+    canonical, jurisdiction = report.report, report.jurisdiction
+    # Stable: the same first report always opens the same case, whoever processes it and however often.
+    case_id = case_id_for(jurisdiction.unit_id, f"report:{canonical.report_id}")
+    case = CaseState(
+        case_id=case_id,
+        unit_id=jurisdiction.unit_id,
+        kind=canonical.kind,
+        anchor=coordinates(report) if canonical.kind is ReportKind.DEALING_POINT else None,
+        opened_at=now,
+        first_seen=canonical.submitted_at,
+        last_seen=canonical.submitted_at,
+        report_count=1,
+        channels=[canonical.channel],
+        version=1,
+        last_event_at=now,
+    )
+    effects.outcome = DedupOutcome.OPENED
+    effects.writes[case_key(case_id)] = case.model_dump_json().encode()
+    _index_report(OverlayView(view, effects.writes), effects, case, report, policy)
+    effects.events.append(
+        CaseEvent(
+            CaseOpened(
+                case_id=case_id, unit_id=case.unit_id, opened_at=now, first_seen=case.first_seen,
+                last_seen=case.last_seen, channels=case.channels, report=report,
+            ),
+            triggered_by=report,
+        )
+    )
+    return case
+
+
+def _merge(
+    view: StateView, effects: Effects, case: CaseState, report: EnrichedReport, now: datetime, policy: DedupPolicy
+) -> None:
+    canonical = report.report
+    merged = case.model_copy(
+        update={
+            "report_count": case.report_count + 1,
+            "first_seen": min(case.first_seen, canonical.submitted_at),
+            "last_seen": max(case.last_seen, canonical.submitted_at),
+            "channels": sorted({*case.channels, canonical.channel}),
+            "pending": [*case.pending, report],
+        }
+    )
+    effects.outcome = DedupOutcome.MERGED
+    _index_report(OverlayView(view, effects.writes), effects, merged, report, policy)
+    due_at = merged.last_event_at + policy.update_throttle
+    if not case.pending and now >= due_at:
+        merged = _emit_update(effects, merged, now, triggered_by=report)
+    else:
+        # A busy case: this report waits for the case's next update, at most one per throttle interval.
+        effects.throttled = True
+        effects.pending[case.case_id] = (case.unit_id, due_at)
+    effects.writes[case_key(case.case_id)] = merged.model_dump_json().encode()
+
+
+def _emit_update(effects: Effects, case: CaseState, now: datetime, triggered_by: EnrichedReport | None) -> CaseState:
+    version = case.version + 1
+    effects.events.append(
+        CaseEvent(
+            CaseUpdated(
+                case_id=case.case_id, unit_id=case.unit_id, case_version=version, updated_at=now,
+                report_count=case.report_count, first_seen=case.first_seen, last_seen=case.last_seen,
+                channels=case.channels, new_reports=case.pending,
+            ),
+            triggered_by=triggered_by,
+        )
+    )
+    effects.pending[case.case_id] = None
+    return case.model_copy(update={"version": version, "last_event_at": now, "pending": []})
+
+
+def flush_case(view: StateView, case_id: str, now: datetime, policy: DedupPolicy) -> Effects:
+    """A throttled case's accumulated reports as one update, once its interval has passed; otherwise nothing."""
+    effects = Effects()
+    case = load_case(view, case_id)
+    if case is None or not case.pending:
+        effects.pending[case_id] = None  # a stale hint: nothing waits any more
+        return effects
+    due_at = case.last_event_at + policy.update_throttle
+    if now < due_at:
+        effects.pending[case_id] = (case.unit_id, due_at)
+        return effects
+    flushed = _emit_update(effects, case, now, triggered_by=None)
+    effects.writes[case_key(case_id)] = flushed.model_dump_json().encode()
+    return effects
+
+
+def expired_keys(entries: Iterable[tuple[str, bytes]], now: datetime, policy: DedupPolicy) -> list[str]:
+    """The state entries no report can match any more: closed cases, their index entries, old report ids.
+
+    A case is closed ``case_window`` after its last report; one more window of margin keeps its report ids, so a
+    late replay of one of its reports is still recognised as a duplicate rather than reopening the point.
+    """
+    entries = list(entries)
+    horizon = now - policy.case_window
+    dead_cases: set[str] = set()
+    live_cases: set[str] = set()
+    for key, raw in entries:
+        if key.startswith("case:"):
+            case = CaseState.model_validate_json(raw)
+            if case.last_seen < horizon - policy.case_window and not case.pending:
+                dead_cases.add(case.case_id)
+            else:
+                live_cases.add(case.case_id)
+    expired = [f"case:{case_id}" for case_id in dead_cases]
+    for key, raw in entries:
+        if key.startswith(("seen:", "addr:", "net:")):
+            ref = CaseRef.model_validate_json(raw)
+            if ref.case_id not in live_cases:
+                expired.append(key)
+        elif key.startswith("resub:"):
+            ref = CaseRef.model_validate_json(raw)
+            if ref.seen_at is None or now - ref.seen_at > policy.resubmission_window:
+                expired.append(key)
+        elif key.startswith("cell:"):
+            if not any(case_id in live_cases for case_id in CellCases.model_validate_json(raw).case_ids):
+                expired.append(key)
+    return expired

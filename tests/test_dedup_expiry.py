@@ -1,0 +1,54 @@
+"""Deduplication state does not grow without bound: the sweep deletes closed cases and what led to them, on the
+real broker with a real worker (a case window of half a second, a sweep every two seconds)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kafka import KafkaProducer
+from pipeline_probe import make_settings, read_topic, wait_for
+
+from schemas.topics import Topics
+from signalements.dedup_traffic import TrafficShape, ground_truth_traffic
+from signalements.local_run import Services
+from signalements.topic_admin import ensure_topics, pipeline_topics
+
+
+def test_closed_cases_are_deleted_from_the_state_and_its_changelog(kafka_bootstrap: str, tmp_path: Path) -> None:
+    settings = make_settings(
+        kafka_bootstrap, tmp_path, dedup_case_window_days=0.5 / 86400, dedup_sweep_interval_s=2.0,
+        # a case keeps its pending reports until they are sent: a short throttle sends them
+        dedup_update_throttle_s=0.5,
+    )
+    ensure_topics(settings, pipeline_topics(settings))
+    traffic = ground_truth_traffic(TrafficShape(points=5, max_reports_per_point=2, retry_rate=0, resubmission_rate=0), seed=3)
+    topics = Topics(settings.topic_namespace)
+    changelog = f"{settings.consumer_group(settings.worker_id)}-dedup-state-changelog"
+    services = Services(settings.log_dir, settings.as_environment())
+    try:
+        services.start("worker", "worker")
+        producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+        for report in traffic:
+            topic, key, value, headers = report.raw_record(topics)
+            producer.send(topic, key=key, value=value, headers=headers)
+        producer.flush()
+        producer.close()
+
+        def state_entries() -> tuple[set[bytes], set[bytes]]:
+            written, deleted = set(), set()
+            for record in read_topic(settings, changelog):
+                (deleted if record.value is None else written).add(record.key)
+            return written, deleted
+
+        def all_cases_deleted() -> bool:
+            written, deleted = state_entries()
+            cases = {key for key in written if key.startswith(b"case:")}
+            return bool(cases) and cases <= deleted
+
+        wait_for(all_cases_deleted, timeout_s=120, what="tombstones for every closed case")
+        written, deleted = state_entries()
+    finally:
+        services.stop()
+    for prefix in (b"case:", b"seen:", b"cell:", b"addr:"):
+        of_prefix = {key for key in written if key.startswith(prefix)}
+        assert of_prefix and of_prefix <= deleted, prefix
