@@ -31,7 +31,7 @@ class SyntheticUnit:
 
 
 PARIS_11 = SyntheticUnit("pn-75-pp", "75111", "Paris 11e Arrondissement", "75", Force.POLICE)
-CHAMONIX = SyntheticUnit("gn-74-chamonix", "74056", "Chamonix-Mont-Blanc", "74", Force.GENDARMERIE)
+CHAMONIX = SyntheticUnit("gn-74-chamonix-mont-blanc", "74056", "Chamonix-Mont-Blanc", "74", Force.GENDARMERIE)
 SAINT_DENIS = SyntheticUnit("pn-93-pp", "93066", "Saint-Denis", "93", Force.POLICE)
 
 

@@ -47,7 +47,7 @@ COMMUNES = (
     Commune("13203", "Marseille 3e Arrondissement", "13003", (43.3110, 5.3800), "pn-13-marseille"),
     Commune("69381", "Lyon 1er Arrondissement", "69001", (45.7670, 4.8340), "pn-69-lyon"),
     Commune("59350", "Lille", "59000", (50.6300, 3.0600), "pn-59-lille"),
-    Commune("74056", "Chamonix-Mont-Blanc", "74400", (45.9230, 6.8690), "gn-74-chamonix"),
+    Commune("74056", "Chamonix-Mont-Blanc", "74400", (45.9230, 6.8690), "gn-74-chamonix-mont-blanc"),
     Commune("38545", "Vif", "38450", (45.0550, 5.6700), "gn-38-vif"),
 )
 STREETS = (
