@@ -306,6 +306,16 @@ class CaseStore:
         values["reports"] = [EnrichedReport.model_validate_json(report) for report in reports]
         return CaseDetail.model_validate(values)
 
+    def open_cases_by_place(self) -> dict[tuple[str, str], int]:
+        """Open cases of this unit by (force, département): what the national dashboards rank."""
+        query = (
+            select(cases.c.force, cases.c.departement, func.count())
+            .where(cases.c.unit_id == self.unit_id, cases.c.status == OPEN)
+            .group_by(cases.c.force, cases.c.departement)
+        )
+        with self.engine.connect() as connection:
+            return {(force, departement): int(n) for force, departement, n in connection.execute(query)}
+
     def count(self, table: str) -> int:
         tables = {t.name: t for t in (cases, case_reports, parked_events, applied_events, held_events)}
         chosen = tables[table]

@@ -99,12 +99,35 @@ class LagBoard:
                 self._metrics.lag.labels(str(partition)).set(total)
 
 
+class OpenCasesBoard:
+    """Open cases by force and département, summed over this process's territorial units.
+
+    A CROSS holds copies of its département's cases: counting them too would count each point twice.
+    """
+
+    def __init__(self, metrics: PipelineMetrics) -> None:
+        self._metrics = metrics
+        self._lock = threading.Lock()
+        self._counts: dict[str, dict[tuple[str, str], int]] = {}
+
+    def report(self, unit_id: str, counts: dict[tuple[str, str], int]) -> None:
+        if unit_id.startswith("cross-"):
+            return
+        with self._lock:
+            self._counts[unit_id] = counts
+            places = {place for per_unit in self._counts.values() for place in per_unit}
+            for force, departement in places:
+                total = sum(per_unit.get((force, departement), 0) for per_unit in self._counts.values())
+                self._metrics.open_cases.labels(force, departement).set(total)
+
+
 class UnitConsumer:
     def __init__(
         self, settings: Settings, unit_id: str, metrics: PipelineMetrics, consumer_metrics: ConsumerMetrics,
-        lag_board: LagBoard,
+        lag_board: LagBoard, open_cases_board: OpenCasesBoard | None = None,
     ) -> None:
         self.unit_id = unit_id
+        self.open_cases_board = open_cases_board
         self.topic = Topics(settings.topic_namespace).unit(unit_id)
         self.metrics = metrics
         self.consumer_metrics = consumer_metrics
@@ -136,6 +159,8 @@ class UnitConsumer:
                         log.warning("fault injection: exiting between the store commit and the offset commit")
                         os._exit(FAULT_EXIT_CODE)
                     self._consumer.commit()  # only after the store's commit
+                    if self.open_cases_board is not None:
+                        self.open_cases_board.report(self.unit_id, self.store.open_cases_by_place())
                 self._report_lag()
         finally:
             self._consumer.close(autocommit=False)
@@ -215,8 +240,11 @@ def run_unit_consumers(settings: Settings, unit_ids: list[str], stop: threading.
     metrics.set_build_info(__version__)
     consumer_metrics = ConsumerMetrics(metrics.registry)
     lag_board = LagBoard(consumer_metrics)
+    open_cases_board = OpenCasesBoard(metrics)
     metrics.serve(settings.metrics_host, settings.consumer_metrics_port)
-    consumers = [UnitConsumer(settings, unit_id, metrics, consumer_metrics, lag_board) for unit_id in unit_ids]
+    consumers = [
+        UnitConsumer(settings, unit_id, metrics, consumer_metrics, lag_board, open_cases_board) for unit_id in unit_ids
+    ]
     failures: list[BaseException] = []
 
     def run_one(consumer: UnitConsumer) -> None:

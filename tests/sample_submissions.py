@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
@@ -45,3 +46,27 @@ def conversation_delivery_network(commune: str = "CHAMONIX MONT BLANC", postcode
         },
         "transcript_excerpt": "Un numéro circule pour des livraisons.",
     }
+
+
+_points = itertools.count(1)
+
+
+def distinct_point(body: dict) -> dict:
+    """The same sample moved to a dealing point (or a delivery network) no other call of this returns.
+
+    Deduplication merges reports of one point into one case and holds later ones for a throttled update, so a test
+    that counts what the units store must send distinct points.
+    """
+    n = next(_points)
+    report = body["report"]
+    if report["kind"] == "delivery_network":
+        report["contact"]["phone"] = f"06 12 {10 + n // 100 % 90:02d} {n % 100:02d} 78"
+        report["contact"]["handle"] = f"@livreur{n}"
+    elif "housenumber" in report["place"]:
+        report["place"]["housenumber"] = str(200 + n)
+        report["place"]["label"] = f"{200 + n} Rue Oberkampf"
+        if report["place"].get("latitude") is not None:
+            report["place"]["latitude"] = round(report["place"]["latitude"] + 0.003 * n, 6)
+    else:
+        report["place"]["description"] = f"devant le {200 + n} de la grande rue"
+    return body

@@ -255,7 +255,7 @@ def test_merging_meets_its_precision_and_recall_on_noisy_ground_truth() -> None:
     from streams.jurisdiction import JurisdictionReference
 
     traffic = ground_truth_traffic(TrafficShape(points=400), seed=5)
-    quality = measure_quality(traffic, JurisdictionReference.load(Settings().reference_dir), POLICY)
+    quality = measure_quality(traffic, JurisdictionReference.from_settings(Settings()), POLICY)
 
     assert quality["precision"] >= 0.98 and quality["recall"] >= 0.95, quality
     assert quality["repeats_dropped"] == quality["repeats"] > 0

@@ -19,7 +19,7 @@ import pytest
 from kafka import KafkaProducer
 from pipeline_probe import RunningPipeline, free_port, make_settings, running_pipeline, wait_for
 from prometheus_server import PrometheusServer, running_lag_exporter, running_prometheus, wait_until_scraping
-from sample_submissions import conversation_delivery_network, portal_dealing_point
+from sample_submissions import conversation_delivery_network, distinct_point, portal_dealing_point
 
 from schemas.channels import Channel
 from schemas.topics import Topics
@@ -72,8 +72,8 @@ def test_prometheus_sees_the_traffic_that_was_sent(observed: tuple[RunningPipeli
 
     # Warm-up: one report per channel, so that every labelled counter exists, and has been scraped, before the
     # measured traffic (Prometheus' rate() cannot count the first increment of a series that appears with it).
-    assert post(pipeline, MONCOMMISSARIAT, portal_dealing_point()) == 202
-    assert post(pipeline, BRIGADE, conversation_delivery_network()) == 202
+    assert post(pipeline, MONCOMMISSARIAT, distinct_point(portal_dealing_point())) == 202
+    assert post(pipeline, BRIGADE, distinct_point(conversation_delivery_network())) == 202
     wait_for(lambda: stored(prometheus) == 2, timeout_s=90, what="the warm-up reports to be stored and scraped")
     # A few samples of every warmed-up counter (intake, worker, consumers), for rate() to start from.
     wait_for(
@@ -84,12 +84,12 @@ def test_prometheus_sees_the_traffic_that_was_sent(observed: tuple[RunningPipeli
     started = time.time()
     for index in range(max(ROUTED.values())):
         if index < ROUTED[MONCOMMISSARIAT]:
-            body = portal_dealing_point() if index % 2 else portal_dealing_point("93066", "93200", "Saint-Denis")
+            body = distinct_point(portal_dealing_point() if index % 2 else portal_dealing_point("93066", "93200", "Saint-Denis"))
             assert post(pipeline, MONCOMMISSARIAT, body) == 202
         if index < ROUTED[BRIGADE]:
-            assert post(pipeline, BRIGADE, conversation_delivery_network()) == 202
+            assert post(pipeline, BRIGADE, distinct_point(conversation_delivery_network())) == 202
     # Valid, but no commune of the reference: accepted, then unrouted.
-    assert post(pipeline, MONCOMMISSARIAT, portal_dealing_point("99999", "74400", "Lyon")) == 202
+    assert post(pipeline, MONCOMMISSARIAT, distinct_point(portal_dealing_point("99999", "74400", "Lyon"))) == 202
     # Invalid: refused at the door.
     invalid = portal_dealing_point()
     invalid["report"]["place"]["citycode"] = "7511"

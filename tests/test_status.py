@@ -18,7 +18,7 @@ import httpx
 import pytest
 from pipeline_probe import RunningPipeline, free_port, make_settings, running_pipeline, wait_for
 from prometheus_server import PrometheusServer, running_lag_exporter, running_prometheus, wait_until_scraping
-from sample_submissions import conversation_delivery_network, portal_dealing_point
+from sample_submissions import conversation_delivery_network, distinct_point, portal_dealing_point
 
 from signalements.settings import PROJECT_ROOT
 from signalements.status import quantile_from_buckets
@@ -77,9 +77,9 @@ def test_quantiles_match_prometheus_histogram_quantile() -> None:
 def test_status_once_json_shows_the_pipeline(observed: tuple[RunningPipeline, PrometheusServer]) -> None:
     pipeline, prometheus = observed
     for _ in range(3):
-        assert post(pipeline, MONCOMMISSARIAT, portal_dealing_point()) == 202
+        assert post(pipeline, MONCOMMISSARIAT, distinct_point(portal_dealing_point())) == 202
     for _ in range(2):
-        assert post(pipeline, BRIGADE, conversation_delivery_network()) == 202
+        assert post(pipeline, BRIGADE, distinct_point(conversation_delivery_network())) == 202
     invalid = portal_dealing_point()
     invalid["report"]["place"]["citycode"] = "7511"
     assert post(pipeline, MONCOMMISSARIAT, invalid) == 422
@@ -128,7 +128,7 @@ def test_status_rates_count_the_reports_of_the_window(observed: tuple[RunningPip
         assert ready and process.poll() is None, f"status never took its first reading: {said}"
         said += process.stderr.readline()
     for _ in range(4):
-        assert post(pipeline, BRIGADE, conversation_delivery_network()) == 202
+        assert post(pipeline, BRIGADE, distinct_point(conversation_delivery_network())) == 202
     out, err = process.communicate(timeout=120)
     assert process.returncode == 0, err
     snapshot = json.loads(out)
@@ -168,7 +168,7 @@ def test_status_live_view_in_a_terminal(observed: tuple[RunningPipeline, Prometh
             assert heading in text, f"{heading!r} not on screen:\n{text}"
         # The view refreshes: two more reports appear without restarting it.
         for _ in range(2):
-            assert post(pipeline, MONCOMMISSARIAT, portal_dealing_point()) == 202
+            assert post(pipeline, MONCOMMISSARIAT, distinct_point(portal_dealing_point())) == 202
         wait_for(lambda: accepted_on_screen() == first + 2, timeout_s=30, what=f"the screen to show {first + 2} accepted")
     finally:
         subprocess.run([tmux, "kill-session", "-t", session], check=False, timeout=30)
