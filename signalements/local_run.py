@@ -74,8 +74,9 @@ def wait_for_http(url: str, services: Services, timeout_s: float = 60) -> None:
 
 
 def count_stored_cases(store_dir: Path) -> int:
+    """Cases in the territorial units' stores (each CROSS holds copies of its département's cases)."""
     total = 0
-    for path in store_dir.glob("*.sqlite3"):
+    for path in (p for p in store_dir.glob("*.sqlite3") if not p.name.startswith("cross-")):
         with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
             try:
                 total += db.execute("SELECT COUNT(*) FROM cases").fetchone()[0]
