@@ -11,6 +11,8 @@ in ``held_events`` and applied, in version order, when the opening arrives: neve
 from __future__ import annotations
 
 import json
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -101,7 +103,7 @@ def create_store_engine(url: str) -> Engine:
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves (below)
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA busy_timeout=30000")  # first: the next pragmas may wait for another connection
-        cursor.execute("PRAGMA journal_mode=WAL")  # operators read while the consumer writes
+        _use_write_ahead_log(cursor)  # operators read while the consumer writes
         cursor.execute("PRAGMA synchronous=FULL")  # a commit must survive a crash before offsets are committed
         cursor.close()
 
@@ -112,6 +114,25 @@ def create_store_engine(url: str) -> Engine:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def _use_write_ahead_log(cursor: Any, attempts: int = 100) -> None:
+    """Switch the file to WAL once (the mode is stored in the file).
+
+    The switch needs an exclusive lock and SQLite does not apply busy_timeout to it: when two processes open a new
+    store at the same moment, one gets "database is locked" at once. It waits its turn here instead.
+    """
+    for _ in range(attempts):
+        if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+            return
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error):
+                raise
+            time.sleep(0.1)
+    raise sqlite3.OperationalError("could not switch the case store to WAL: the database stayed locked")
 
 
 _INSERT_IGNORE: dict[tuple[str, str], Any] = {}
