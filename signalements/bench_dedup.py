@@ -159,7 +159,7 @@ def measure_throughput(enriched: list[tuple[TruthReport, EnrichedReport]], polic
 
 
 def run(points: int, seed: int, throughput_points: int, settings: Settings) -> dict[str, object]:
-    reference = JurisdictionReference.load(settings.reference_dir)
+    reference = JurisdictionReference.from_settings(settings)
     policy = policy_from(settings)
     _say(f"quality: {points} points")
     traffic = ground_truth_traffic(TrafficShape(points=points), seed=seed)
