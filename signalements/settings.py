@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     # Stream worker (streams/).
     worker_id: str = "signalements-worker"
     worker_metrics_port: int = 9101
+    worker_commit_interval_s: float = Field(
+        default=2.8, gt=0, description="how often the worker commits its input offsets (Faust's broker_commit_interval)"
+    )
 
     # Deduplication of reports into cases (streams/deduplication.py).
     dedup_distance_m: float = Field(default=150.0, gt=0, description="reports of points closer than this are one point")

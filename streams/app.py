@@ -44,6 +44,7 @@ from streams.case_tables import CaseRouter, is_route_tick
 from streams.dead_letter import build_dead_letter
 from streams.jurisdiction import JurisdictionReference, Unrouted
 from streams.normalize import NormalizationError, normalize_submission
+from streams.offset_rewind import SignalementsApp
 from streams.reference_table import ReferenceFollower
 
 SOURCE = "/signalements/worker"
@@ -69,7 +70,7 @@ class StageFailure(Exception):
 
 def create_app(settings: Settings, metrics: PipelineMetrics, reference: JurisdictionReference) -> faust.App:
     topics = Topics(settings.topic_namespace)
-    app = faust.App(
+    app = SignalementsApp(
         settings.consumer_group(settings.worker_id),
         broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
         store="rocksdb://",
@@ -78,6 +79,7 @@ def create_app(settings: Settings, metrics: PipelineMetrics, reference: Jurisdic
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replication_factor,
         producer_acks=-1,
+        broker_commit_interval=settings.worker_commit_interval_s,
         consumer_auto_offset_reset="earliest",
         # Each raw topic has its own consumer offsets; nothing in the skeleton needs co-partitioned joins yet.
         topic_disable_leader=True,

@@ -1,0 +1,92 @@
+"""A Faust app whose consumer never skips input records after a rebalance or a restart.
+
+Why. After a rebalance or a restart, Faust recovers its tables while its consumer may already have fetched input
+records; once recovery is done it seeks every input partition "to its committed offset" so that those records are
+fetched again. Two things defeat that in faust-streaming 0.15.3 with aiokafka 0.14 (faust-streaming issues #216 and
+#596 describe the same family of races), and both lost reports in this project's crash tests:
+
+- aiokafka's ``seek_to_committed`` only moves partitions whose committed offset is above 0: a partition the group
+  never committed (a worker killed before its first commit) keeps the position its fetcher had reached;
+- Faust's fetch loop drops every record below the highest offset it has handed out (its "read offset"); a batch
+  fetched before the seek and still being handed out after it raises that offset again, so the records fetched anew
+  from the committed offset are dropped as already read.
+
+What. (1) After Faust's seek, every input partition without a committed offset is moved to the start of its log, which
+is what ``auto_offset_reset=earliest`` means for it. (2) The read offsets are kept for changelog partitions only
+(Faust's table recovery relies on them), so an input record fetched again after a seek is always handed to the
+stream. The price is that a record may be handed out twice around a rebalance; every stage is idempotent for exactly
+that reason (deterministic event ids, the route stage's journal: see streams/case_tables.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, ClassVar
+
+import faust
+from aiokafka import TopicPartition
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+from faust.types.transports import ConsumerT, TransportT
+
+log = logging.getLogger(__name__)
+
+
+class ChangelogReadOffsets(dict[Any, int | None]):
+    """Faust's per-partition read offsets, remembered for changelog partitions only; None (nothing read) otherwise."""
+
+    def __init__(self, is_changelog: Callable[[Any], bool]) -> None:
+        super().__init__()
+        self._is_changelog = is_changelog
+
+    def __missing__(self, tp: Any) -> None:
+        return None
+
+    def __getitem__(self, tp: Any) -> int | None:
+        return super().__getitem__(tp) if self._is_changelog(tp) else None
+
+    def __setitem__(self, tp: Any, offset: int | None) -> None:
+        if self._is_changelog(tp):
+            super().__setitem__(tp, offset)
+
+    def update(self, other: Mapping[Any, int | None] | Iterable[tuple[Any, int | None]] = (), **_: Any) -> None:
+        items = other.items() if isinstance(other, Mapping) else other
+        for tp, offset in items:
+            self[tp] = offset
+
+
+class RewindingConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        committed: Mapping[TP, int] = await super().seek_to_committed()
+        uncommitted = [
+            TopicPartition(tp.topic, tp.partition)
+            for tp, offset in committed.items()
+            if not offset and not self.consumer._is_changelog_tp(tp)
+        ]
+        if uncommitted:
+            await self.call_thread(self._ensure_consumer().seek_to_beginning, *uncommitted)
+            log.info("rewound %d input partitions without a committed offset to their start: %s",
+                     len(uncommitted), ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(uncommitted)))
+        return committed
+
+
+class RewindingConsumer(faust_aiokafka.Consumer):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._read_offset = ChangelogReadOffsets(self._is_changelog_tp)
+
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return RewindingConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class RewindingTransport(faust_aiokafka.Transport):
+    Consumer: ClassVar[type[ConsumerT]] = RewindingConsumer
+
+
+class SignalementsApp(faust.App):
+    """A Faust app on the rewinding transport (the producer side is Faust's own)."""
+
+    def _new_transport(self) -> TransportT:
+        transport: Any = RewindingTransport(self.conf.broker_consumer, self)
+        return transport
