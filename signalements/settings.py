@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     worker_commit_interval_s: float = Field(
         default=2.8, gt=0, description="how often the worker commits its input offsets (Faust's broker_commit_interval)"
     )
+    worker_session_timeout_s: float = Field(
+        default=60.0, ge=6, description="a worker silent this long leaves the group; its partitions move to the others"
+    )
 
     # Deduplication of reports into cases (streams/deduplication.py).
     dedup_distance_m: float = Field(default=150.0, gt=0, description="reports of points closer than this are one point")

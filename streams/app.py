@@ -80,6 +80,7 @@ def create_app(settings: Settings, metrics: PipelineMetrics, reference: Jurisdic
         topic_replication_factor=settings.topic_replication_factor,
         producer_acks=-1,
         broker_commit_interval=settings.worker_commit_interval_s,
+        broker_session_timeout=settings.worker_session_timeout_s,
         consumer_auto_offset_reset="earliest",
         # Each raw topic has its own consumer offsets; nothing in the skeleton needs co-partitioned joins yet.
         topic_disable_leader=True,

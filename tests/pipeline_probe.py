@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 from kafka import KafkaConsumer, TopicPartition
@@ -128,6 +128,10 @@ class RunningPipeline:
     @property
     def consumer_metrics_url(self) -> str:
         return f"http://{self.settings.metrics_host}:{self.settings.consumer_metrics_port}/metrics"
+
+    def post_report(self, channel: str, body: dict[str, Any]) -> int:
+        """Submit one report to the intake; the HTTP status."""
+        return httpx.post(f"{self.intake_url}/v1/reports/{channel}", json=body, timeout=15).status_code
 
 
 @contextmanager

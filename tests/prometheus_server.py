@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from pipeline_probe import free_port, wait_for
+from pipeline_probe import RunningPipeline, free_port, make_settings, running_pipeline, wait_for
 
 from signalements.local_run import Services, wait_for_http
 from signalements.settings import PROJECT_ROOT, Settings
@@ -130,3 +130,18 @@ def wait_until_scraping(prometheus: PrometheusServer) -> None:
         lambda: prometheus.values_by("up", "job") == {job: 1.0 for job in JOB_PORTS},
         timeout_s=60, what="prometheus to scrape the four services",
     )
+
+
+@contextmanager
+def observed_pipeline(
+    kafka_bootstrap: str, work: Path, unit_ids: list[str], cross_unit_ids: list[str]
+) -> Iterator[tuple[RunningPipeline, PrometheusServer]]:
+    """A running pipeline with the lag exporter, and a real Prometheus already scraping all of it."""
+    settings = make_settings(kafka_bootstrap, work, lag_exporter_port=free_port(), lag_exporter_interval_s=1.0)
+    with (
+        running_pipeline(settings, unit_ids, cross_unit_ids=cross_unit_ids) as pipeline,
+        running_lag_exporter(settings),
+        running_prometheus(settings, work / "prometheus") as prometheus,
+    ):
+        wait_until_scraping(prometheus)
+        yield pipeline, prometheus

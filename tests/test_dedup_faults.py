@@ -169,9 +169,24 @@ def routed(settings: Settings, port: int | None = None) -> float:
 
 def fault_settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
     # A short throttle, so that updates both go out at once and accumulate while the traffic flows.
-    settings = make_settings(kafka_bootstrap, tmp_path, dedup_update_throttle_s=1.0)
+    # A short session timeout, so that a killed worker's partitions are given to its successor within seconds.
+    settings = make_settings(kafka_bootstrap, tmp_path, dedup_update_throttle_s=1.0, worker_session_timeout_s=10.0)
     ensure_topics(settings, pipeline_topics(settings))
     return settings
+
+
+def kill_9_and_restart(services: Services) -> None:
+    worker = services.processes["worker"]
+    os.killpg(worker.pid, signal.SIGKILL)
+    worker.wait()
+    services.start("worker", "worker")  # same state directory: local RocksDB plus the changelog
+
+
+def final_ledgers(settings: Settings, traffic: list[TruthReport]) -> dict[str, CaseLedger]:
+    """Every unit queue's cases once every report has arrived and pending throttled updates have gone out."""
+    wait_for_every_report(settings, traffic)
+    time.sleep(3)
+    return case_ledgers(settings, {t.unit_id for t in traffic})
 
 
 def test_kill_9_in_the_middle_of_the_traffic_loses_and_duplicates_no_case(kafka_bootstrap: str, tmp_path: Path) -> None:
@@ -183,16 +198,10 @@ def test_kill_9_in_the_middle_of_the_traffic_loses_and_duplicates_no_case(kafka_
         services.start("worker", "worker")
         sender.start()
         wait_for(lambda: routed(settings) >= len(traffic) / 3, timeout_s=180, what="a third of the traffic routed")
-        worker = services.processes["worker"]
-        os.killpg(worker.pid, signal.SIGKILL)
-        worker.wait()
-        services.start("worker", "worker")  # same state directory: local RocksDB plus the changelog
+        kill_9_and_restart(services)
         sender.join(timeout=120)
         assert sender.error is None and sender.sent == len(traffic)
-        wait_for_every_report(settings, traffic)
-        # let pending throttled updates go out, then read the final state of every queue
-        time.sleep(3)
-        ledgers = case_ledgers(settings, {t.unit_id for t in traffic})
+        ledgers = final_ledgers(settings, traffic)
     finally:
         services.stop()
     assert_one_case_per_point(traffic, ledgers)
@@ -214,13 +223,8 @@ def test_kill_9_before_the_first_offset_commit_loses_no_report(kafka_bootstrap: 
     try:
         services.start("worker", "worker")
         wait_for(lambda: routed(settings) >= len(traffic) / 4, timeout_s=180, what="a quarter of the traffic routed")
-        worker = services.processes["worker"]
-        os.killpg(worker.pid, signal.SIGKILL)
-        worker.wait()
-        services.start("worker", "worker")
-        wait_for_every_report(settings, traffic)
-        time.sleep(3)
-        ledgers = case_ledgers(settings, {t.unit_id for t in traffic})
+        kill_9_and_restart(services)
+        ledgers = final_ledgers(settings, traffic)
     finally:
         services.stop()
     assert_one_case_per_point(traffic, ledgers)
@@ -251,9 +255,7 @@ def test_rebalance_while_traffic_flows_loses_and_duplicates_no_case(kafka_bootst
         assert sender.sent < len(traffic), "the traffic ended before the first worker left"
         sender.join(timeout=120)
         assert sender.error is None and sender.sent == len(traffic)
-        wait_for_every_report(settings, traffic)
-        time.sleep(3)
-        ledgers = case_ledgers(settings, {t.unit_id for t in traffic})
+        ledgers = final_ledgers(settings, traffic)
     finally:
         first.stop()
         second.stop()

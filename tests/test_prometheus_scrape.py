@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any
 
-import httpx
 import pytest
 from kafka import KafkaProducer
-from pipeline_probe import RunningPipeline, free_port, make_settings, running_pipeline, wait_for
-from prometheus_server import PrometheusServer, running_lag_exporter, running_prometheus, wait_until_scraping
+from pipeline_probe import RunningPipeline, wait_for
+from prometheus_server import PrometheusServer, observed_pipeline
 from sample_submissions import conversation_delivery_network, distinct_point, portal_dealing_point
 
 from schemas.channels import Channel
@@ -34,19 +32,8 @@ ROUTED = {MONCOMMISSARIAT: 6, BRIGADE: 4}
 
 @pytest.fixture(scope="module")
 def observed(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningPipeline, PrometheusServer]]:
-    work = tmp_path_factory.mktemp("observed")
-    settings = make_settings(kafka_bootstrap, work, lag_exporter_port=free_port(), lag_exporter_interval_s=1.0)
-    with (
-        running_pipeline(settings, UNITS, cross_unit_ids=CROSS_UNITS) as pipeline,
-        running_lag_exporter(settings),
-        running_prometheus(settings, work / "prometheus") as prometheus,
-    ):
-        wait_until_scraping(prometheus)
-        yield pipeline, prometheus
-
-
-def post(pipeline: RunningPipeline, channel: str, body: dict[str, Any]) -> int:
-    return httpx.post(f"{pipeline.intake_url}/v1/reports/{channel}", json=body, timeout=15).status_code
+    with observed_pipeline(kafka_bootstrap, tmp_path_factory.mktemp("observed"), UNITS, CROSS_UNITS) as observed:
+        yield observed
 
 
 def stored(prometheus: PrometheusServer) -> float:
@@ -72,8 +59,8 @@ def test_prometheus_sees_the_traffic_that_was_sent(observed: tuple[RunningPipeli
 
     # Warm-up: one report per channel, so that every labelled counter exists, and has been scraped, before the
     # measured traffic (Prometheus' rate() cannot count the first increment of a series that appears with it).
-    assert post(pipeline, MONCOMMISSARIAT, distinct_point(portal_dealing_point())) == 202
-    assert post(pipeline, BRIGADE, distinct_point(conversation_delivery_network())) == 202
+    assert pipeline.post_report(MONCOMMISSARIAT, distinct_point(portal_dealing_point())) == 202
+    assert pipeline.post_report(BRIGADE, distinct_point(conversation_delivery_network())) == 202
     wait_for(lambda: stored(prometheus) == 2, timeout_s=90, what="the warm-up reports to be stored and scraped")
     # A few samples of every warmed-up counter (intake, worker, consumers), for rate() to start from.
     wait_for(
@@ -85,15 +72,15 @@ def test_prometheus_sees_the_traffic_that_was_sent(observed: tuple[RunningPipeli
     for index in range(max(ROUTED.values())):
         if index < ROUTED[MONCOMMISSARIAT]:
             body = distinct_point(portal_dealing_point() if index % 2 else portal_dealing_point("93066", "93200", "Saint-Denis"))
-            assert post(pipeline, MONCOMMISSARIAT, body) == 202
+            assert pipeline.post_report(MONCOMMISSARIAT, body) == 202
         if index < ROUTED[BRIGADE]:
-            assert post(pipeline, BRIGADE, distinct_point(conversation_delivery_network())) == 202
+            assert pipeline.post_report(BRIGADE, distinct_point(conversation_delivery_network())) == 202
     # Valid, but no commune of the reference: accepted, then unrouted.
-    assert post(pipeline, MONCOMMISSARIAT, distinct_point(portal_dealing_point("99999", "74400", "Lyon"))) == 202
+    assert pipeline.post_report(MONCOMMISSARIAT, distinct_point(portal_dealing_point("99999", "74400", "Lyon"))) == 202
     # Invalid: refused at the door.
     invalid = portal_dealing_point()
     invalid["report"]["place"]["citycode"] = "7511"
-    assert post(pipeline, MONCOMMISSARIAT, invalid) == 422
+    assert pipeline.post_report(MONCOMMISSARIAT, invalid) == 422
     # Unreadable, produced directly by an "integrated system": dead-lettered by the worker.
     producer = KafkaProducer(bootstrap_servers=pipeline.settings.bootstrap_servers, acks="all")
     producer.send(Topics(pipeline.settings.topic_namespace).raw(Channel.BRIGADE_NUMERIQUE), key=b"bad", value=b"{oops")

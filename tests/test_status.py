@@ -14,10 +14,9 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
-from pipeline_probe import RunningPipeline, free_port, make_settings, running_pipeline, wait_for
-from prometheus_server import PrometheusServer, running_lag_exporter, running_prometheus, wait_until_scraping
+from pipeline_probe import RunningPipeline, wait_for
+from prometheus_server import PrometheusServer, observed_pipeline
 from sample_submissions import conversation_delivery_network, distinct_point, portal_dealing_point
 
 from signalements.settings import PROJECT_ROOT
@@ -31,19 +30,8 @@ MONCOMMISSARIAT, BRIGADE = "moncommissariat", "brigade-numerique"
 
 @pytest.fixture(scope="module")
 def observed(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningPipeline, PrometheusServer]]:
-    work = tmp_path_factory.mktemp("status")
-    settings = make_settings(kafka_bootstrap, work, lag_exporter_port=free_port(), lag_exporter_interval_s=1.0)
-    with (
-        running_pipeline(settings, UNITS, cross_unit_ids=CROSS_UNITS) as pipeline,
-        running_lag_exporter(settings),
-        running_prometheus(settings, work / "prometheus") as prometheus,
-    ):
-        wait_until_scraping(prometheus)
-        yield pipeline, prometheus
-
-
-def post(pipeline: RunningPipeline, channel: str, body: dict[str, Any]) -> int:
-    return httpx.post(f"{pipeline.intake_url}/v1/reports/{channel}", json=body, timeout=15).status_code
+    with observed_pipeline(kafka_bootstrap, tmp_path_factory.mktemp("status"), UNITS, CROSS_UNITS) as observed:
+        yield observed
 
 
 def status_command(pipeline: RunningPipeline, *args: str) -> list[str]:
@@ -77,12 +65,12 @@ def test_quantiles_match_prometheus_histogram_quantile() -> None:
 def test_status_once_json_shows_the_pipeline(observed: tuple[RunningPipeline, PrometheusServer]) -> None:
     pipeline, prometheus = observed
     for _ in range(3):
-        assert post(pipeline, MONCOMMISSARIAT, distinct_point(portal_dealing_point())) == 202
+        assert pipeline.post_report(MONCOMMISSARIAT, distinct_point(portal_dealing_point())) == 202
     for _ in range(2):
-        assert post(pipeline, BRIGADE, distinct_point(conversation_delivery_network())) == 202
+        assert pipeline.post_report(BRIGADE, distinct_point(conversation_delivery_network())) == 202
     invalid = portal_dealing_point()
     invalid["report"]["place"]["citycode"] = "7511"
-    assert post(pipeline, MONCOMMISSARIAT, invalid) == 422
+    assert pipeline.post_report(MONCOMMISSARIAT, invalid) == 422
 
     # Faust commits its offsets every few seconds: the worker's lag reaches 0 a little after the reports are stored.
     snapshot = wait_for(
@@ -128,7 +116,7 @@ def test_status_rates_count_the_reports_of_the_window(observed: tuple[RunningPip
         assert ready and process.poll() is None, f"status never took its first reading: {said}"
         said += process.stderr.readline()
     for _ in range(4):
-        assert post(pipeline, BRIGADE, distinct_point(conversation_delivery_network())) == 202
+        assert pipeline.post_report(BRIGADE, distinct_point(conversation_delivery_network())) == 202
     out, err = process.communicate(timeout=120)
     assert process.returncode == 0, err
     snapshot = json.loads(out)
@@ -168,7 +156,7 @@ def test_status_live_view_in_a_terminal(observed: tuple[RunningPipeline, Prometh
             assert heading in text, f"{heading!r} not on screen:\n{text}"
         # The view refreshes: two more reports appear without restarting it.
         for _ in range(2):
-            assert post(pipeline, MONCOMMISSARIAT, distinct_point(portal_dealing_point())) == 202
+            assert pipeline.post_report(MONCOMMISSARIAT, distinct_point(portal_dealing_point())) == 202
         wait_for(lambda: accepted_on_screen() == first + 2, timeout_s=30, what=f"the screen to show {first + 2} accepted")
     finally:
         subprocess.run([tmux, "kill-session", "-t", session], check=False, timeout=30)
