@@ -131,7 +131,10 @@ def conversation_place(draw: st.DrawFn) -> dict:
     if "commune" not in place and "postcode" not in place or draw(st.booleans()):
         latitude, longitude = draw(french_position())
         place["gps"] = draw(
-            st.sampled_from([f"{latitude},{longitude}", f"{latitude}, {longitude}", f" {latitude} ,{longitude}"])
+            # The app writes fixed decimals; repr() would write 6.1e-05 near the meridian.
+            st.sampled_from(
+                [f"{latitude:.6f},{longitude:.6f}", f"{latitude:.6f}, {longitude:.6f}", f" {latitude:.6f} ,{longitude:.6f}"]
+            )
         )
     return place
 
