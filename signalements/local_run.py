@@ -102,6 +102,8 @@ def run_local_pipeline(settings: Settings, rate: float, duration_s: float) -> No
         unit_args = [arg for unit_id in reference.demo_unit_ids for arg in ("--unit", unit_id)]
         services.start("consumers", "consume", *unit_args)
         services.start("lag-exporter", "lag-exporter")
+        # The ministry's systems read the national figures while the pipeline runs, as in docker-compose.yml.
+        services.start("national-stats", "stats", "serve")
         intake_url = f"http://{settings.intake_host}:{settings.intake_port}"
         wait_for_http(f"{intake_url}/healthz", services)
         _print_banner(settings, intake_url, reference, broker.log_file if broker else None)
@@ -121,7 +123,10 @@ def _print_banner(settings: Settings, intake_url: str, reference: JurisdictionRe
     console.print(f"[bold]Intake[/]         {intake_url}/v1/reports/{{moncommissariat,brigade-numerique}}  docs {intake_url}/docs")
     console.print(f"[bold]Metrics[/]        intake {intake_url}/metrics  worker http://{host}:{settings.worker_metrics_port}/metrics"
                   f"  consumers http://{host}:{settings.consumer_metrics_port}/metrics"
-                  f"  lag http://{host}:{settings.lag_exporter_port}/metrics")
+                  f"  lag http://{host}:{settings.lag_exporter_port}/metrics"
+                  f"  stats http://{host}:{settings.stats_port}/metrics")
+    stats_url = f"http://{host}:{settings.stats_port}"
+    console.print(f"[bold]Statistics[/]     {stats_url}/v1/stats/departements  {stats_url}/v1/stats/monthly")
     console.print("[bold]Status[/]         .venv/bin/signalements status   (live view of throughput, lag, latency)")
     console.print(f"[bold]Unit stores[/]    {settings.unit_store_dir}/<unit_id>.sqlite3 for {', '.join(reference.demo_unit_ids)}")
     console.print(f"[bold]Service logs[/]   {settings.log_dir}")

@@ -26,6 +26,7 @@ JOB_PORTS = {
     "worker": "worker_metrics_port",
     "unit-consumer": "consumer_metrics_port",
     "lag-exporter": "lag_exporter_port",
+    "national-stats": "stats_port",
 }
 
 
@@ -125,10 +126,22 @@ def running_lag_exporter(settings: Settings) -> Iterator[None]:
         exporter.stop()
 
 
+@contextmanager
+def running_national_stats(settings: Settings) -> Iterator[None]:
+    """``signalements stats serve`` as a process, as the local run starts it."""
+    stats = Services(settings.log_dir, settings.as_environment())
+    try:
+        stats.start("national-stats", "stats", "serve")
+        wait_for_http(f"http://{settings.metrics_host}:{settings.stats_port}/healthz", stats)
+        yield
+    finally:
+        stats.stop()
+
+
 def wait_until_scraping(prometheus: PrometheusServer) -> None:
     wait_for(
         lambda: prometheus.values_by("up", "job") == {job: 1.0 for job in JOB_PORTS},
-        timeout_s=60, what="prometheus to scrape the four services",
+        timeout_s=60, what=f"prometheus to scrape the {len(JOB_PORTS)} services",
     )
 
 
@@ -136,11 +149,14 @@ def wait_until_scraping(prometheus: PrometheusServer) -> None:
 def observed_pipeline(
     kafka_bootstrap: str, work: Path, unit_ids: list[str], cross_unit_ids: list[str]
 ) -> Iterator[tuple[RunningPipeline, PrometheusServer]]:
-    """A running pipeline with the lag exporter, and a real Prometheus already scraping all of it."""
-    settings = make_settings(kafka_bootstrap, work, lag_exporter_port=free_port(), lag_exporter_interval_s=1.0)
+    """A running pipeline with the lag exporter and the national statistics, and a real Prometheus scraping all of it."""
+    settings = make_settings(
+        kafka_bootstrap, work, lag_exporter_port=free_port(), lag_exporter_interval_s=1.0, stats_port=free_port()
+    )
     with (
         running_pipeline(settings, unit_ids, cross_unit_ids=cross_unit_ids) as pipeline,
         running_lag_exporter(settings),
+        running_national_stats(settings),
         running_prometheus(settings, work / "prometheus") as prometheus,
     ):
         wait_until_scraping(prometheus)

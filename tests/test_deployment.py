@@ -44,10 +44,13 @@ DASHBOARD = GRAFANA / "dashboards" / "signalements-pipeline.json"
 # which the compose file does with a one-shot `topics` service that the others wait for.
 TOPICS_COMMAND = "topics"
 # Prometheus job name -> the `signalements` command whose metrics it scrapes (and Settings field of their port).
-METRICS_JOBS = {"intake": "intake", "worker": "worker", "unit-consumer": "consume", "lag-exporter": "lag-exporter"}
+METRICS_JOBS = {
+    "intake": "intake", "worker": "worker", "unit-consumer": "consume", "lag-exporter": "lag-exporter",
+    "national-stats": "stats",
+}
 METRICS_PORT_FIELD = {
     "intake": "intake_port", "worker": "worker_metrics_port", "consume": "consumer_metrics_port",
-    "lag-exporter": "lag_exporter_port",
+    "lag-exporter": "lag_exporter_port", "stats": "stats_port",
 }
 STATE_DIR = "/var/lib/signalements"
 
@@ -150,7 +153,7 @@ def local_run_commands() -> tuple[set[str], bool]:
 
 def test_local_run_is_readable() -> None:
     commands, creates_topics = local_run_commands()
-    assert commands == {"intake", "worker", "consume", "lag-exporter"}
+    assert commands == {"intake", "worker", "consume", "lag-exporter", "stats"}
     assert creates_topics
 
 
@@ -237,7 +240,7 @@ def test_stateful_services_keep_their_state_in_volumes(
     compose: dict[str, Any], python_services: dict[str, dict[str, Any]]
 ) -> None:
     named_volumes = set(compose.get("volumes") or {})
-    for command in ("worker", "consume", "intake"):
+    for command in ("worker", "consume", "intake", "stats"):
         name, service = service_running(python_services, command)
         assert volume_targets(service).get(STATE_DIR) in named_volumes, f"{name} needs a named volume on {STATE_DIR}"
     assert volume_targets(compose["services"]["kafka"]).get("/var/lib/kafka/data") in named_volumes
