@@ -33,8 +33,9 @@ def _settings() -> Settings:
     return Settings()
 
 
-def _logging(level: str = "INFO") -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+def _logging(settings: Settings) -> None:
+    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("kafka").setLevel(settings.kafka_client_log_level)
 
 
 def _local_broker(settings: Settings) -> LocalBroker:
@@ -92,8 +93,9 @@ def intake() -> None:
     """Serve the HTTP intake (POST /v1/reports/<channel>, /metrics, /docs)."""
     from producers.intake import run_intake
 
-    _logging()
-    run_intake(_settings())
+    settings = _settings()
+    _logging(settings)
+    run_intake(settings)
 
 
 @app.command()
@@ -119,8 +121,8 @@ def consume(
     from consumers.unit_directory import units_of_departement
     from streams.jurisdiction import JurisdictionReference
 
-    _logging()
     settings = _consumer_settings(database_url)
+    _logging(settings)
     units = list(unit or [])
     if departement:
         reference = JurisdictionReference.from_settings(settings)
@@ -271,8 +273,8 @@ def stats_serve(database_url: StatsDatabaseOption = None) -> None:
     from consumers.national_stats import NationalStatsStore, stats_store_url
     from consumers.stats_publication import serve_statistics
 
-    _logging()
     settings = _settings()
+    _logging(settings)
     store = NationalStatsStore.open(stats_store_url(settings, database_url))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -330,10 +332,10 @@ def lag_exporter() -> None:
 
     from signalements.lag_exporter import run_lag_exporter
 
-    _logging()
+    settings = _settings()
+    _logging(settings)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    settings = _settings()
     try:
         run_lag_exporter(settings, stop)
     except KeyboardInterrupt:

@@ -7,6 +7,7 @@ tool and deployment already uses: when it is set, the project uses that cluster 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -84,6 +85,10 @@ class Settings(BaseSettings):
     stats_port: int = Field(default=9104, description="the statistics' JSON API and /metrics")
 
     metrics_host: str = "127.0.0.1"
+    # kafka-python logs every connection and metadata refresh at INFO: a service's log would be mostly that.
+    kafka_client_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="WARNING", description="log level of the Kafka client library in the intake, consumers and tools"
+    )
 
     # Lag exporter (signalements/lag_exporter.py): consumer lag from Kafka offsets, for Prometheus.
     lag_exporter_port: int = 9103
