@@ -15,8 +15,9 @@ class PublishError(RuntimeError):
 
 
 class ReportPublisher:
-    def __init__(self, bootstrap_servers: str, timeout_s: float) -> None:
+    def __init__(self, bootstrap_servers: str, timeout_s: float, client_id: str = "signalements-intake") -> None:
         self._bootstrap_servers = bootstrap_servers
+        self._client_id = client_id
         self._timeout_s = timeout_s
         self._producer: KafkaProducer | None = None
         self._lock = threading.Lock()
@@ -32,7 +33,7 @@ class ReportPublisher:
                 try:
                     self._producer = KafkaProducer(
                         bootstrap_servers=self._bootstrap_servers.split(","),
-                        client_id="signalements-intake",
+                        client_id=self._client_id,
                         acks="all",
                         enable_idempotence=True,
                         linger_ms=2,

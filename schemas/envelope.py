@@ -8,6 +8,7 @@ dead-letter topic carry a rejected record's original bytes untouched.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
@@ -73,6 +74,12 @@ DEAD_LETTER_TYPE: Final = f"{TYPE_PREFIX}.deadletter"
 DEAD_LETTER_SCHEMA: Final = "urn:signalements:schema:deadletter:1"
 
 _FORMAT = JSONFormat()
+EVENT_ID_NAMESPACE: Final = uuid.UUID("9a4f3e1c-5d2b-4b8e-a7c6-1e0f2d3c4b5a")
+
+
+def event_id_for(subject: str, event_type: EventType) -> str:
+    """The id of the ``event_type`` event about ``subject``: the same on every pass, so consumers apply it once."""
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{event_type.ce_type}:{subject}"))
 
 
 class EnvelopeError(ValueError):

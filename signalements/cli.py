@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from signalements.redrive_cli import dead_letters_app, unrouted_app
 from signalements.reference_cli import reference_app, resolve
 from signalements.settings import Settings
 
@@ -26,6 +27,8 @@ app = typer.Typer(
 broker_app = typer.Typer(help="The local development Kafka broker (KRaft, from Maven Central).", no_args_is_help=True)
 app.add_typer(broker_app, name="broker")
 app.add_typer(reference_app, name="reference")
+app.add_typer(dead_letters_app, name="dead-letters")
+app.add_typer(unrouted_app, name="unrouted")
 app.command("resolve")(resolve)
 
 

@@ -12,7 +12,6 @@ a rebalance) yields the same event ids and downstream consumers apply it once.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -32,6 +31,7 @@ from schemas.envelope import (
     EventType,
     decode,
     encode,
+    event_id_for,
 )
 from schemas.events import CaseOpened, CaseUpdated, UnroutedReport
 from schemas.reports import CanonicalReport, EnrichedReport
@@ -48,15 +48,10 @@ from streams.offset_rewind import SignalementsApp
 from streams.reference_table import ReferenceFollower
 
 SOURCE = "/signalements/worker"
-EVENT_ID_NAMESPACE = uuid.UUID("9a4f3e1c-5d2b-4b8e-a7c6-1e0f2d3c4b5a")
 SUBMISSION_TYPES: dict[Channel, EventType] = {
     Channel.MONCOMMISSARIAT: MONCOMMISSARIAT_SUBMISSION,
     Channel.BRIGADE_NUMERIQUE: BRIGADE_NUMERIQUE_SUBMISSION,
 }
-
-
-def event_id_for(subject: str, event_type: EventType) -> str:
-    return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{event_type.ce_type}:{subject}"))
 
 
 class StageFailure(Exception):
