@@ -74,7 +74,7 @@ def _say(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -396,9 +396,9 @@ def bench_settings(settings: Settings, stamp: str) -> Settings:
         "kafka_bootstrap_servers": settings.bootstrap_servers,  # children use this broker, never start one
         "topic_namespace": f"{settings.topic_namespace}bench{stamp}.",
         "state_dir": settings.state_dir / "bench" / stamp,
-        "worker_metrics_port": _free_port(),
-        "consumer_metrics_port": _free_port(),
-        "intake_port": _free_port(),
+        "worker_metrics_port": free_port(),
+        "consumer_metrics_port": free_port(),
+        "intake_port": free_port(),
         "worker_id": "bench-worker",
         # Demo traffic reports some points twice: with the production throttle (15 min) their merged reports would
         # wait for the next update. Unthrottled, every report's delivery to its unit is measured.

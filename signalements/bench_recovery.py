@@ -18,13 +18,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.partitioner import murmur2
+from prometheus_client.parser import text_string_to_metric_families
 
 from schemas.channels import Channel, Force, ReportKind
 from schemas.reports import CanonicalReport, EnrichedReport, Jurisdiction, Place, ResolutionMethod, report_id_for
-from signalements.bench import bench_settings, delete_topics
+from signalements.bench import free_port, bench_settings, delete_topics
 from signalements.dedup_traffic import COMMUNES
 from signalements.local_broker import LocalBroker
 from signalements.local_run import Services
@@ -92,13 +94,41 @@ def _faust_time(line: str) -> float | None:
     return datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
 
 
-def _log_time(log: Path, needle: str) -> float | None:
+def _log_times(log: Path, needle: str) -> list[float]:
     if not log.exists():
+        return []
+    lines = log.read_text(errors="replace").splitlines()
+    return [t for t in (_faust_time(line) for line in lines if needle in line) if t is not None]
+
+
+def _log_time(log: Path, needle: str) -> float | None:
+    return next(iter(_log_times(log, needle)), None)
+
+
+def _standby_remaining(metrics_url: str) -> float | None:
+    """The worker's own count of changelog records its standby copies have still to read (None: not exported yet)."""
+    try:
+        text = httpx.get(metrics_url, timeout=5).text
+    except httpx.HTTPError:
         return None
-    for line in log.read_text(errors="replace").splitlines():
-        if needle in line:
-            return _faust_time(line)
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "signalements_worker_recovery_remaining_records" and (
+                sample.labels.get("partition_role") == "standby"
+            ):
+                return sample.value
     return None
+
+
+def _wait_for_standbys(services: Services, metrics_url: str, timeout_s: float = 3600) -> None:
+    # The gauge is refreshed every second: a reading older than the standby start would say 0 too early.
+    time.sleep(2.5)
+    deadline = time.time() + timeout_s
+    while _standby_remaining(metrics_url) != 0:
+        services.check_alive()
+        if time.time() > deadline:
+            raise RuntimeError(f"the standby copies did not catch up within {timeout_s:.0f} s")
+        time.sleep(0.5)
 
 
 def _rss_mb(pid: int) -> float:
@@ -119,20 +149,25 @@ class WorkerStart:
     changelog_read_s: float | None  # from Faust's own log lines around its changelog reading
 
 
-def _run_until_ready(services: Services, log: Path) -> WorkerStart:
-    start = time.time()
-    services.start("worker", "worker")
-    deadline = start + 3600
-    while _log_time(log, "Worker ready") is None:
+def _wait_ready(services: Services, log: Path, since: float) -> WorkerStart:
+    """Until the worker logs "Worker ready" after ``since`` (a start or a rebalance), with its changelog reading."""
+    deadline = since + 3600
+    while not [t for t in _log_times(log, "Worker ready") if t >= since - 1]:
         services.check_alive()
         if time.time() > deadline:
             raise RuntimeError("the worker did not get ready within an hour")
         time.sleep(0.5)
-    ready = _log_time(log, "Worker ready") or time.time()
-    restore_from = _log_time(log, "Restoring state from changelog topics")
-    restore_to = _log_time(log, "Done reading from changelog topics")
-    read_s = round(restore_to - restore_from, 1) if restore_from and restore_to else None
-    return WorkerStart(start_to_ready_s=round(ready - start, 1), changelog_read_s=read_s)
+    ready = min(t for t in _log_times(log, "Worker ready") if t >= since - 1)
+    restore_from = [t for t in _log_times(log, "Restoring state from changelog topics") if since - 1 <= t <= ready]
+    restore_to = [t for t in _log_times(log, "Done reading from changelog topics") if since - 1 <= t <= ready]
+    read_s = round(restore_to[-1] - restore_from[-1], 1) if restore_from and restore_to else None
+    return WorkerStart(start_to_ready_s=round(ready - since, 1), changelog_read_s=read_s)
+
+
+def _run_until_ready(services: Services, log: Path) -> WorkerStart:
+    start = time.time()
+    services.start("worker", "worker")
+    return _wait_ready(services, log, start)
 
 
 def measure_recovery(settings: Settings, points: int) -> dict[str, object]:
@@ -173,10 +208,26 @@ def measure_recovery(settings: Settings, points: int) -> dict[str, object]:
         fresh = _run_until_ready(services, bench.log_dir / "worker.log")
         rss = _rss_mb(_worker_pid(services))
         disk = sum(f.stat().st_size for f in (bench.state_dir / "faust").rglob("*") if f.is_file())
+        # A second worker on another machine joins: Faust gives it standby copies of the first one's partitions
+        # (table_standby_replicas=1), so when the first leaves it takes over without reading everything again.
+        _say("recovery: a second worker joins; waiting until its standby copies have caught up")
+        second_port = free_port()
+        second = Services(bench.log_dir / "second", {
+            **bench.as_environment(), "SIGNALEMENTS_STATE_DIR": str(bench.state_dir / "second"),
+            "SIGNALEMENTS_WORKER_METRICS_PORT": str(second_port),
+        })
+        try:
+            joined = _run_until_ready(second, bench.log_dir / "second" / "worker.log")
+            _wait_for_standbys(second, f"http://{bench.metrics_host}:{second_port}/metrics")
+            _say("recovery: the first worker leaves; the second takes its partitions over")
+            left = time.time()
+            services.stop()
+            takeover = _wait_ready(second, bench.log_dir / "second" / "worker.log", left)
+        finally:
+            second.stop()
         # The usual restart (a deploy, a crash with its volume kept): RocksDB knows the offsets it holds, so only
         # the changelog written since then is read.
-        _say("recovery: restarting the worker on its kept state directory")
-        services.stop()
+        _say("recovery: restarting the first worker on its kept state directory")
         services = Services(bench.log_dir / "restart", bench.as_environment())
         restart = _run_until_ready(services, bench.log_dir / "restart" / "worker.log")
         return {
@@ -187,6 +238,9 @@ def measure_recovery(settings: Settings, points: int) -> dict[str, object]:
             "entries_per_s": round(entries / fresh.changelog_read_s, 0) if fresh.changelog_read_s else None,
             "worker_rss_mb_after_recovery": round(rss, 1),
             "rocksdb_disk_mb": round(disk / 1e6, 1),
+            "second_worker_join_to_ready_s": joined.start_to_ready_s,
+            "takeover_by_standby_to_ready_s": takeover.start_to_ready_s,
+            "takeover_changelog_read_s": takeover.changelog_read_s,
             "restart_with_kept_state_to_ready_s": restart.start_to_ready_s,
             "restart_changelog_read_s": restart.changelog_read_s,
         }

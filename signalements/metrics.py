@@ -99,6 +99,12 @@ class PipelineMetrics:
         self.dedup_state_entries = Gauge(
             "signalements_dedup_state_entries", "Open cases the deduplication state holds (all units)", registry=r
         )
+        self.recovery_remaining = Gauge(
+            "signalements_worker_recovery_remaining_records",
+            "Changelog records the worker has still to read: active (its partitions wait for them) or standby "
+            "(its copies of other workers' partitions, for a quick takeover)",
+            ["partition_role"], registry=r,
+        )
         self.case_updates_throttled = Counter(
             "signalements_case_updates_throttled",
             "Case updates held back because the case was updated very recently", registry=r,

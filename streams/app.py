@@ -79,6 +79,8 @@ def create_app(settings: Settings, metrics: PipelineMetrics, reference: Jurisdic
         consumer_auto_offset_reset="earliest",
         # Each raw topic has its own consumer offsets; nothing in the skeleton needs co-partitioned joins yet.
         topic_disable_leader=True,
+        # Each worker keeps a standby copy of another's deduplication state: a takeover then reads no changelog.
+        table_standby_replicas=1,
     )
     raw_topic = app.topic(*topics.raw_all, key_serializer="raw", value_serializer="raw")
     normalized_topic = app.topic(topics.normalized, key_serializer="raw", value_serializer="raw")

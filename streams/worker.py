@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 
 import faust
+from faust.tables.recovery import Recovery
 
 from signalements import __version__
 from signalements.metrics import PipelineMetrics
@@ -15,6 +18,8 @@ from streams.jurisdiction import JurisdictionReference
 
 
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
+    # Faust creates its data directory but not the parents: a new machine's state directory may not exist yet.
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
     ensure_topics(settings, pipeline_topics(settings))
     reference = JurisdictionReference.from_settings(settings)
     metrics = PipelineMetrics()
@@ -25,4 +30,23 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
         "worker %s on %s, metrics on %s:%d",
         settings.worker_id, settings.bootstrap_servers, settings.metrics_host, settings.worker_metrics_port,
     )
+    # Made here, on the event loop's thread (Faust would make it later on the same thread): made on another thread,
+    # it would belong to no loop and the worker would never recover. The reporting thread only reads it.
+    recovery = app.tables.recovery
+    threading.Thread(
+        target=report_recovery_progress, args=(recovery, metrics), name="recovery-progress", daemon=True
+    ).start()
     faust.Worker(app, loglevel=loglevel).execute_from_commandline()
+
+
+def report_recovery_progress(recovery: Recovery, metrics: PipelineMetrics) -> None:
+    """Every second, the changelog records still to read. A thread of its own: Faust runs no timer while it reads
+    its changelogs at start-up, which is when an operator most wants to see the progress."""
+    while True:
+        time.sleep(1.0)
+        try:
+            active, standby = recovery.active_remaining_total(), recovery.standby_remaining_total()
+        except RuntimeError:  # a rebalance resized the offset maps while they were read: read again next second
+            continue
+        metrics.recovery_remaining.labels("active").set(active)
+        metrics.recovery_remaining.labels("standby").set(standby)

@@ -12,7 +12,7 @@ from signalements.settings import PROJECT_ROOT
 RECOVERY_POINTS = 400
 
 
-def test_bench_dedup_measures_recovery_of_a_fresh_worker_and_a_restart(kafka_bootstrap: str, tmp_path: Path) -> None:
+def test_bench_dedup_measures_recovery_takeover_and_restart(kafka_bootstrap: str, tmp_path: Path) -> None:
     env = {"PATH": "", "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "SIGNALEMENTS_STATE_DIR": str(tmp_path)}
     result = subprocess.run(
         [sys.executable, "-m", "signalements.cli", "bench-dedup", "--points", "40", "--throughput-points", "200",
@@ -32,6 +32,10 @@ def test_bench_dedup_measures_recovery_of_a_fresh_worker_and_a_restart(kafka_boo
     assert recovery["points"] == RECOVERY_POINTS and recovery["state_entries"] >= 2 * RECOVERY_POINTS
     assert recovery["changelog_read_s"] is not None and recovery["worker_start_to_ready_s"] > 0
     assert recovery["worker_rss_mb_after_recovery"] > 0 and recovery["rocksdb_disk_mb"] > 0
+    # A second worker kept standby copies of the first one's partitions: taking them over reads nothing again.
+    assert recovery["second_worker_join_to_ready_s"] > 0
+    assert recovery["takeover_changelog_read_s"] is None
+    assert 0 < recovery["takeover_by_standby_to_ready_s"] < 60
     # The restart on the kept state directory reads nothing again: RocksDB knows the offsets it holds.
     assert recovery["restart_changelog_read_s"] is None
     assert 0 < recovery["restart_with_kept_state_to_ready_s"] < 60

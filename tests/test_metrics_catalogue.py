@@ -14,6 +14,8 @@ ALLOWED_LABELS = {
     "version", "schema_version", "reference_version",
     # The unit consumer's own: case event types (opened, updated, handled), its queues' partitions, store backend.
     "event_type", "partition", "backend",
+    # The worker's changelog partitions: active or standby.
+    "partition_role",
 }
 
 
