@@ -149,6 +149,8 @@ class StatusSnapshot(BaseModel):
     failed_by_stage: dict[str, int]
     dead_letters: int
     unrouted: int
+    # Changelog records the workers have still to read back: active (their partitions wait), standby (copies).
+    worker_recovery: dict[str, int]
 
 
 def _rate(now: float, before: float, seconds: float) -> float:
@@ -204,6 +206,9 @@ def summarize(before: Reading, now: Reading) -> StatusSnapshot:
         failed_by_stage={s: int(v) for s, v in now.by("signalements_stage_records_failed_total", "stage").items()},
         dead_letters=int(now.total("signalements_dead_letters_total")),
         unrouted=int(now.total("signalements_unrouted_reports_total")),
+        worker_recovery={
+            role: int(v) for role, v in now.by("signalements_worker_recovery_remaining_records", "partition_role").items()
+        },
     )
 
 
@@ -228,14 +233,21 @@ def render(snapshot: StatusSnapshot) -> Group:
             str(snapshot.lag_by_stage.get(stage, "")) if stage else "",
         )
     cases = Table(title="Cases and lag", expand=True)
-    for column in ("cases opened", "cases updated", "cases/s", "dedup ratio", "worker lag", "unit lag", "max unit lag"):
-        cases.add_column(column, justify="right")
+    columns = ["cases opened", "cases updated", "cases/s", "dedup ratio", "worker lag", "unit lag", "max unit lag"]
     dedup = "—" if snapshot.dedup_ratio is None else f"{snapshot.dedup_ratio:.0%}"
-    cases.add_row(
+    row = [
         str(snapshot.cases_opened), str(snapshot.cases_updated), f"{snapshot.cases_per_s:.2f}", dedup,
         str(snapshot.lag_by_kind.get("worker", "—")), str(snapshot.lag_by_kind.get("unit-consumer", "—")),
         "—" if snapshot.max_unit_lag is None else str(snapshot.max_unit_lag),
-    )
+    ]
+    # Only while a worker reads its state back: the view must fit an 80x24 terminal the rest of the time.
+    recovery = snapshot.worker_recovery
+    if any(recovery.values()):
+        columns.append("recovering")
+        row.append(f"{recovery.get('active', 0)} (+{recovery.get('standby', 0)} standby)")
+    for column in columns:
+        cases.add_column(column, justify="right")
+    cases.add_row(*row)
     health = Table(title="Latency and errors", expand=True)
     for column in ("e2e p50", "e2e p95", "e2e p99", "intake rejected", "failed", "dead letters", "unrouted", "sources up"):
         health.add_column(column, justify="right")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import select
@@ -20,7 +21,7 @@ from prometheus_server import PrometheusServer, observed_pipeline
 from sample_submissions import conversation_delivery_network, distinct_point, portal_dealing_point
 
 from signalements.settings import PROJECT_ROOT
-from signalements.status import quantile_from_buckets
+from signalements.status import LatencyPercentiles, StatusSnapshot, quantile_from_buckets, render
 
 # Every report also goes to its département's CROSS queue: those run too, or their queues would lag forever.
 UNITS = ["pn-75-pp", "gn-74-chamonix-mont-blanc"]
@@ -62,6 +63,27 @@ def test_quantiles_match_prometheus_histogram_quantile() -> None:
     assert quantile_from_buckets(0.5, {1.0: 0.0, float("inf"): 0.0}) is None
 
 
+def test_the_view_shows_a_recovering_worker_only_while_it_recovers() -> None:
+    from rich.console import Console
+
+    def screen(recovery: dict[str, int]) -> str:
+        snapshot = StatusSnapshot(
+            window_s=5, sources_up={"worker": True}, reports_per_s={}, reports_accepted={}, intake_rejected={},
+            stage_in_per_s={}, cases_opened=0, cases_updated=0, cases_per_s=0.0, dedup_ratio=None, lag_by_kind={},
+            lag_by_stage={}, max_unit_lag=None, lag_by_departement={},
+            end_to_end_latency=LatencyPercentiles(p50=None, p95=None, p99=None, observations=0, over="window"),
+            failed_by_stage={}, dead_letters=0, unrouted=0, worker_recovery=recovery,
+        )
+        console = Console(width=120, file=io.StringIO())
+        console.print(render(snapshot))
+        return console.file.getvalue()  # type: ignore[attr-defined]
+
+    assert "recovering" in screen({"active": 35120, "standby": 7}) and "35120 (+7 standby)" in screen(
+        {"active": 35120, "standby": 7}
+    )
+    assert "recovering" not in screen({"active": 0, "standby": 0})
+
+
 def test_status_once_json_shows_the_pipeline(observed: tuple[RunningPipeline, PrometheusServer]) -> None:
     pipeline, prometheus = observed
     for _ in range(3):
@@ -88,6 +110,7 @@ def test_status_once_json_shows_the_pipeline(observed: tuple[RunningPipeline, Pr
     latency = snapshot["end_to_end_latency"]
     assert 0 < latency["p50"] <= latency["p95"] <= latency["p99"] < 300
     assert snapshot["dead_letters"] == snapshot["unrouted"] == 0
+    assert snapshot["worker_recovery"] == {"active": 0, "standby": 0}  # one worker, recovered long ago
 
     # The same figures through Prometheus' federation endpoint.
     wait_for(
