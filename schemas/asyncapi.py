@@ -20,6 +20,8 @@ from schemas.envelope import (
     DEAD_LETTER_SCHEMA,
     DEAD_LETTER_TYPE,
     EVENT_TYPES,
+    REDRIVABLE_TYPES,
+    REDRIVEN_FROM_HEADER,
     JSON,
     MONCOMMISSARIAT_SUBMISSION,
     REFERENCE_COMPETENCE,
@@ -134,7 +136,13 @@ def _messages(payload_refs: dict[str, str]) -> dict[str, Any]:
             "title": event_type.model.__name__,
             "summary": (event_type.model.__doc__ or "").strip().splitlines()[0] if event_type.model.__doc__ else "",
             "contentType": JSON,
-            "headers": cloudevents_headers(event_type.ce_type, event_type.dataschema),
+            "headers": cloudevents_headers(
+                event_type.ce_type, event_type.dataschema,
+                {REDRIVEN_FROM_HEADER: _header(
+                    "only on a record an operator sent back from reports.dlq (`signalements dead-letters redrive`): "
+                    "the dead letter's <topic>:<partition>:<offset>"
+                )} if event_type in REDRIVABLE_TYPES else None,
+            ),
             "payload": {"$ref": payload_refs[event_type.model.__name__]},
             "bindings": _kafka_key(keys[event_type.name]),
         }

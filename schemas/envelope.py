@@ -72,6 +72,10 @@ EVENT_TYPES: Final = {
 
 DEAD_LETTER_TYPE: Final = f"{TYPE_PREFIX}.deadletter"
 DEAD_LETTER_SCHEMA: Final = "urn:signalements:schema:deadletter:1"
+# On a record an operator sent back from the dead-letter topic: "<topic>:<partition>:<offset>" of its dead letter.
+REDRIVEN_FROM_HEADER: Final = "signalements-redriven-from"
+# The records a redrive may write again: the worker's inputs.
+REDRIVABLE_TYPES: Final = (MONCOMMISSARIAT_SUBMISSION, BRIGADE_NUMERIQUE_SUBMISSION, REPORT_NORMALIZED, REPORT_ENRICHED)
 
 _FORMAT = JSONFormat()
 EVENT_ID_NAMESPACE: Final = uuid.UUID("9a4f3e1c-5d2b-4b8e-a7c6-1e0f2d3c4b5a")

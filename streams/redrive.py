@@ -37,6 +37,7 @@ from producers.report_publisher import PublishError, ReportPublisher
 from schemas.envelope import (
     DEAD_LETTER_TYPE,
     REPORT_NORMALIZED,
+    REDRIVEN_FROM_HEADER,
     REPORT_UNROUTED,
     EnvelopeError,
     decode,
@@ -49,7 +50,6 @@ from schemas.topics import Topics
 from signalements.settings import Settings
 
 SOURCE = "/signalements/redrive"
-REDRIVEN_FROM = "signalements-redriven-from"
 ORIGINAL_PREFIX = "original-"
 
 
@@ -158,9 +158,9 @@ def from_dead_letter(record: ConsumerRecord, topics: Topics) -> tuple[HeldRecord
     headers = [
         (name[len(ORIGINAL_PREFIX):], bytes(value))
         for name, value in record.headers
-        if name.startswith(ORIGINAL_PREFIX) and name != ORIGINAL_PREFIX + REDRIVEN_FROM
+        if name.startswith(ORIGINAL_PREFIX) and name != ORIGINAL_PREFIX + REDRIVEN_FROM_HEADER
     ]
-    headers.append((REDRIVEN_FROM, position_of(record).encode()))
+    headers.append((REDRIVEN_FROM_HEADER, position_of(record).encode()))
     held = HeldRecord(
         position=position_of(record),
         held_at=_time(attributes),
@@ -180,7 +180,7 @@ def superseded_dead_letters(records: list[ConsumerRecord]) -> set[str]:
         bytes(value).decode()
         for record in records
         for name, value in record.headers
-        if name == ORIGINAL_PREFIX + REDRIVEN_FROM
+        if name == ORIGINAL_PREFIX + REDRIVEN_FROM_HEADER
     }
 
 

@@ -28,7 +28,7 @@ from pipeline_probe import (
 from sample_submissions import portal_dealing_point
 
 from schemas.channels import Channel, Force
-from schemas.envelope import MONCOMMISSARIAT_SUBMISSION, encode, read_attributes
+from schemas.envelope import MONCOMMISSARIAT_SUBMISSION, REDRIVEN_FROM_HEADER, encode, read_attributes
 from schemas.reports import report_id_for
 from schemas.submissions import MonCommissariatSubmission
 from schemas.topics import Topics
@@ -36,7 +36,7 @@ from signalements.reference_topic import publish_competence
 from signalements.settings import PROJECT_ROOT, Settings
 from streams.dead_letter import build_dead_letter
 from streams.jurisdiction import Competence
-from streams.redrive import REDRIVEN_FROM
+
 
 VIF = Competence("38545", "Vif", Force.GENDARMERIE, "38-vif", "Brigade de gendarmerie de Vif", ("38450",))
 UNITS = ["pn-75-pp", "gn-38-vif"]
@@ -121,7 +121,7 @@ def test_dead_letters_go_back_where_they_came_from_and_never_twice(pipeline: Run
     wait_for(lambda: stored(settings, "pn-75-pp", report_id), what="the refused report stored by its unit")
     [again] = [r for r in read_topic(settings, raw_topic) if r.key == submission.submission_id.encode()]
     assert again.value == original.value
-    assert read_attributes(again.headers)[REDRIVEN_FROM] == held["internal_error"]["position"]
+    assert read_attributes(again.headers)[REDRIVEN_FROM_HEADER] == held["internal_error"]["position"]
 
     # The unreadable record fails again: a new letter names the one it came from, which is then superseded.
     assert summary_of(settings, "dead-letters", "redrive", "--reason", "invalid_envelope")["redriven"] == 1
