@@ -26,7 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from schemas.channels import Channel, Force, ReportKind
 from schemas.reports import CanonicalReport, EnrichedReport, Jurisdiction, Place, ResolutionMethod, report_id_for
-from signalements.bench import free_port, bench_settings, delete_topics
+from signalements.bench import bench_settings, delete_topics, free_port
 from signalements.dedup_traffic import COMMUNES
 from signalements.local_broker import LocalBroker
 from signalements.local_run import Services
@@ -101,10 +101,6 @@ def _log_times(log: Path, needle: str) -> list[float]:
     return [t for t in (_faust_time(line) for line in lines if needle in line) if t is not None]
 
 
-def _log_time(log: Path, needle: str) -> float | None:
-    return next(iter(_log_times(log, needle)), None)
-
-
 def _standby_remaining(metrics_url: str) -> float | None:
     """The worker's own count of changelog records its standby copies have still to read (None: not exported yet)."""
     try:
@@ -152,12 +148,12 @@ class WorkerStart:
 def _wait_ready(services: Services, log: Path, since: float) -> WorkerStart:
     """Until the worker logs "Worker ready" after ``since`` (a start or a rebalance), with its changelog reading."""
     deadline = since + 3600
-    while not [t for t in _log_times(log, "Worker ready") if t >= since - 1]:
+    while not (readies := [t for t in _log_times(log, "Worker ready") if t >= since - 1]):
         services.check_alive()
         if time.time() > deadline:
             raise RuntimeError("the worker did not get ready within an hour")
         time.sleep(0.5)
-    ready = min(t for t in _log_times(log, "Worker ready") if t >= since - 1)
+    ready = min(readies)
     restore_from = [t for t in _log_times(log, "Restoring state from changelog topics") if since - 1 <= t <= ready]
     restore_to = [t for t in _log_times(log, "Done reading from changelog topics") if since - 1 <= t <= ready]
     read_s = round(restore_to[-1] - restore_from[-1], 1) if restore_from and restore_to else None

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from schemas.envelope import DEAD_LETTER_SCHEMA, DEAD_LETTER_TYPE
 
 DEAD_LETTER_NAMESPACE = uuid.UUID("3c2a9c43-1f55-4d38-9c2f-8f3b1c9e0a64")
+ORIGINAL_PREFIX = "original-"  # the refused record's own headers, renamed so they never pass for the letter's
 MAX_REASON_BYTES = 1000
 
 
@@ -55,5 +56,5 @@ def build_dead_letter(
         ("ce_dlqpartition", str(partition).encode()),
         ("ce_dlqoffset", str(offset).encode()),
     ]
-    renamed = [(f"original-{name}", bytes(content)) for name, content in original if content is not None]
+    renamed = [(f"{ORIGINAL_PREFIX}{name}", bytes(content)) for name, content in original if content is not None]
     return DeadLetter(key=key, value=value or b"", headers=envelope + renamed)

@@ -36,8 +36,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from producers.report_publisher import PublishError, ReportPublisher
 from schemas.envelope import (
     DEAD_LETTER_TYPE,
-    REPORT_NORMALIZED,
     REDRIVEN_FROM_HEADER,
+    REPORT_NORMALIZED,
     REPORT_UNROUTED,
     EnvelopeError,
     decode,
@@ -48,9 +48,9 @@ from schemas.envelope import (
 from schemas.events import UnroutedReport
 from schemas.topics import Topics
 from signalements.settings import Settings
+from streams.dead_letter import ORIGINAL_PREFIX
 
 SOURCE = "/signalements/redrive"
-ORIGINAL_PREFIX = "original-"
 
 
 class HeldKind(StrEnum):
@@ -143,7 +143,8 @@ def _time(attributes: dict[str, str]) -> datetime | None:
         return None
 
 
-def from_dead_letter(record: ConsumerRecord, topics: Topics) -> tuple[HeldRecord, Outgoing | None]:
+def from_dead_letter(record: ConsumerRecord, inputs: set[str]) -> tuple[HeldRecord, Outgoing | None]:
+    """``inputs``: the worker's input topics, the only places a letter is sent back to."""
     attributes = read_attributes(record.headers)
     if attributes.get("ce_type") != DEAD_LETTER_TYPE:
         held = HeldRecord(
@@ -152,15 +153,7 @@ def from_dead_letter(record: ConsumerRecord, topics: Topics) -> tuple[HeldRecord
         )
         return held, None
     origin_topic = attributes.get("ce_dlqtopic", "")
-    # Only the worker's own input topics: a letter naming anything else is not sent anywhere.
-    inputs = {*topics.raw_all, topics.normalized, topics.enriched}
     send_to = origin_topic if origin_topic in inputs else None
-    headers = [
-        (name[len(ORIGINAL_PREFIX):], bytes(value))
-        for name, value in record.headers
-        if name.startswith(ORIGINAL_PREFIX) and name != ORIGINAL_PREFIX + REDRIVEN_FROM_HEADER
-    ]
-    headers.append((REDRIVEN_FROM_HEADER, position_of(record).encode()))
     held = HeldRecord(
         position=position_of(record),
         held_at=_time(attributes),
@@ -170,8 +163,15 @@ def from_dead_letter(record: ConsumerRecord, topics: Topics) -> tuple[HeldRecord
         origin=f"{origin_topic}:{attributes.get('ce_dlqpartition', '?')}:{attributes.get('ce_dlqoffset', '?')}",
         send_to=send_to,
     )
-    outgoing = Outgoing(send_to, KafkaMessage(headers=dict(headers), key=record.key, value=record.value or b""))
-    return held, outgoing if send_to else None
+    if send_to is None:
+        return held, None
+    headers = [
+        (name[len(ORIGINAL_PREFIX):], bytes(value))
+        for name, value in record.headers
+        if name.startswith(ORIGINAL_PREFIX) and name != ORIGINAL_PREFIX + REDRIVEN_FROM_HEADER
+    ]
+    headers.append((REDRIVEN_FROM_HEADER, position_of(record).encode()))
+    return held, Outgoing(send_to, KafkaMessage(headers=dict(headers), key=record.key, value=record.value or b""))
 
 
 def superseded_dead_letters(records: list[ConsumerRecord]) -> set[str]:
@@ -215,7 +215,8 @@ def read_held(settings: Settings, kind: HeldKind) -> list[tuple[HeldRecord, Outg
     if kind is HeldKind.DEAD_LETTER:
         records = list(read_to_current_end(settings, topics.dead_letter))
         superseded = superseded_dead_letters(records)
-        held = [from_dead_letter(record, topics) for record in records]
+        inputs = {*topics.raw_all, topics.normalized, topics.enriched}
+        held = [from_dead_letter(record, inputs) for record in records]
         return [(h.model_copy(update={"superseded": h.position in superseded}), out) for h, out in held]
     held = [from_unrouted(record, topics) for record in read_to_current_end(settings, topics.unrouted)]
     latest = {h.origin: h.position for h, _ in held}  # one report's records share a partition: the last is the latest
@@ -232,7 +233,7 @@ def redrive(
 ) -> RedriveSummary:
     """Send the held records that match back into the pipeline; raise RedriveError unless Kafka took them all."""
     summary = RedriveSummary(kind=kind, dry_run=dry_run)
-    sending: list[tuple[HeldRecord, Outgoing]] = []
+    sending: list[Outgoing] = []
     for held, outgoing in read_held(settings, kind):
         summary.held += 1
         if not matches(held, reasons, stages):
@@ -243,31 +244,28 @@ def redrive(
         elif outgoing is None:
             summary.not_redrivable += 1
         else:
-            sending.append((held, outgoing))
-    if dry_run:
-        summary.redriven = len(sending)
-        for held, outgoing in sending:
+            sending.append(outgoing)
             summary.by_reason[held.reason_code] += 1
             summary.by_destination[outgoing.topic] += 1
-        return summary
+    if not dry_run:
+        _send_all(settings, sending)
+    summary.redriven = len(sending)  # only once Kafka has acknowledged them all (or would, in a dry run)
+    return summary
+
+
+def _send_all(settings: Settings, sending: list[Outgoing]) -> None:
     publisher = ReportPublisher(
         settings.bootstrap_servers, settings.intake_produce_timeout_s, client_id="signalements-redrive"
     )
+    acknowledged = 0
     try:
-        futures = [
-            (held, outgoing, publisher.publish_pipelined(outgoing.topic, outgoing.message))
-            for held, outgoing in sending
-        ]
-        for held, outgoing, future in futures:
+        futures = [publisher.publish_pipelined(outgoing.topic, outgoing.message) for outgoing in sending]
+        for future in futures:
             future.get(timeout=settings.intake_produce_timeout_s + 5)
-            summary.redriven += 1
-            summary.by_reason[held.reason_code] += 1
-            summary.by_destination[outgoing.topic] += 1
+            acknowledged += 1
     except (PublishError, KafkaError) as error:
         raise RedriveError(
-            f"Kafka acknowledged {summary.redriven} of {len(sending)} records ({error}); "
-            "running the redrive again is safe"
+            f"Kafka acknowledged {acknowledged} of {len(sending)} records ({error}); running the redrive again is safe"
         ) from error
     finally:
         publisher.close()
-    return summary
