@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kafka import KafkaConsumer
+from kafka.errors import KafkaError
 from pydantic import BaseModel
 from sqlalchemy import Column, Connection, Engine, Integer, MetaData, String, Table, case, func, select, update
 
@@ -25,7 +26,9 @@ from consumers.unit_consumer import Unreadable, read_unit_event
 from schemas.envelope import DecodedEvent
 from schemas.events import CaseHandled, CaseOpened, CaseOutcome
 from schemas.topics import Topics
+from signalements.kafka_link import KafkaLink
 from signalements.metrics import ConsumerMetrics, PipelineMetrics
+from signalements.service_loop import keep_running
 from signalements.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -161,12 +164,23 @@ def stats_store_url(settings: Settings, database_url: str | None = None) -> str:
 
 
 class NationalStatsConsumer:
-    def __init__(self, settings: Settings, store: NationalStatsStore, metrics: ConsumerMetrics) -> None:
+    """Every unit queue into the statistics store; a failed session (the broker gone) is retried with new clients."""
+
+    def __init__(self, settings: Settings, store: NationalStatsStore, metrics: ConsumerMetrics,
+                 link: KafkaLink | None = None) -> None:
+        self.settings = settings
         self.store = store
         self.metrics = metrics
-        self._consumer = KafkaConsumer(
-            bootstrap_servers=settings.bootstrap_servers.split(","),
-            group_id=settings.consumer_group("national-stats"),
+        self.link = link or KafkaLink(None, "national statistics")
+        self.failure: BaseException | None = None
+
+    def run(self, stop: threading.Event) -> None:
+        keep_running(lambda: self._session(stop), stop, "national statistics consumer", self._on_failure)
+
+    def _session(self, stop: threading.Event) -> None:
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.settings.bootstrap_servers.split(","),
+            group_id=self.settings.consumer_group("national-stats"),
             client_id="national-stats",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -174,18 +188,24 @@ class NationalStatsConsumer:
             # Unit queues appear whenever the router meets a new unit: look for new ones every 5 s, not 5 min.
             metadata_max_age_ms=5000,
         )
-        self._consumer.subscribe(pattern=Topics(settings.topic_namespace).unit_pattern)
-
-    def run(self, stop: threading.Event) -> None:
         try:
+            consumer.subscribe(pattern=Topics(self.settings.topic_namespace).unit_pattern)
             while not stop.is_set():
-                batches = self._consumer.poll(timeout_ms=500)
+                batches = consumer.poll(timeout_ms=500)
                 records = [record for batch in batches.values() for record in batch]
                 if records:
                     self._store_batch(records)
-                    self._consumer.commit()  # only after the store's commit
+                    consumer.commit()  # only after the store's commit
+                    self.link.up()
         finally:
-            self._consumer.close(autocommit=False)
+            try:
+                consumer.close(autocommit=False)
+            except Exception:  # cut off from its broker it may fail to close; a new one replaces it anyway
+                log.debug("closing the statistics consumer failed", exc_info=True)
+
+    def _on_failure(self, error: BaseException) -> None:
+        if isinstance(error, KafkaError):
+            self.link.down(f"statistics consumer: {type(error).__name__}")
 
     def _store_batch(self, records: list) -> None:  # type: ignore[type-arg]
         started = time.perf_counter()
@@ -208,18 +228,21 @@ class NationalStatsConsumer:
 
 
 def start_national_stats(settings: Settings, store: NationalStatsStore, stop: threading.Event,
-                         metrics: PipelineMetrics) -> threading.Thread:
-    """The statistics consumer in a background thread (the HTTP API serves from the same process)."""
-    consumer = NationalStatsConsumer(settings, store, ConsumerMetrics(metrics.registry))
+                         metrics: PipelineMetrics, link: KafkaLink | None = None) -> NationalStatsConsumer:
+    """The statistics consumer in a background thread (the HTTP API serves from the same process).
+
+    The consumer retries by itself through broker outages. Should it end for another reason, ``stop`` is set and
+    its ``failure`` says why, so that the service exits non-zero rather than serve figures that no longer move.
+    """
+    consumer = NationalStatsConsumer(settings, store, ConsumerMetrics(metrics.registry), link)
 
     def run() -> None:
         try:
             consumer.run(stop)
-        except Exception:
-            log.exception("the national statistics consumer failed")
+        except BaseException as error:
+            log.exception("the national statistics consumer cannot go on")
+            consumer.failure = error
             stop.set()
-            raise
 
-    thread = threading.Thread(target=run, name="national-stats", daemon=True)
-    thread.start()
-    return thread
+    threading.Thread(target=run, name="national-stats", daemon=True).start()
+    return consumer

@@ -14,6 +14,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import uvicorn  # noqa: E402
 from fastapi import FastAPI, Response  # noqa: E402
+from fastapi.responses import JSONResponse  # noqa: E402
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest  # noqa: E402
 from pydantic import BaseModel  # noqa: E402
 
@@ -23,6 +24,7 @@ from consumers.national_stats import (  # noqa: E402
     NationalStatsStore,
     start_national_stats,
 )
+from signalements.kafka_link import KafkaLink, KafkaProbe, readiness_of  # noqa: E402
 from signalements.metrics import PipelineMetrics  # noqa: E402
 from signalements.settings import Settings  # noqa: E402
 
@@ -82,7 +84,7 @@ def export_statistics(store: NationalStatsStore, directory: Path) -> list[Path]:
     return [directory / name for name in (RANKING_CSV, MONTHLY_CSV, RANKING_PNG, MONTHLY_PNG)]
 
 
-def create_stats_app(store: NationalStatsStore, metrics: PipelineMetrics) -> FastAPI:
+def create_stats_app(store: NationalStatsStore, metrics: PipelineMetrics, link: KafkaLink | None = None) -> FastAPI:
     app = FastAPI(title="Signalements: national statistics", version="1")
 
     @app.get("/v1/stats/departements")
@@ -99,6 +101,14 @@ def create_stats_app(store: NationalStatsStore, metrics: PipelineMetrics) -> Fas
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    @app.get("/readyz", include_in_schema=False)
+    def readyz() -> Response:
+        """Ready while Kafka answers: cut off, the figures are served but no longer move."""
+        reason = readiness_of(link)() if link is not None else None
+        if reason is None:
+            return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": "not ready", "detail": reason}, status_code=503)
+
     @app.get("/metrics", include_in_schema=False)
     def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
@@ -112,9 +122,12 @@ def serve_statistics(settings: Settings, store: NationalStatsStore, stop: thread
 
     metrics = PipelineMetrics()
     metrics.set_build_info(__version__)
-    start_national_stats(settings, store, stop, metrics)
+    link = KafkaLink(metrics.kafka_connected, "national statistics")
+    KafkaProbe(settings.bootstrap_servers, link).start(stop)
+    consumer = start_national_stats(settings, store, stop, metrics, link)
     server = uvicorn.Server(uvicorn.Config(
-        create_stats_app(store, metrics), host=settings.metrics_host, port=settings.stats_port, log_level="warning",
+        create_stats_app(store, metrics, link), host=settings.metrics_host, port=settings.stats_port,
+        log_level="warning",
     ))
 
     def stop_server_when_asked() -> None:
@@ -123,3 +136,5 @@ def serve_statistics(settings: Settings, store: NationalStatsStore, stop: thread
 
     threading.Thread(target=stop_server_when_asked, daemon=True).start()
     server.run()
+    if consumer.failure is not None:
+        raise RuntimeError("the national statistics consumer stopped") from consumer.failure

@@ -17,6 +17,7 @@ from enum import StrEnum
 
 from kafka import KafkaConsumer
 from kafka.consumer.fetcher import ConsumerRecord
+from kafka.errors import KafkaError
 from pydantic import ValidationError
 
 from consumers.case_store import ApplyOutcome, CaseStore, CaseWriter, store_url_for
@@ -33,7 +34,9 @@ from schemas.events import CaseOpened, CaseUpdated
 from schemas.reports import EnrichedReport
 from schemas.topics import Topics
 from schemas.validation import describe_validation_error
+from signalements.kafka_link import KafkaLink, KafkaProbe, readiness_of
 from signalements.metrics import ConsumerMetrics, PipelineMetrics, Stage
+from signalements.service_loop import CannotContinue, keep_running
 from signalements.settings import Settings
 from signalements.topic_admin import ensure_topics, unit_topic_config
 
@@ -124,7 +127,7 @@ class OpenCasesBoard:
 class UnitConsumer:
     def __init__(
         self, settings: Settings, unit_id: str, metrics: PipelineMetrics, consumer_metrics: ConsumerMetrics,
-        lag_board: LagBoard, open_cases_board: OpenCasesBoard | None = None,
+        lag_board: LagBoard, open_cases_board: OpenCasesBoard | None = None, link: KafkaLink | None = None,
     ) -> None:
         self.unit_id = unit_id
         self.open_cases_board = open_cases_board
@@ -136,35 +139,48 @@ class UnitConsumer:
         self.store = CaseStore.open(
             store_url_for(settings.consumer_database_url, settings.unit_store_dir, unit_id), unit_id
         )
+        self.settings = settings
+        self.link = link or KafkaLink(None, f"unit consumer {unit_id}")
+
+    def run(self, stop: threading.Event) -> None:
+        """Consume until ``stop``; a failed session (broker gone, store error) is retried with new clients."""
+        try:
+            keep_running(lambda: self._session(stop), stop, f"unit consumer {self.unit_id}", self._on_failure)
+        finally:
+            self.store.close()
+
+    def _session(self, stop: threading.Event) -> None:
         # Create the queue if the router has not yet: subscribing to a missing topic would wait for nothing.
-        ensure_topics(settings, {self.topic: unit_topic_config(settings)})
-        self._consumer = KafkaConsumer(
+        ensure_topics(self.settings, {self.topic: unit_topic_config(self.settings)})
+        consumer = KafkaConsumer(
             self.topic,
-            bootstrap_servers=settings.bootstrap_servers.split(","),
-            group_id=settings.consumer_group(f"unit-consumer.{unit_id}"),
-            client_id=f"unit-consumer.{unit_id}",
+            bootstrap_servers=self.settings.bootstrap_servers.split(","),
+            group_id=self.settings.consumer_group(f"unit-consumer.{self.unit_id}"),
+            client_id=f"unit-consumer.{self.unit_id}",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=500,
         )
-
-    def run(self, stop: threading.Event) -> None:
         try:
             while not stop.is_set():
-                batches = self._consumer.poll(timeout_ms=500)
+                batches = consumer.poll(timeout_ms=500)
                 records = [record for batch in batches.values() for record in batch]
                 if records:
                     self.store_batch(records)
                     if self.fault_exit_after_store_commit:
                         log.warning("fault injection: exiting between the store commit and the offset commit")
                         os._exit(FAULT_EXIT_CODE)
-                    self._consumer.commit()  # only after the store's commit
+                    consumer.commit()  # only after the store's commit
+                    self.link.up()
                     if self.open_cases_board is not None:
                         self.open_cases_board.report(self.unit_id, self.store.open_cases_by_place())
-                self._report_lag()
+                self._report_lag(consumer)
         finally:
-            self._consumer.close(autocommit=False)
-            self.store.close()
+            _close(consumer)
+
+    def _on_failure(self, error: BaseException) -> None:
+        if isinstance(error, KafkaError):
+            self.link.down(f"unit consumer {self.unit_id}: {type(error).__name__}")
 
     def store_batch(self, records: list[ConsumerRecord]) -> None:
         """Apply a polled batch in one store transaction (committed on return, rolled back if it raises)."""
@@ -217,21 +233,36 @@ class UnitConsumer:
             else:
                 self.metrics.records_out.labels(Stage.CONSUME.value, channel, outcome.value).inc()
 
-    def _report_lag(self) -> None:
+    def _report_lag(self, consumer: KafkaConsumer) -> None:
         lags: dict[int, int] = {}
-        for tp in self._consumer.assignment():
-            highwater = self._consumer.highwater(tp)
-            if highwater is None:
-                continue
-            lags[tp.partition] = max(0, highwater - self._consumer.position(tp))
+        try:
+            for tp in consumer.assignment():
+                highwater = consumer.highwater(tp)
+                if highwater is None:
+                    continue
+                lags[tp.partition] = max(0, highwater - consumer.position(tp))
+        except KafkaError as error:
+            # position() asks the broker when it does not know: while the broker is away the lag waits, the queue
+            # does not (the lag exporter reads every group's lag from the broker anyway).
+            log.debug("unit consumer %s: lag not read: %s", self.unit_id, type(error).__name__)
+            return
         self.lag_board.report(self.unit_id, lags)
+
+
+def _close(consumer: KafkaConsumer) -> None:
+    """Leave the group without committing (offsets are committed after the store only)."""
+    try:
+        consumer.close(autocommit=False)
+    except Exception:  # a consumer cut off from its broker may fail to close; a new one replaces it anyway
+        log.debug("closing a unit consumer failed", exc_info=True)
 
 
 def run_unit_consumers(settings: Settings, unit_ids: list[str], stop: threading.Event | None = None) -> None:
     """Run one consumer per unit in this process until ``stop`` is set (or SIGINT).
 
-    If one unit's consumer fails (its store or the broker is gone), every unit stops and the failure is raised:
-    a supervisor restarts the process, and uncommitted offsets make it resume where the store left off.
+    A unit whose consumer fails (the broker or its store gone) is retried with backoff on its own thread; the other
+    units go on. Only a failure that retrying cannot mend (``CannotContinue``) stops every unit and is raised, so
+    the process exits non-zero and says why.
     """
     from signalements import __version__
 
@@ -241,16 +272,23 @@ def run_unit_consumers(settings: Settings, unit_ids: list[str], stop: threading.
     consumer_metrics = ConsumerMetrics(metrics.registry)
     lag_board = LagBoard(consumer_metrics)
     open_cases_board = OpenCasesBoard(metrics)
-    metrics.serve(settings.metrics_host, settings.consumer_metrics_port)
+    link = KafkaLink(metrics.kafka_connected, "unit consumers")
+    KafkaProbe(settings.bootstrap_servers, link).start(stop)
+    metrics.serve(settings.metrics_host, settings.consumer_metrics_port, readiness_of(link))
     consumers = [
-        UnitConsumer(settings, unit_id, metrics, consumer_metrics, lag_board, open_cases_board) for unit_id in unit_ids
+        UnitConsumer(settings, unit_id, metrics, consumer_metrics, lag_board, open_cases_board, link)
+        for unit_id in unit_ids
     ]
     failures: list[BaseException] = []
 
     def run_one(consumer: UnitConsumer) -> None:
         try:
             consumer.run(stop)
-        except BaseException as error:
+        except CannotContinue as error:
+            log.error("unit consumer %s cannot go on: %s", consumer.unit_id, error)
+            failures.append(error)
+            stop.set()
+        except BaseException as error:  # keep_running retries everything else: this is a bug, said loudly
             log.exception("unit consumer %s failed", consumer.unit_id)
             failures.append(error)
             stop.set()

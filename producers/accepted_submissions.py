@@ -18,6 +18,7 @@ Design (see the README, "Duplicates at the intake"):
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
@@ -31,6 +32,9 @@ from kafka.errors import KafkaError
 
 from schemas.channels import Channel
 from schemas.topics import Topics
+from signalements.kafka_link import KafkaLink
+
+log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS accepted (
@@ -60,7 +64,8 @@ class Claim:
 
 
 class AcceptedSubmissions:
-    def __init__(self, path: Path, bootstrap_servers: str, topics: Topics, timeout_s: float = 10.0) -> None:
+    def __init__(self, path: Path, bootstrap_servers: str, topics: Topics, timeout_s: float = 10.0,
+                 link: KafkaLink | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -76,12 +81,19 @@ class AcceptedSubmissions:
         self._caught_up = False
         self._catch_up_lock = threading.Lock()
         self._consumer: KafkaConsumer | None = None
+        self._link = link or KafkaLink(None, "intake index")
 
     # -- what the intake calls ---------------------------------------------------------------------------------
+
+    @property
+    def caught_up(self) -> bool:
+        return self._caught_up
 
     def ensure_caught_up(self) -> None:
         """Read the raw topics up to their end once; until that succeeds nothing can be accepted."""
         if not self._caught_up:
+            if self._link.just_failed():
+                raise IndexUnavailable(f"Kafka is unreachable: {self._link.reason}")
             self.catch_up()
             self._caught_up = True
 
@@ -154,10 +166,17 @@ class AcceptedSubmissions:
         channels = {self._topics.raw(channel): channel for channel in Channel}
         with self._catch_up_lock:
             try:
-                return self._read_to_end(self._reader(), channels)
-            except KafkaError as error:
+                read = self._read_to_end(self._reader(), channels)
+            except Exception as error:  # kafka-python raises more than KafkaError while its broker flaps
+                if not isinstance(error, KafkaError | IndexUnavailable):
+                    log.warning("intake index: reading the raw topics failed", exc_info=True)
                 self._close_reader()  # start afresh next time: the broker may have restarted
-                raise IndexUnavailable(f"could not read the raw topics: {error}") from error
+                self._link.down(f"cannot read the raw topics: {type(error).__name__}")
+                if isinstance(error, IndexUnavailable):
+                    raise
+                raise IndexUnavailable(f"could not read the raw topics: {type(error).__name__}") from error
+            self._link.up()
+            return read
 
     def _reader(self) -> KafkaConsumer:
         # One consumer for the life of the index: a new one per refresh would reconnect (and log) every few seconds.
@@ -173,11 +192,12 @@ class AcceptedSubmissions:
         return self._consumer
 
     def _close_reader(self) -> None:
-        if self._consumer is not None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
             try:
-                self._consumer.close()
-            finally:
-                self._consumer = None
+                consumer.close()
+            except Exception:  # a consumer cut off from its broker may fail to close; it is dropped either way
+                log.debug("closing the index reader failed", exc_info=True)
 
     def keep_refreshing(self, every_s: float, stop: threading.Event) -> threading.Thread:
         """Catch up every ``every_s`` seconds in the background, until ``stop`` is set.

@@ -31,6 +31,7 @@ from schemas.reports import report_id_for
 from schemas.submissions import BrigadeNumeriqueSubmission, MonCommissariatSubmission
 from schemas.topics import Topics
 from signalements import __version__
+from signalements.kafka_link import KafkaLink
 from signalements.metrics import PipelineMetrics, Stage
 from signalements.settings import Settings
 from streams.normalize import NormalizationError, normalize_submission
@@ -62,9 +63,11 @@ def create_intake_app(
     topics = Topics(settings.topic_namespace)
     if accepted is None:
         accepted = AcceptedSubmissions(
-            index_path(settings.state_dir), settings.bootstrap_servers, topics, settings.intake_produce_timeout_s
+            index_path(settings.state_dir), settings.bootstrap_servers, topics, settings.intake_produce_timeout_s,
+            publisher.link,
         )
     index = accepted
+    link = publisher.link
     app = FastAPI(
         title="Signalements de points de deal: intake",
         version=__version__,
@@ -89,6 +92,12 @@ def create_intake_app(
     async def count_invalid(request: Request, error: RequestValidationError) -> Response:
         channel = _bounded(request.url.path.rsplit("/", 1)[-1])
         metrics.records_in.labels(Stage.INTAKE.value, channel).inc()
+        unreadable = [e for e in error.errors() if e.get("type") == "json_invalid"]
+        if unreadable:
+            # Not a submission at all (FastAPI would say 422): the body does not parse as JSON.
+            metrics.records_failed.labels(Stage.INTAKE.value, channel, "unreadable").inc()
+            where = unreadable[0].get("ctx", {}).get("error", "invalid JSON")
+            return JSONResponse({"detail": f"the body is not readable JSON: {where}"}, status_code=400)
         metrics.records_failed.labels(Stage.INTAKE.value, channel, "invalid").inc()
         return await request_validation_exception_handler(request, error)
 
@@ -171,9 +180,19 @@ def create_intake_app(
     def prometheus_metrics() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/healthz")
+    @app.get("/healthz", responses={200: {"description": "the process is alive (say nothing of Kafka)"}})
     def health() -> dict[str, str]:
+        """Liveness: the intake answers. It stays alive while Kafka is away (and answers 503 to reports)."""
         return {"status": "ok"}
+
+    @app.get("/readyz", responses={503: {"model": Problem, "description": "cut off from Kafka: reports get 503"}})
+    def ready() -> Response:
+        """Readiness: Kafka answered the intake's last exchange and its index of accepted ids is caught up."""
+        if link.connected and index.caught_up:
+            return JSONResponse({"status": "ready"})
+        reason = link.reason if not link.connected else "reading the raw topics for accepted ids"
+        return JSONResponse({"detail": f"not ready: {reason}"}, status_code=503,
+                            headers={"Retry-After": str(RETRY_AFTER_S)})
 
     return app
 
@@ -193,10 +212,11 @@ def run_intake(settings: Settings) -> None:
         ensure_topics(settings, pipeline_topics(settings))
     except Exception:  # the intake must still start and answer 503 while Kafka is away
         pass
-    publisher = ReportPublisher(settings.bootstrap_servers, settings.intake_produce_timeout_s)
+    link = KafkaLink(metrics.kafka_connected, "intake")
+    publisher = ReportPublisher(settings.bootstrap_servers, settings.intake_produce_timeout_s, link)
     accepted = AcceptedSubmissions(
         index_path(settings.state_dir), settings.bootstrap_servers, Topics(settings.topic_namespace),
-        settings.intake_produce_timeout_s,
+        settings.intake_produce_timeout_s, link,
     )
     try:
         accepted.ensure_caught_up()

@@ -1,7 +1,14 @@
-"""Durable writes to Kafka for the intake: a report is accepted only once the broker has acknowledged it."""
+"""Durable writes to Kafka for the intake: a report is accepted only once the broker has acknowledged it.
+
+A producer that failed is closed and replaced by a new one at the next write. kafka-python's idempotent producer does
+not always recover by itself once it has expired records during an outage: every later send then timed out, for
+minutes after the broker was back, until the intake was restarted. A new producer (a new producer id) costs one
+connection; a stuck one costs every report.
+"""
 
 from __future__ import annotations
 
+import logging
 import threading
 
 from cloudevents.core.bindings.kafka import KafkaMessage
@@ -9,18 +16,28 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 from kafka.producer.future import FutureRecordMetadata
 
+from signalements.kafka_link import KafkaLink
+
+log = logging.getLogger(__name__)
+
 
 class PublishError(RuntimeError):
     """Kafka could not take the record now; the caller should retry later."""
 
 
 class ReportPublisher:
-    def __init__(self, bootstrap_servers: str, timeout_s: float, client_id: str = "signalements-intake") -> None:
+    def __init__(self, bootstrap_servers: str, timeout_s: float, link: KafkaLink | None = None,
+                 client_id: str = "signalements-intake") -> None:
         self._bootstrap_servers = bootstrap_servers
         self._client_id = client_id
         self._timeout_s = timeout_s
+        self._link = link or KafkaLink(None, client_id)
         self._producer: KafkaProducer | None = None
         self._lock = threading.Lock()
+
+    @property
+    def link(self) -> KafkaLink:
+        return self._link
 
     @property
     def timeout_s(self) -> float:
@@ -30,6 +47,9 @@ class ReportPublisher:
         # Connect lazily: the intake starts (and answers 503) while Kafka is down, then recovers by itself.
         with self._lock:
             if self._producer is None:
+                if self._link.just_failed():
+                    # Kafka failed a moment ago: say so at once rather than hold this request for a timeout too.
+                    raise PublishError(f"Kafka is unreachable: {self._link.reason}")
                 try:
                     self._producer = KafkaProducer(
                         bootstrap_servers=self._bootstrap_servers.split(","),
@@ -43,6 +63,7 @@ class ReportPublisher:
                         delivery_timeout_ms=int(self._timeout_s * 1000) + 1000,
                     )
                 except KafkaError as error:
+                    self._link.down(f"cannot connect: {type(error).__name__}")
                     raise PublishError(f"Kafka is unreachable: {error}") from error
             return self._producer
 
@@ -54,7 +75,9 @@ class ReportPublisher:
             future = producer.send(topic, key=key, value=message.value, headers=list(message.headers.items()))
             future.get(timeout=self._timeout_s + 2)
         except KafkaError as error:
-            raise PublishError(f"Kafka did not acknowledge the record: {error}") from error
+            self._replace(producer, error)
+            raise PublishError(f"Kafka did not acknowledge the record: {type(error).__name__}") from error
+        self._link.up()
 
     def publish_pipelined(self, topic: str, message: KafkaMessage) -> FutureRecordMetadata:
         """Send one record without waiting: for bulk loads that resolve many acknowledgements at once."""
@@ -63,10 +86,29 @@ class ReportPublisher:
         try:
             return producer.send(topic, key=key, value=message.value, headers=list(message.headers.items()))
         except KafkaError as error:
-            raise PublishError(f"Kafka did not take the record: {error}") from error
+            self._replace(producer, error)
+            raise PublishError(f"Kafka did not take the record: {type(error).__name__}") from error
+
+    def _replace(self, failed: KafkaProducer, error: KafkaError) -> None:
+        """Drop a producer that failed; the next write makes a new one."""
+        self._link.down(f"write failed: {type(error).__name__}")
+        with self._lock:
+            if self._producer is not failed:
+                return  # another request already replaced it
+            self._producer = None
+        log.warning("intake: Kafka producer failed (%s); a new one is made for the next report", type(error).__name__)
+        # Closing waits for nothing (timeout 0): its unsent records failed with the error above.
+        threading.Thread(target=_close_quietly, args=(failed,), name="close-failed-producer", daemon=True).start()
 
     def close(self) -> None:
         with self._lock:
             if self._producer is not None:
                 self._producer.close(timeout=5)
                 self._producer = None
+
+
+def _close_quietly(producer: KafkaProducer) -> None:
+    try:
+        producer.close(timeout=0)
+    except Exception:  # a producer cut off from its broker may fail to close cleanly; it is dropped either way
+        log.debug("closing a failed producer raised", exc_info=True)

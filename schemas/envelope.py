@@ -129,14 +129,34 @@ def read_attributes(headers: list[tuple[str, bytes]] | dict[str, bytes] | None) 
     return {name.lower(): bytes(value).decode("utf-8", "replace") for name, value in items if value is not None}
 
 
+REQUIRED_ATTRIBUTES: Final = ("ce_specversion", "ce_id", "ce_source", "ce_type")
+SPEC_VERSION: Final = "1.0"
+
+
+def check_required_attributes(attributes: dict[str, str]) -> None:
+    """Every CloudEvents 1.0 required attribute is present and well formed, or EnvelopeError says which is not."""
+    missing = [name for name in REQUIRED_ATTRIBUTES if not attributes.get(name, "").strip()]
+    if missing:
+        raise EnvelopeError(f"missing or empty {', '.join(missing)} header"
+                            " (records must be CloudEvents 1.0 in Kafka binary mode)")
+    if attributes["ce_specversion"] != SPEC_VERSION:
+        raise EnvelopeError(f"ce_specversion {attributes['ce_specversion']!r} is not {SPEC_VERSION!r}")
+    if attributes["ce_type"] != attributes["ce_type"].strip() or attributes["ce_id"] != attributes["ce_id"].strip():
+        raise EnvelopeError("ce_type and ce_id must not have leading or trailing spaces")
+    if "ce_time" in attributes:
+        try:
+            datetime.fromisoformat(attributes["ce_time"].replace("Z", "+00:00"))
+        except ValueError:
+            raise EnvelopeError(f"ce_time {attributes['ce_time'][:40]!r} is not an RFC 3339 timestamp") from None
+
+
 def decode(headers: list[tuple[str, bytes]] | dict[str, bytes] | None, key: bytes | None, value: bytes | None) -> DecodedEvent:
     """Read a record into its typed payload; raise EnvelopeError saying exactly what is wrong."""
     if value is None:
         raise EnvelopeError("empty record value")
     attributes = read_attributes(headers)
-    ce_type = attributes.get("ce_type")
-    if ce_type is None:
-        raise EnvelopeError("missing ce_type header (records must be CloudEvents in Kafka binary mode)")
+    check_required_attributes(attributes)
+    ce_type = attributes["ce_type"]
     event_type = EVENT_TYPES.get(ce_type)
     if event_type is None:
         raise EnvelopeError(f"unknown event type {ce_type!r}")

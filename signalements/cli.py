@@ -331,8 +331,6 @@ def bench_consumer(
 @app.command("lag-exporter")
 def lag_exporter() -> None:
     """Export the consumer lag of the worker and of every unit consumer group, read from Kafka's offsets."""
-    from kafka.errors import KafkaError
-
     from signalements.lag_exporter import run_lag_exporter
 
     settings = _settings()
@@ -343,9 +341,6 @@ def lag_exporter() -> None:
         run_lag_exporter(settings, stop)
     except KeyboardInterrupt:
         pass
-    except KafkaError as error:  # the broker cannot be reached at start: say so, do not export stale nothing
-        typer.echo(f"error: cannot read offsets from Kafka at {settings.bootstrap_servers}: {error}", err=True)
-        raise typer.Exit(1) from None
 
 
 @app.command()

@@ -28,6 +28,7 @@ from prometheus_client import Gauge
 
 from schemas.channels import Channel
 from schemas.topics import Topics
+from signalements.kafka_link import KafkaLink, readiness_of
 from signalements.metrics import GroupKind, PipelineMetrics, Stage
 from signalements.settings import Settings
 
@@ -169,9 +170,10 @@ def collect_once(reader: ConsumerLagReader, publisher: LagPublisher, metrics: Pi
     (the ``signalements_lag_collected_timestamp_seconds`` gauge says how old they are)."""
     try:
         lags = reader.read()
-    except KafkaError as error:
+    except Exception as error:  # kafka-python raises more than KafkaError while its broker flaps
         metrics.lag_collection_errors.labels(type(error).__name__).inc()
-        log.warning("reading consumer lag failed: %s", type(error).__name__)
+        log.warning("reading consumer lag failed: %s", type(error).__name__,
+                    exc_info=None if isinstance(error, KafkaError) else error)
         return False
     publisher.publish(lags)
     metrics.lag_collected.set_to_current_time()
@@ -179,22 +181,44 @@ def collect_once(reader: ConsumerLagReader, publisher: LagPublisher, metrics: Pi
 
 
 def run_lag_exporter(settings: Settings, stop: threading.Event) -> None:
+    """Read the lag every interval until ``stop``; while Kafka is away, keep serving the last values and retry
+    with a new admin client each time (one that lost its broker may never get its metadata back)."""
     from signalements import __version__
 
     places = unit_places_from_reference(settings)
     metrics = PipelineMetrics()
     metrics.set_build_info(__version__)
-    admin = KafkaAdminClient(
-        bootstrap_servers=settings.bootstrap_servers.split(","), client_id="signalements-lag-exporter"
-    )
+    link = KafkaLink(metrics.kafka_connected, "lag exporter")
+    publisher = LagPublisher(metrics)
+    metrics.serve(settings.metrics_host, settings.lag_exporter_port, readiness_of(link))
+    log.info("lag exporter on %s:%d, reading %s every %.1fs", settings.metrics_host,
+             settings.lag_exporter_port, settings.bootstrap_servers, settings.lag_exporter_interval_s)
+    admin: KafkaAdminClient | None = None
     try:
-        reader = ConsumerLagReader(settings, admin, places)
-        publisher = LagPublisher(metrics)
-        metrics.serve(settings.metrics_host, settings.lag_exporter_port)
-        log.info("lag exporter on %s:%d, reading %s every %.1fs", settings.metrics_host,
-                 settings.lag_exporter_port, settings.bootstrap_servers, settings.lag_exporter_interval_s)
         while not stop.is_set():
-            collect_once(reader, publisher, metrics)
+            try:
+                if admin is None:
+                    admin = KafkaAdminClient(
+                        bootstrap_servers=settings.bootstrap_servers.split(","), client_id="signalements-lag-exporter"
+                    )
+            except KafkaError as error:
+                metrics.lag_collection_errors.labels(type(error).__name__).inc()
+                link.down(f"cannot connect: {type(error).__name__}")
+            else:
+                if collect_once(ConsumerLagReader(settings, admin, places), publisher, metrics):
+                    link.up()
+                else:
+                    link.down("reading the offsets failed")
+                    _close_admin(admin)
+                    admin = None
             stop.wait(settings.lag_exporter_interval_s)
     finally:
+        if admin is not None:
+            _close_admin(admin)
+
+
+def _close_admin(admin: KafkaAdminClient) -> None:
+    try:
         admin.close()
+    except Exception:  # an admin client cut off from its broker may fail to close; it is dropped either way
+        log.debug("closing the lag exporter's admin client failed", exc_info=True)

@@ -8,9 +8,15 @@ Each service builds one ``PipelineMetrics`` on its own registry and passes it to
 
 from __future__ import annotations
 
+import json
+import threading
+from collections.abc import Callable, Iterable
 from enum import StrEnum
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 
 from schemas.envelope import SCHEMA_VERSION
 
@@ -137,6 +143,11 @@ class PipelineMetrics:
             "Competence rows a worker took from the reference topic, by outcome (applied, unchanged, invalid)",
             ["outcome"], registry=r,
         )
+        self.kafka_connected = Gauge(
+            "signalements_kafka_connected",
+            "1 while the service's last exchange with Kafka succeeded, 0 while it is cut off (it keeps retrying)",
+            registry=r,
+        )
         self.build_info = Gauge(
             "signalements_build_info", "Versions of the running service (value is always 1)",
             ["version", "schema_version", "reference_version"], registry=r,
@@ -145,9 +156,50 @@ class PipelineMetrics:
     def set_build_info(self, version: str, reference_version: str = "") -> None:
         self.build_info.labels(version, str(SCHEMA_VERSION), reference_version).set(1)
 
-    def serve(self, host: str, port: int) -> None:
-        """Expose ``/metrics`` on its own HTTP port (for services that have no web server of their own)."""
-        start_http_server(port, addr=host, registry=self.registry)
+    def serve(self, host: str, port: int, readiness: Readiness | None = None) -> None:
+        """``/metrics``, ``/healthz`` and ``/readyz`` on their own HTTP port, for services without a web server.
+
+        ``/healthz`` says the process is alive; ``/readyz`` answers 503 with the reason while ``readiness`` names
+        one (cut off from Kafka), so a supervisor restarts a dead service but leaves a waiting one alone.
+        """
+        server = make_server(host, port, _service_routes(self.registry, readiness), _ThreadingServer, _QuietHandler)
+        threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
+
+
+# What makes a service not ready, or None when it is.
+Readiness = Callable[[], str | None]
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the standard library's name)
+        """Prometheus scrapes every few seconds: no access log."""
+
+
+def _service_routes(registry: CollectorRegistry, readiness: Readiness | None) -> Callable[..., Iterable[bytes]]:
+    metrics_app = make_wsgi_app(registry)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path == "/healthz":
+            return _json(start_response, "200 OK", {"status": "alive"})
+        if path == "/readyz":
+            reason = readiness() if readiness else None
+            if reason is None:
+                return _json(start_response, "200 OK", {"status": "ready"})
+            return _json(start_response, "503 Service Unavailable", {"status": "not ready", "detail": reason})
+        return metrics_app(environ, start_response)  # type: ignore[no-any-return]
+
+    return app
+
+
+def _json(start_response: Callable[..., Any], status: str, body: dict[str, str]) -> Iterable[bytes]:
+    data = json.dumps(body).encode()
+    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+    return [data]
 
 
 class ConsumerMetrics:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
 import httpx
@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from rich.console import Group
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from signalements.settings import Settings
 
@@ -36,6 +37,8 @@ class Reading:
     at: float
     samples: dict[tuple[str, Labels], float]
     sources_up: dict[str, bool]
+    # Per service (its URL, or its Prometheus job/instance): is it connected to Kafka (signalements_kafka_connected)?
+    kafka_links: dict[str, bool] = field(default_factory=dict)
 
     def total(self, name: str, **match: str) -> float:
         return sum(
@@ -62,11 +65,16 @@ class Reading:
         return max(values) if values else None
 
 
-def parse_exposition(text: str, into: dict[tuple[str, Labels], float]) -> None:
+def parse_exposition(text: str, into: dict[tuple[str, Labels], float], links: dict[str, bool] | None = None,
+                     source: str = "") -> None:
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if not sample.name.startswith(PREFIX) or sample.name.endswith("_created"):
                 continue
+            if sample.name == "signalements_kafka_connected" and links is not None:
+                # Not summed: which service is cut off is the point (a federation names each by job and instance).
+                job, instance = sample.labels.get("job"), sample.labels.get("instance")
+                links[f"{job} {instance}" if job else source] = sample.value >= 1
             # Federation adds job/instance; they must not split sums across sources.
             labels = tuple(sorted((k, v) for k, v in sample.labels.items() if k not in ("job", "instance")))
             key = (sample.name, labels)
@@ -76,6 +84,7 @@ def parse_exposition(text: str, into: dict[tuple[str, Labels], float]) -> None:
 def read_sources(client: httpx.Client, urls: Iterable[str]) -> Reading:
     samples: dict[tuple[str, Labels], float] = {}
     up: dict[str, bool] = {}
+    links: dict[str, bool] = {}
     for url in urls:
         try:
             response = client.get(url, follow_redirects=True)
@@ -83,9 +92,9 @@ def read_sources(client: httpx.Client, urls: Iterable[str]) -> Reading:
         except httpx.HTTPError:
             up[url] = False
             continue
-        parse_exposition(response.text, samples)
+        parse_exposition(response.text, samples, links, url)
         up[url] = True
-    return Reading(time.time(), samples, up)
+    return Reading(time.time(), samples, up, links)
 
 
 def service_urls(settings: Settings) -> list[str]:
@@ -95,6 +104,7 @@ def service_urls(settings: Settings) -> list[str]:
         f"http://{host}:{settings.worker_metrics_port}/metrics",
         f"http://{host}:{settings.consumer_metrics_port}/metrics",
         f"http://{host}:{settings.lag_exporter_port}/metrics",
+        f"http://{host}:{settings.stats_port}/metrics",
     ]
 
 
@@ -151,6 +161,8 @@ class StatusSnapshot(BaseModel):
     unrouted: int
     # Changelog records the workers have still to read back: active (their partitions wait), standby (copies).
     worker_recovery: dict[str, int]
+    # Services that answer but cannot reach Kafka (they retry by themselves): their URL or job and instance.
+    cut_off_from_kafka: list[str] = []
 
 
 def _rate(now: float, before: float, seconds: float) -> float:
@@ -209,6 +221,7 @@ def summarize(before: Reading, now: Reading) -> StatusSnapshot:
         worker_recovery={
             role: int(v) for role, v in now.by("signalements_worker_recovery_remaining_records", "partition_role").items()
         },
+        cut_off_from_kafka=sorted(source for source, connected in now.kafka_links.items() if not connected),
     )
 
 
@@ -259,7 +272,11 @@ def render(snapshot: StatusSnapshot) -> Group:
         str(snapshot.dead_letters), str(snapshot.unrouted),
         f"{up}/{len(snapshot.sources_up)}" + ("" if up == len(snapshot.sources_up) else " ⚠"),
     )
-    return Group(traffic, cases, health)
+    if not snapshot.cut_off_from_kafka:
+        return Group(traffic, cases, health)
+    # Only while it is so: up (it answers) but cut off from Kafka, which a "sources up" count cannot show.
+    warning = Text(f"⚠ cut off from Kafka, retrying: {', '.join(snapshot.cut_off_from_kafka)}", style="bold red")
+    return Group(traffic, cases, health, warning)
 
 
 def status_once(

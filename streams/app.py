@@ -38,10 +38,12 @@ from schemas.reports import CanonicalReport, EnrichedReport
 from schemas.topics import Topics
 from schemas.validation import describe_validation_error
 from signalements.metrics import PipelineMetrics, Stage
+from signalements.service_loop import CannotContinue, keep_running_async
 from signalements.settings import Settings
-from signalements.topic_admin import unit_topic_config
+from signalements.topic_admin import pipeline_topics
 from streams.case_tables import CaseRouter, is_route_tick
 from streams.dead_letter import build_dead_letter
+from streams.deliveries import Deliveries, Outgoing, UnitQueues
 from streams.jurisdiction import JurisdictionReference, Unrouted
 from streams.normalize import NormalizationError, normalize_submission
 from streams.offset_rewind import SignalementsApp
@@ -85,9 +87,10 @@ def create_app(settings: Settings, metrics: PipelineMetrics, reference: Jurisdic
     raw_topic = app.topic(*topics.raw_all, key_serializer="raw", value_serializer="raw")
     normalized_topic = app.topic(topics.normalized, key_serializer="raw", value_serializer="raw")
     enriched_topic = app.topic(topics.enriched, key_serializer="raw", value_serializer="raw")
-    unrouted_topic = app.topic(topics.unrouted, key_serializer="raw", value_serializer="raw")
-    dead_letter_topic = app.topic(topics.dead_letter, key_serializer="raw", value_serializer="raw")
-    unit_topics: dict[str, faust.TopicT] = {}
+    # What the stages write goes through deliveries (streams/deliveries.py), never through Faust's attached sends.
+    # The fixed topics exist before the worker starts; a unit queue is made ready before its first record.
+    deliveries = Deliveries(app, UnitQueues(settings, ready=set(pipeline_topics(settings))))
+    app.deliveries = deliveries
 
     # The competence table, held by every worker: all of the compacted reference topic, then its live changes.
     follower = ReferenceFollower(
@@ -97,26 +100,27 @@ def create_app(settings: Settings, metrics: PipelineMetrics, reference: Jurisdic
 
     @app.task
     async def follow_reference() -> None:
+        # Through a broker outage the follower starts again (reading the compacted topic again is harmless).
         try:
-            await follower.run()
-        except Exception as error:  # without its reference a worker must stop, not hold reports forever
+            await keep_running_async(follower.run, "following the reference topic")
+        except CannotContinue as error:
             await app.crash(error)
             raise
 
     async def send_event(
-        topic: faust.TopicT,
+        source: faust.EventT | None,
+        topic: str,
         event_type: EventType,
         payload: Any,
         *,
         key: str,
         event_id: str,
         subject: str | None = None,
-        on_delivered: Callable[[Any], None] | None = None,
-    ) -> Awaitable[Any]:
+        on_delivered: Callable[[], None] | None = None,
+    ) -> None:
         message = encode(event_type, payload, event_id=event_id, source=SOURCE, key=key, subject=subject)
-        return await topic.send(
-            key=key.encode(), value=message.value, headers=list(message.headers.items()), callback=on_delivered
-        )
+        record = Outgoing(topic, key.encode(), message.value, list(message.headers.items()))
+        await deliveries.send(source, record, on_delivered)
 
     async def send_dead_letter(stage: Stage, channel: str, event: faust.EventT, failure: StageFailure) -> None:
         message = event.message
@@ -132,25 +136,9 @@ def create_app(settings: Settings, metrics: PipelineMetrics, reference: Jurisdic
             headers=message.headers,
             source=SOURCE,
         )
-        await dead_letter_topic.send(key=letter.key, value=letter.value, headers=letter.headers)
+        await deliveries.send(event, Outgoing(topics.dead_letter, letter.key, letter.value, list(letter.headers)))
         metrics.records_failed.labels(stage.value, channel, failure.code).inc()
         metrics.dead_letters.labels(stage.value, failure.code).inc()
-
-    async def unit_topic(unit_id: str) -> faust.TopicT:
-        """The unit's queue, created on first use so a new unit never loses its first case."""
-        topic = unit_topics.get(unit_id)
-        if topic is None:
-            topic = app.topic(
-                topics.unit(unit_id),
-                key_serializer="raw",
-                value_serializer="raw",
-                partitions=settings.topic_partitions,
-                replicas=settings.topic_replication_factor,
-                config=unit_topic_config(settings),
-            )
-            await topic.maybe_declare()
-            unit_topics[unit_id] = topic
-        return topic
 
     async def process(stage: Stage, channel: str, event: faust.EventT, step: Callable[[], Awaitable[str]]) -> None:
         """Run one stage on one record: count it, time it, and dead-letter it if it cannot be processed."""
@@ -192,7 +180,7 @@ def create_app(settings: Settings, metrics: PipelineMetrics, reference: Jurisdic
                 except NormalizationError as error:
                     raise StageFailure("normalization", str(error)) from error
                 await send_event(
-                    normalized_topic, REPORT_NORMALIZED, report,
+                    event, topics.normalized, REPORT_NORMALIZED, report,
                     key=report.report_id, event_id=event_id_for(report.report_id, REPORT_NORMALIZED),
                 )
                 return "normalized"
@@ -210,7 +198,7 @@ def create_app(settings: Settings, metrics: PipelineMetrics, reference: Jurisdic
                 if isinstance(resolution, Unrouted):
                     unrouted = UnroutedReport(report=report, reason=resolution.reason, detail=resolution.detail)
                     await send_event(
-                        unrouted_topic, REPORT_UNROUTED, unrouted,
+                        event, topics.unrouted, REPORT_UNROUTED, unrouted,
                         key=report.report_id, event_id=event_id_for(report.report_id, REPORT_UNROUTED),
                     )
                     metrics.unrouted.labels(resolution.reason).inc()
@@ -218,37 +206,42 @@ def create_app(settings: Settings, metrics: PipelineMetrics, reference: Jurisdic
                 enriched = EnrichedReport(report=report, jurisdiction=resolution)
                 # Keyed by unit: every report a unit may have to merge lands on one partition.
                 await send_event(
-                    enriched_topic, REPORT_ENRICHED, enriched,
+                    event, topics.enriched, REPORT_ENRICHED, enriched,
                     key=resolution.unit_id, event_id=event_id_for(report.report_id, REPORT_ENRICHED),
                 )
                 return "enriched"
 
             await process(Stage.ENRICH, _channel_of(event), event, step)
 
-    async def send_case_event(event_type: EventType, case: CaseOpened | CaseUpdated, received_at: datetime | None) -> None:
-        """A case event on its unit's queue, keyed by case id so a case's events stay in order."""
-        on_delivered = None
-        if received_at is not None:
-            latest = case.report if isinstance(case, CaseOpened) else case.new_reports[-1]
-            labels = metrics.routing_latency.labels(latest.report.channel.value, latest.jurisdiction.force.value)
+    async def send_case_event(
+        source: faust.EventT, event_type: EventType, case: CaseOpened | CaseUpdated, received_at: datetime | None,
+    ) -> None:
+        """A case event on its unit's queue, keyed by case id so a case's events stay in order; counted (cases
+        opened or updated, routing latency) once Kafka has acknowledged it."""
+        latest = case.report if isinstance(case, CaseOpened) else case.new_reports[-1]
+        where = latest.jurisdiction
+        counter = metrics.cases_opened if event_type is CASE_OPENED else metrics.cases_updated
+        count = counter.labels(where.force.value, where.departement)
+        latency = metrics.routing_latency.labels(latest.report.channel.value, where.force.value)
 
-            def on_delivered(_: Any) -> None:
-                labels.observe((datetime.now(UTC) - received_at).total_seconds())
+        def on_delivered() -> None:
+            count.inc()
+            if received_at is not None:
+                latency.observe((datetime.now(UTC) - received_at).total_seconds())
 
         subject = case.case_id if event_type is CASE_OPENED else f"{case.case_id}:{case.case_version}"
         await send_event(
-            await unit_topic(case.unit_id), event_type, case,
+            source, topics.unit(case.unit_id), event_type, case,
             key=case.case_id, event_id=event_id_for(subject, event_type), subject=case.case_id,
             on_delivered=on_delivered,
         )
         # Every drug report also concerns the département's drug-intelligence cell (CROSS): it gets the same case,
         # under the same case id, addressed to itself (so its own consumer applies it), with event ids of its own.
-        latest = case.report if isinstance(case, CaseOpened) else case.new_reports[-1]
-        cross_unit_id = latest.jurisdiction.cross_unit_id
+        cross_unit_id = where.cross_unit_id
         if cross_unit_id and cross_unit_id != case.unit_id:
             copy = case.model_copy(update={"unit_id": cross_unit_id})
             await send_event(
-                await unit_topic(cross_unit_id), event_type, copy,
+                source, topics.unit(cross_unit_id), event_type, copy,
                 key=case.case_id, event_id=event_id_for(f"{cross_unit_id}:{subject}", event_type),
                 subject=case.case_id,
             )

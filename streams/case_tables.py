@@ -134,7 +134,7 @@ def policy_from(settings: Settings) -> DedupPolicy:
     )
 
 
-SendCaseEvent = Callable[[EventType, CaseOpened | CaseUpdated, datetime | None], Awaitable[None]]
+SendCaseEvent = Callable[[faust.EventT, EventType, CaseOpened | CaseUpdated, datetime | None], Awaitable[None]]
 
 
 class TableView:
@@ -245,14 +245,11 @@ class CaseRouter:
             if journaled.opened:
                 payload = CaseOpened.model_validate_json(journaled.payload)
                 event_type = CASE_OPENED
-                where = payload.report.jurisdiction
-                self.metrics.cases_opened.labels(where.force.value, where.departement).inc()
             else:
                 payload = CaseUpdated.model_validate_json(journaled.payload)
                 event_type = CASE_UPDATED
-                where = payload.new_reports[-1].jurisdiction
-                self.metrics.cases_updated.labels(where.force.value, where.departement).inc()
-            await self.send_case_event(event_type, payload, journaled.report_received_at)
+            # Sent until Kafka acknowledges it; the input offset is committed only then (streams/deliveries.py).
+            await self.send_case_event(event, event_type, payload, journaled.report_received_at)
         self._forget_committed_journals(event)
 
     def _forget_committed_journals(self, event: faust.EventT) -> None:

@@ -1,4 +1,5 @@
-"""A Faust app whose consumer never skips input records after a rebalance or a restart.
+"""A Faust app whose consumer never skips input records after a rebalance or a restart, and never commits an
+input offset before what the stages wrote for it is acknowledged (see streams/deliveries.py).
 
 Why. After a rebalance or a restart, Faust recovers its tables while its consumer may already have fetched input
 records; once recovery is done it seeks every input partition "to its committed offset" so that those records are
@@ -21,7 +22,7 @@ that reason (deterministic event ids, the route stage's journal: see streams/cas
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from typing import Any, ClassVar
 
 import faust
@@ -29,6 +30,8 @@ from aiokafka import TopicPartition
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from faust.types.transports import ConsumerT, TransportT
+
+from streams.deliveries import Deliveries
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +79,14 @@ class RewindingConsumer(faust_aiokafka.Consumer):
         super().__init__(*args, **kwargs)
         self._read_offset = ChangelogReadOffsets(self._is_changelog_tp)
 
+    async def _handle_attached(self, commit_offsets: MutableMapping[TP, int]) -> None:
+        """Before an offset is committed, every record the stages wrote for the records below it is acknowledged
+        (streams/deliveries.py); Faust's own wait here ignores failed sends."""
+        await super()._handle_attached(commit_offsets)
+        deliveries: Deliveries | None = getattr(self.app, "deliveries", None)
+        if deliveries is not None:
+            await deliveries.settle(commit_offsets, stopping=lambda: bool(self.should_stop or self.app.should_stop))
+
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return RewindingConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
@@ -85,7 +96,9 @@ class RewindingTransport(faust_aiokafka.Transport):
 
 
 class SignalementsApp(faust.App):
-    """A Faust app on the rewinding transport (the producer side is Faust's own)."""
+    """A Faust app on the rewinding transport whose commits wait for the stages' deliveries."""
+
+    deliveries: Deliveries | None = None
 
     def _new_transport(self) -> TransportT:
         transport: Any = RewindingTransport(self.conf.broker_consumer, self)

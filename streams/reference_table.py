@@ -92,7 +92,9 @@ class ReferenceFollower:
             if assigned:
                 return sorted(assigned)
             await asyncio.sleep(0.5)
-        raise RuntimeError(f"reference topic {self.topic} does not exist; run `signalements topics`")
+        # Retried by the worker (keep_running_async): the broker may be away, or the topic not created yet.
+        raise RuntimeError(f"reference topic {self.topic} has no partition to read; does it exist? "
+                           "(`signalements topics` creates it)")
 
     @staticmethod
     async def _reached(consumer: AIOKafkaConsumer, end: dict[TopicPartition, int]) -> bool:

@@ -10,7 +10,9 @@ import faust
 from faust.tables.recovery import Recovery
 
 from signalements import __version__
+from signalements.kafka_link import KafkaLink, KafkaProbe, readiness_of
 from signalements.metrics import PipelineMetrics
+from signalements.service_loop import until_done
 from signalements.settings import Settings
 from signalements.topic_admin import ensure_topics, pipeline_topics
 from streams.app import create_app
@@ -20,11 +22,14 @@ from streams.jurisdiction import JurisdictionReference
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     # Faust creates its data directory but not the parents: a new machine's state directory may not exist yet.
     settings.state_dir.mkdir(parents=True, exist_ok=True)
-    ensure_topics(settings, pipeline_topics(settings))
     reference = JurisdictionReference.from_settings(settings)
     metrics = PipelineMetrics()
     metrics.set_build_info(__version__, reference.version)
-    metrics.serve(settings.metrics_host, settings.worker_metrics_port)
+    link = KafkaLink(metrics.kafka_connected, "worker")
+    KafkaProbe(settings.bootstrap_servers, link).start()
+    metrics.serve(settings.metrics_host, settings.worker_metrics_port, readiness_of(link))
+    # A worker started before its broker waits for it (and says so) instead of exiting.
+    until_done(lambda: ensure_topics(settings, pipeline_topics(settings)), "creating the pipeline's topics")
     app = create_app(settings, metrics, reference)
     logging.getLogger(__name__).info(
         "worker %s on %s, metrics on %s:%d",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -169,6 +170,54 @@ def test_unparseable_record_goes_to_dead_letter_with_original_bytes(pipeline: Ru
     assert first["original-ce_id"] == "x"
     assert second["ce_dlqreasoncode"] == "invalid_envelope"
     assert "ce_type" in second["ce_dlqreason"]
+
+
+@pytest.mark.parametrize(
+    ("broken", "reason_says"),
+    [
+        ({"ce_specversion": b"0.3"}, "ce_specversion '0.3' is not '1.0'"),
+        ({"ce_specversion": None}, "ce_specversion"),
+        ({"ce_id": b""}, "ce_id"),
+        ({"ce_source": None}, "ce_source"),
+        ({"ce_time": b"yesterday"}, "ce_time"),
+    ],
+    ids=["specversion-0.3", "no-specversion", "empty-id", "no-source", "bad-time"],
+)
+def test_a_valid_report_in_a_broken_envelope_is_dead_lettered_never_routed(
+    pipeline: RunningPipeline, broken: dict[str, bytes | None], reason_says: str
+) -> None:
+    topics = Topics(pipeline.settings.topic_namespace)
+    body = elsewhere(portal_dealing_point(), 40 + len(reason_says))
+    good = {"ce_specversion": b"1.0", "ce_id": b"broken-envelope", "ce_source": b"/test",
+            "ce_type": b"fr.interieur.signalements.submission.moncommissariat",
+            "ce_time": datetime.now(UTC).isoformat().encode()}
+    headers = [(name, value) for name, value in {**good, **broken}.items() if value is not None]
+    key = body["submission_id"].encode()
+    producer = KafkaProducer(bootstrap_servers=pipeline.settings.bootstrap_servers, acks="all")
+    producer.send(topics.raw(Channel.MONCOMMISSARIAT), key=key, value=json.dumps(body).encode(),
+                  headers=headers).get(timeout=10)
+    producer.close()
+
+    letters = wait_for(lambda: [r for r in read_topic(pipeline.settings, topics.dead_letter) if r.key == key],
+                       what="the dead letter")
+    attributes = read_attributes(letters[0].headers)
+    assert attributes["ce_dlqreasoncode"] == "invalid_envelope"
+    assert reason_says in attributes["ce_dlqreason"]
+    report_id = report_id_for(Channel.MONCOMMISSARIAT, body["submission_id"])
+    normalized = [r for r in read_topic(pipeline.settings, topics.normalized) if r.key == report_id.encode()]
+    assert normalized == []  # never passed on, so never routed
+
+
+def test_a_body_that_is_not_json_is_400_and_counted_unreadable(pipeline: RunningPipeline) -> None:
+    before = metric(scrape(f"{pipeline.intake_url}/metrics"), "signalements_stage_records_failed_total",
+                    stage="intake", reason="unreadable")
+    response = httpx.post(f"{pipeline.intake_url}/v1/reports/moncommissariat", content=b'{"submission_id": ',
+                          headers={"content-type": "application/json"}, timeout=15)
+    assert response.status_code == 400
+    assert "not readable JSON" in response.json()["detail"]
+    after = metric(scrape(f"{pipeline.intake_url}/metrics"), "signalements_stage_records_failed_total",
+                   stage="intake", reason="unreadable")
+    assert after == before + 1
 
 
 def test_report_without_a_competent_unit_goes_to_unrouted(pipeline: RunningPipeline) -> None:

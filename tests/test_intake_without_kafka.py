@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -10,6 +11,7 @@ from sample_submissions import portal_dealing_point
 
 from producers.intake import create_intake_app
 from producers.report_publisher import ReportPublisher
+from signalements.kafka_link import KafkaLink
 from signalements.metrics import PipelineMetrics
 
 
@@ -17,7 +19,8 @@ def test_intake_answers_503_when_no_broker_listens(tmp_path: Path) -> None:
     nobody = f"127.0.0.1:{free_port()}"
     settings = make_settings(nobody, tmp_path, intake_produce_timeout_s=1.0)
     metrics = PipelineMetrics()
-    publisher = ReportPublisher(settings.bootstrap_servers, settings.intake_produce_timeout_s)
+    publisher = ReportPublisher(settings.bootstrap_servers, settings.intake_produce_timeout_s,
+                                KafkaLink(metrics.kafka_connected, "intake"))
     client = TestClient(create_intake_app(settings, publisher, metrics))
 
     response = client.post("/v1/reports/moncommissariat", json=portal_dealing_point())
@@ -28,4 +31,13 @@ def test_intake_answers_503_when_no_broker_listens(tmp_path: Path) -> None:
     samples = parse_metrics(client.get("/metrics").text)
     assert metric(samples, "signalements_stage_records_failed_total", stage="intake", reason="kafka_unavailable") == 1
     assert metric(samples, "signalements_stage_records_out_total", stage="intake", outcome="accepted") == 0
+    assert metric(samples, "signalements_kafka_connected") == 0
+    ready = client.get("/readyz")
+    assert ready.status_code == 503 and "not ready" in ready.json()["detail"]
+    assert client.get("/healthz").status_code == 200  # alive all the same: a supervisor must not restart it
+
+    # Kafka failed a moment ago: the next report is refused at once, not after another connection timeout.
+    started = time.monotonic()
+    again = client.post("/v1/reports/moncommissariat", json=portal_dealing_point())
+    assert again.status_code == 503 and time.monotonic() - started < 0.5
     publisher.close()
