@@ -185,7 +185,7 @@ def test_status_live_view_in_a_terminal(observed: tuple[RunningPipeline, Prometh
 
         first = wait_for(accepted_on_screen, timeout_s=60, what="the live view to show the moncommissariat channel")
         text = screen()
-        for heading in ("Reports", "reports/s", "waiting", "Cases and lag", "dedup", "Latency and errors", "e2e p99", "4/4"):
+        for heading in ("Reports", "reports/s", "waiting", "Cases and lag", "dedup", "Latency and errors", "e2e p99", "5/5"):
             assert heading in text, f"{heading!r} not on screen:\n{text}"
         # The view refreshes: two more reports appear without restarting it.
         for _ in range(2):
