@@ -8,9 +8,11 @@ bootstrap:
 demo: bootstrap
 	.venv/bin/signalements demo
 
-## Run the whole test suite against a real Kafka broker that the suite starts itself.
+## Lint and type-check, then run the whole test suite against a real Kafka broker that the suite starts itself.
 test: bootstrap
 	@bash scripts/install-test-tools.sh
+	.venv/bin/ruff check .
+	.venv/bin/mypy
 	.venv/bin/python -m pytest
 
 ## Push synthetic reports through a freshly started pipeline and print one JSON line of figures.

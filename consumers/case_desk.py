@@ -15,8 +15,8 @@ from kafka import KafkaProducer
 from rich.console import Console
 from rich.table import Table
 
-from consumers.case_store import OPEN, CaseDetail, CaseStore, CaseSummary
 from consumers.case_events import CaseEvent
+from consumers.case_store import OPEN, CaseDetail, CaseStore, CaseSummary
 from schemas.channels import Channel, Force
 from schemas.envelope import CASE_HANDLED, CASE_OPENED, CASE_UPDATED, encode
 from schemas.events import CaseHandled, CaseOpened, CaseOutcome, CaseUpdated

@@ -20,7 +20,8 @@ from kafka import KafkaProducer
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
-from consumers.synthetic_cases import PARIS_11, case_opened, case_updated, publish
+from consumers.case_events import publish
+from consumers.synthetic_cases import PARIS_11, case_opened, case_updated
 from consumers.throwaway_postgres import create_database, throwaway_postgres
 from consumers.unit_consumer import LagBoard, UnitConsumer
 from schemas.topics import Topics
@@ -161,7 +162,7 @@ def bench_lag(settings: Settings, backend: str, rate: float, duration_s: float, 
         for sample in family.samples
     }
     buckets = sorted(
-        ((float(le), value) for (name, le), value in samples.items() if name.endswith("_bucket")),
+        ((float(le), value) for (name, le), value in samples.items() if name.endswith("_bucket") and le is not None),
         key=lambda pair: pair[0],
     )
     count = samples[("signalements_end_to_end_latency_seconds_count", None)]

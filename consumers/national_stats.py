@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kafka import KafkaConsumer
+from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError
 from pydantic import BaseModel
 from sqlalchemy import Column, Connection, Engine, Integer, MetaData, String, Table, case, func, select, update
 
-from consumers.case_store import insert_ignore, create_store_engine
+from consumers.case_store import create_store_engine, insert_ignore
 from consumers.store_schema import migrate, utc_now
 from consumers.unit_consumer import Unreadable, read_unit_event
 from schemas.envelope import DecodedEvent
@@ -131,7 +132,9 @@ class NationalStatsStore:
         )
         with self.engine.connect() as connection:
             rows = connection.execute(query).mappings().all()
-        return [DepartementRank(rank=i, **{k: (v if k == "departement" else int(v)) for k, v in row.items()})
+        return [DepartementRank(rank=i, departement=str(row["departement"]), open_points=int(row["open_points"]),
+                                dismantled=int(row["dismantled"]), unfounded=int(row["unfounded"]),
+                                total_points=int(row["total_points"]))
                 for i, row in enumerate(rows, start=1)]
 
     def monthly_series(self) -> list[MonthlyFigures]:
@@ -207,7 +210,7 @@ class NationalStatsConsumer:
         if isinstance(error, KafkaError):
             self.link.down(f"statistics consumer: {type(error).__name__}")
 
-    def _store_batch(self, records: list) -> None:  # type: ignore[type-arg]
+    def _store_batch(self, records: list[ConsumerRecord]) -> None:
         started = time.perf_counter()
         counted: list[tuple[str, str]] = []
         with self.store.engine.begin() as connection:

@@ -13,7 +13,7 @@ Times are stored as ISO-8601 UTC text: portable, sortable, and readable by the t
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import (
@@ -118,7 +118,7 @@ _MIGRATION_LOCK_ID = 7_301_2021
 
 def migrate(
     connection: Connection,
-    migrations: list[tuple[int, Callable[[Connection], None]]] = MIGRATIONS,
+    migrations: Sequence[tuple[int, Callable[[Connection], None]]] = MIGRATIONS,
     version_table: Table = schema_migrations,
 ) -> list[int]:
     """Apply the migrations this store has not had yet, in order; return the versions applied.

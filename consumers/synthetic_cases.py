@@ -10,8 +10,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-
-from consumers.case_events import CaseEvent, publish
+from consumers.case_events import CaseEvent
 from schemas.channels import Channel, Force, ReportKind
 from schemas.envelope import CASE_HANDLED, CASE_OPENED, CASE_UPDATED
 from schemas.events import CaseHandled, CaseOpened, CaseUpdated, case_id_for

@@ -13,7 +13,6 @@ import os
 import threading
 import time
 from datetime import UTC, datetime
-from enum import StrEnum
 
 from kafka import KafkaConsumer
 from kafka.consumer.fetcher import ConsumerRecord
@@ -27,10 +26,13 @@ from schemas.envelope import (
     CASE_UPDATED,
     DecodedEvent,
     EnvelopeError,
+    UnknownEventType,
+    UnsupportedSchema,
     decode,
     read_attributes,
 )
 from schemas.events import CaseOpened, CaseUpdated
+from schemas.reasons import ReasonCode
 from schemas.reports import EnrichedReport
 from schemas.topics import Topics
 from schemas.validation import describe_validation_error
@@ -47,16 +49,8 @@ UNIT_EVENT_TYPES = (CASE_OPENED, CASE_UPDATED, CASE_HANDLED)
 FAULT_EXIT_CODE = 75
 
 
-class ParkReason(StrEnum):
-    INVALID_ENVELOPE = "invalid_envelope"
-    UNSUPPORTED_SCHEMA = "unsupported_schema"
-    UNEXPECTED_EVENT_TYPE = "unexpected_event_type"
-    INVALID_PAYLOAD = "invalid_payload"
-    WRONG_UNIT = "wrong_unit"
-
-
 class Unreadable(Exception):
-    def __init__(self, code: ParkReason, detail: str) -> None:
+    def __init__(self, code: ReasonCode, detail: str) -> None:
         super().__init__(detail)
         self.code = code
         self.detail = detail
@@ -67,21 +61,20 @@ def read_unit_event(record: ConsumerRecord, unit_id: str | None) -> DecodedEvent
     try:
         decoded = decode(record.headers, record.key, record.value)
     except ValidationError as error:
-        raise Unreadable(ParkReason.INVALID_PAYLOAD, describe_validation_error(error)) from error
+        raise Unreadable(ReasonCode.INVALID_PAYLOAD, describe_validation_error(error)) from error
+    except UnsupportedSchema as error:
+        raise Unreadable(ReasonCode.UNSUPPORTED_SCHEMA, str(error)) from error
+    except UnknownEventType as error:
+        raise Unreadable(ReasonCode.UNEXPECTED_EVENT_TYPE, str(error)) from error
     except EnvelopeError as error:
-        detail = str(error)
-        if detail.startswith("unsupported schema"):
-            raise Unreadable(ParkReason.UNSUPPORTED_SCHEMA, detail) from error
-        if detail.startswith("unknown event type"):
-            raise Unreadable(ParkReason.UNEXPECTED_EVENT_TYPE, detail) from error
-        raise Unreadable(ParkReason.INVALID_ENVELOPE, detail) from error
+        raise Unreadable(ReasonCode.INVALID_ENVELOPE, str(error)) from error
     except Exception as error:  # whatever else a hostile record triggers must not stop the queue
-        raise Unreadable(ParkReason.INVALID_PAYLOAD, f"{type(error).__name__}: {error}") from error
+        raise Unreadable(ReasonCode.INVALID_PAYLOAD, f"{type(error).__name__}: {error}") from error
     if decoded.event_type not in UNIT_EVENT_TYPES:
-        raise Unreadable(ParkReason.UNEXPECTED_EVENT_TYPE, f"{decoded.event_type.ce_type} does not belong on a unit queue")
+        raise Unreadable(ReasonCode.UNEXPECTED_EVENT_TYPE, f"{decoded.event_type.ce_type} does not belong on a unit queue")
     payload_unit = getattr(decoded.payload, "unit_id", None)
     if unit_id is not None and payload_unit != unit_id:
-        raise Unreadable(ParkReason.WRONG_UNIT, f"event for unit {payload_unit!r} on the queue of {unit_id!r}")
+        raise Unreadable(ReasonCode.WRONG_UNIT, f"event for unit {payload_unit!r} on the queue of {unit_id!r}")
     return decoded
 
 
@@ -189,9 +182,9 @@ class UnitConsumer:
         with self.store.transaction() as writer:
             for record in records:
                 self.metrics.records_in.labels(Stage.CONSUME.value, "all").inc()
-                outcome = self._apply(writer, record)
-                if outcome is not None:
-                    applied.append(outcome)
+                result = self._apply(writer, record)
+                if result is not None:
+                    applied.append(result)
         self.consumer_metrics.store_duration.labels(self.store.backend).observe(time.perf_counter() - started)
         now = datetime.now(UTC)
         for decoded, outcome in applied:

@@ -33,6 +33,7 @@ from schemas.topics import Topics
 from signalements import __version__
 from signalements.kafka_link import KafkaLink
 from signalements.metrics import PipelineMetrics, Stage
+from signalements.service_loop import until_done
 from signalements.settings import Settings
 from streams.normalize import NormalizationError, normalize_submission
 
@@ -54,7 +55,7 @@ class Problem(BaseModel):
     detail: str
 
 
-def create_intake_app(
+def create_intake_app(  # noqa: C901 (its routes are closures over the app's parts; to split in the redesign)
     settings: Settings,
     publisher: ReportPublisher,
     metrics: PipelineMetrics,
@@ -208,10 +209,13 @@ def run_intake(settings: Settings) -> None:
 
     metrics = PipelineMetrics()
     metrics.set_build_info(__version__)
-    try:
-        ensure_topics(settings, pipeline_topics(settings))
-    except Exception:  # the intake must still start and answer 503 while Kafka is away
-        pass
+    stop_refreshing = threading.Event()
+    # The intake starts (and answers 503) while Kafka is away; its topics are created once Kafka answers.
+    threading.Thread(
+        target=until_done, args=(lambda: ensure_topics(settings, pipeline_topics(settings)),
+                                 "creating the pipeline's topics", stop_refreshing),
+        name="create-topics", daemon=True,
+    ).start()
     link = KafkaLink(metrics.kafka_connected, "intake")
     publisher = ReportPublisher(settings.bootstrap_servers, settings.intake_produce_timeout_s, link)
     accepted = AcceptedSubmissions(
@@ -222,7 +226,6 @@ def run_intake(settings: Settings) -> None:
         accepted.ensure_caught_up()
     except IndexUnavailable:  # retried before the first acceptance; meanwhile requests get 503
         pass
-    stop_refreshing = threading.Event()
     refresher = accepted.keep_refreshing(settings.intake_index_refresh_s, stop_refreshing)
     app = create_intake_app(settings, publisher, metrics, accepted)
     try:

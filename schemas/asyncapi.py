@@ -20,10 +20,10 @@ from schemas.envelope import (
     DEAD_LETTER_SCHEMA,
     DEAD_LETTER_TYPE,
     EVENT_TYPES,
-    REDRIVABLE_TYPES,
-    REDRIVEN_FROM_HEADER,
     JSON,
     MONCOMMISSARIAT_SUBMISSION,
+    REDRIVABLE_TYPES,
+    REDRIVEN_FROM_HEADER,
     REFERENCE_COMPETENCE,
     REPORT_ENRICHED,
     REPORT_NORMALIZED,
@@ -31,6 +31,7 @@ from schemas.envelope import (
     SCHEMA_VERSION,
     EventType,
 )
+from schemas.reasons import DEAD_LETTER_REASONS
 from schemas.topics import UNIT_ID_PATTERN
 
 ASYNCAPI_VERSION = "3.0.0"
@@ -167,8 +168,7 @@ def build_dead_letter_headers() -> dict[str, Any]:
             "ce_dlqstage": _header("stage that refused the record", enum=["normalize", "enrich", "route"]),
             "ce_dlqreasoncode": _header(
                 "machine-readable reason",
-                enum=["invalid_envelope", "invalid_payload", "normalization", "unexpected_event_type",
-                      "internal_error"],
+                enum=[reason.value for reason in DEAD_LETTER_REASONS],
             ),
             "ce_dlqreason": _header("which field and why; never the payload's content"),
             "ce_dlqtopic": _header("topic of the original record"),

@@ -9,6 +9,7 @@ dead-letter topic carry a rejected record's original bytes untouched.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
@@ -90,6 +91,14 @@ class EnvelopeError(ValueError):
     """A record whose envelope is missing, malformed or of a schema this version does not read."""
 
 
+class UnknownEventType(EnvelopeError):
+    """A ``ce_type`` this version does not know."""
+
+
+class UnsupportedSchema(EnvelopeError):
+    """A ``ce_dataschema`` version this version does not read."""
+
+
 def encode(
     event_type: EventType,
     payload: BaseModel,
@@ -124,8 +133,8 @@ class DecodedEvent:
     payload: BaseModel
 
 
-def read_attributes(headers: list[tuple[str, bytes]] | dict[str, bytes] | None) -> dict[str, str]:
-    items = headers.items() if isinstance(headers, dict) else (headers or [])
+def read_attributes(headers: Sequence[tuple[str, bytes]] | Mapping[str, bytes] | None) -> dict[str, str]:
+    items = headers.items() if isinstance(headers, Mapping) else (headers or [])
     return {name.lower(): bytes(value).decode("utf-8", "replace") for name, value in items if value is not None}
 
 
@@ -150,7 +159,7 @@ def check_required_attributes(attributes: dict[str, str]) -> None:
             raise EnvelopeError(f"ce_time {attributes['ce_time'][:40]!r} is not an RFC 3339 timestamp") from None
 
 
-def decode(headers: list[tuple[str, bytes]] | dict[str, bytes] | None, key: bytes | None, value: bytes | None) -> DecodedEvent:
+def decode(headers: Sequence[tuple[str, bytes]] | Mapping[str, bytes] | None, key: bytes | None, value: bytes | None) -> DecodedEvent:
     """Read a record into its typed payload; raise EnvelopeError saying exactly what is wrong."""
     if value is None:
         raise EnvelopeError("empty record value")
@@ -159,10 +168,10 @@ def decode(headers: list[tuple[str, bytes]] | dict[str, bytes] | None, key: byte
     ce_type = attributes["ce_type"]
     event_type = EVENT_TYPES.get(ce_type)
     if event_type is None:
-        raise EnvelopeError(f"unknown event type {ce_type!r}")
+        raise UnknownEventType(f"unknown event type {ce_type!r}")
     dataschema = attributes.get("ce_dataschema", event_type.dataschema)
     if dataschema != event_type.dataschema:
-        raise EnvelopeError(f"unsupported schema {dataschema!r} for {ce_type!r} (this version reads {event_type.dataschema!r})")
+        raise UnsupportedSchema(f"unsupported schema {dataschema!r} for {ce_type!r} (this version reads {event_type.dataschema!r})")
     try:
         event = from_binary(
             KafkaMessage(headers={k: v.encode() for k, v in attributes.items()}, key=key, value=b""), _FORMAT

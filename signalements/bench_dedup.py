@@ -145,7 +145,7 @@ def measure_throughput(enriched: list[tuple[TruthReport, EnrichedReport]], polic
     for _, report in enriched:
         state.apply(decide_report(state, report, report.report.submitted_at, policy))
     elapsed = time.perf_counter() - started
-    cases = sum(1 for key in state.db.keys() if bytes(key).startswith(b"case:"))
+    cases = sum(1 for key in state.db.keys() if isinstance(key, bytes) and key.startswith(b"case:"))
     state.close()
     disk = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
     return {

@@ -66,7 +66,7 @@ def _templates() -> tuple[EnrichedReport, dict[str, Jurisdiction]]:
     return EnrichedReport(report=canonical, jurisdiction=first), jurisdictions
 
 
-def point_state_entries(count: int, settings: Settings):  # type: ignore[no-untyped-def]
+def point_state_entries(count: int, settings: Settings):  # noqa: ANN201 (a generator of state entries)
     """(unit id, key, value) of every state entry of ``count`` distinct points, spread on a lattice over France."""
     policy = policy_from(settings)
     template, jurisdictions = _templates()

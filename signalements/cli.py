@@ -78,9 +78,8 @@ def broker_status() -> None:
 @app.command()
 def topics() -> None:
     """Create the pipeline's topics that do not exist yet, and publish the reference to a new reference topic."""
-    from signalements.topic_admin import ensure_topics, pipeline_topics
-
     from signalements.reference_topic import publish_reference_if_empty
+    from signalements.topic_admin import ensure_topics, pipeline_topics
     from streams.jurisdiction import CompetenceTable
 
     settings = _settings()

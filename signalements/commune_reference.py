@@ -18,10 +18,12 @@ import csv
 import json
 import subprocess
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from streams.place_names import fold_commune_name
 
@@ -80,7 +82,7 @@ class PostcodeIndex:
         )
 
 
-def _load_json(path: Path) -> list[dict[str, object]]:
+def _load_json(path: Path) -> list[dict[str, Any]]:
     with path.open(encoding="utf-8") as handle:
         data = json.load(handle)
     assert isinstance(data, list), path
@@ -104,23 +106,25 @@ def read_cog(sources_dir: Path) -> list[CommuneCode]:
     routable = {str(c["code"]) for c in served if c["type"] in ("commune-actuelle", "arrondissement-municipal")}
     for c in served:
         code, kind_name = str(c["code"]), str(c["type"])
-        common = {"departement": str(c["departement"]), "region": str(c["region"]), "name": str(c["nom"])}
+        departement, region, name = str(c["departement"]), str(c["region"]), str(c["nom"])
         if kind_name in ("commune-actuelle", "arrondissement-municipal"):
             kind = CodeKind.COMMUNE if kind_name == "commune-actuelle" else CodeKind.ARRONDISSEMENT
-            postcodes = tuple(str(p) for p in c.get("codesPostaux", []) or [])  # type: ignore[union-attr]
+            postcodes = tuple(str(p) for p in c.get("codesPostaux", []) or [])
             codes.append(CommuneCode(
                 code=code, kind=kind, routable_code=code, city_code=str(c.get("commune", "")),
-                postcodes=postcodes, population=int(c.get("population", 0) or 0), **common,  # type: ignore[arg-type]
+                postcodes=postcodes, population=int(c.get("population", 0) or 0),
+                departement=departement, region=region, name=name,
             ))
-            for former in c.get("anciensCodes", []) or []:  # type: ignore[union-attr]
+            for former in c.get("anciensCodes", []) or []:
                 if str(former) not in routable:
                     codes.append(CommuneCode(
                         code=str(former), kind=CodeKind.FORMER, routable_code=code,
-                        departement=common["departement"], region=common["region"], name="",
+                        departement=departement, region=region, name="",
                     ))
         else:
             kind = CodeKind.DELEGUEE if kind_name == "commune-deleguee" else CodeKind.ASSOCIEE
-            codes.append(CommuneCode(code=code, kind=kind, routable_code=str(c["chefLieu"]), **common))
+            codes.append(CommuneCode(code=code, kind=kind, routable_code=str(c["chefLieu"]),
+                                     departement=departement, region=region, name=name))
     return codes
 
 
@@ -147,8 +151,8 @@ def build_postcode_index(codes: list[CommuneCode], postcode_rows: list[dict[str,
             else:
                 index.add(postcode, commune.name, commune.code, priority=0)
     for row in postcode_rows:
-        code = str(row["codeCommune"])
-        routable = code if code in by_code else alias.get(code)
+        row_code = str(row["codeCommune"])
+        routable = row_code if row_code in by_code else alias.get(row_code)
         if routable is None:
             continue
         postcode = str(row["codePostal"])
@@ -161,7 +165,7 @@ def build_postcode_index(codes: list[CommuneCode], postcode_rows: list[dict[str,
     return index
 
 
-def _write_csv(path: Path, header: list[str], rows: list[tuple[object, ...]] | list[list[object]]) -> None:
+def _write_csv(path: Path, header: list[str], rows: Sequence[Sequence[object]]) -> None:
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, delimiter=";", lineterminator="\n")
         writer.writerow(header)

@@ -107,7 +107,7 @@ class KafkaProbe:
                     request_timeout_ms=self._timeout_ms, bootstrap_timeout_ms=self._timeout_ms,
                 )
             self._admin.list_topics()
-        except Exception as error:  # any failure means the same to an operator: this service cannot reach Kafka
+        except Exception as error:  # noqa: BLE001 (any failure means the same to an operator: Kafka is unreachable)
             self._link.down(f"{type(error).__name__}: {error}"[:200])
             self._close()
             return False

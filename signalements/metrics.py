@@ -191,7 +191,8 @@ def _service_routes(registry: CollectorRegistry, readiness: Readiness | None) ->
             if reason is None:
                 return _json(start_response, "200 OK", {"status": "ready"})
             return _json(start_response, "503 Service Unavailable", {"status": "not ready", "detail": reason})
-        return metrics_app(environ, start_response)  # type: ignore[no-any-return]
+        served: Iterable[bytes] = metrics_app(environ, start_response)
+        return served
 
     return app
 

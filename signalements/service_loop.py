@@ -49,7 +49,7 @@ def _retrying(stop: threading.Event, what: str, on_failure: Callable[[BaseExcept
         retry=retry_if_not_exception_type(CannotContinue),
         stop=lambda _: stop.is_set(),
         wait=wait_exponential_jitter(initial=0.5, max=MAX_WAIT_S),
-        sleep=stop.wait,
+        sleep=lambda seconds: None if stop.wait(seconds) else None,  # woken early by stop
         before_sleep=_report(what, on_failure),
         retry_error_callback=lambda _: None,  # stopped while waiting to retry: a normal end
         reraise=True,

@@ -11,6 +11,7 @@ a rebalance) yields the same event ids and downstream consumers apply it once.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -34,6 +35,7 @@ from schemas.envelope import (
     event_id_for,
 )
 from schemas.events import CaseOpened, CaseUpdated, UnroutedReport
+from schemas.reasons import ReasonCode
 from schemas.reports import CanonicalReport, EnrichedReport
 from schemas.topics import Topics
 from schemas.validation import describe_validation_error
@@ -49,7 +51,11 @@ from streams.normalize import NormalizationError, normalize_submission
 from streams.offset_rewind import SignalementsApp
 from streams.reference_table import ReferenceFollower
 
+log = logging.getLogger(__name__)
+
 SOURCE = "/signalements/worker"
+# An internal error's dead letter says what went wrong, bounded: the traceback is in the worker's log.
+INTERNAL_ERROR_DETAIL_CHARS = 200
 SUBMISSION_TYPES: dict[Channel, EventType] = {
     Channel.MONCOMMISSARIAT: MONCOMMISSARIAT_SUBMISSION,
     Channel.BRIGADE_NUMERIQUE: BRIGADE_NUMERIQUE_SUBMISSION,
@@ -59,13 +65,13 @@ SUBMISSION_TYPES: dict[Channel, EventType] = {
 class StageFailure(Exception):
     """A record this stage cannot process: it goes to the dead-letter topic with ``code`` and ``detail``."""
 
-    def __init__(self, code: str, detail: str) -> None:
+    def __init__(self, code: ReasonCode, detail: str) -> None:
         super().__init__(f"{code}: {detail}")
         self.code = code
         self.detail = detail
 
 
-def create_app(settings: Settings, metrics: PipelineMetrics, reference: JurisdictionReference) -> faust.App:
+def create_app(settings: Settings, metrics: PipelineMetrics, reference: JurisdictionReference) -> faust.App:  # noqa: C901 (agents are closures; staged apart in the redesign)
     topics = Topics(settings.topic_namespace)
     app = SignalementsApp(
         settings.consumer_group(settings.worker_id),
@@ -148,8 +154,12 @@ def create_app(settings: Settings, metrics: PipelineMetrics, reference: Jurisdic
             outcome = await step()
         except StageFailure as failure:
             await send_dead_letter(stage, channel, event, failure)
-        except Exception as error:  # a bug must not lose the record: keep it for replay after the fix
-            await send_dead_letter(stage, channel, event, StageFailure("internal_error", type(error).__name__))
+        except Exception as error:  # a bug must not lose the record: kept for replay after the fix
+            message = event.message
+            log.exception("%s: internal error on %s[%d]@%d; dead-lettered for a redrive once fixed",
+                          stage.value, message.topic, message.partition, message.offset)
+            detail = f"{type(error).__name__}: {error}"[:INTERNAL_ERROR_DETAIL_CHARS]
+            await send_dead_letter(stage, channel, event, StageFailure(ReasonCode.INTERNAL_ERROR, detail))
         else:
             metrics.records_out.labels(stage.value, channel, outcome).inc()
         finally:
@@ -160,11 +170,11 @@ def create_app(settings: Settings, metrics: PipelineMetrics, reference: Jurisdic
         try:
             decoded = decode(message.headers, message.key, message.value)
         except EnvelopeError as error:
-            raise StageFailure("invalid_envelope", str(error)) from error
+            raise StageFailure(ReasonCode.INVALID_ENVELOPE, str(error)) from error
         except ValidationError as error:
-            raise StageFailure("invalid_payload", describe_validation_error(error)) from error
+            raise StageFailure(ReasonCode.INVALID_PAYLOAD, describe_validation_error(error)) from error
         if decoded.event_type != expected:
-            raise StageFailure("unexpected_event_type", f"{decoded.event_type.ce_type} on {message.topic}")
+            raise StageFailure(ReasonCode.UNEXPECTED_EVENT_TYPE, f"{decoded.event_type.ce_type} on {message.topic}")
         return decoded
 
     @app.agent(raw_topic, name="normalize")
@@ -178,7 +188,7 @@ def create_app(settings: Settings, metrics: PipelineMetrics, reference: Jurisdic
                 try:
                     report = normalize_submission(decoded.payload, decoded.time)
                 except NormalizationError as error:
-                    raise StageFailure("normalization", str(error)) from error
+                    raise StageFailure(ReasonCode.NORMALIZATION, str(error)) from error
                 await send_event(
                     event, topics.normalized, REPORT_NORMALIZED, report,
                     key=report.report_id, event_id=event_id_for(report.report_id, REPORT_NORMALIZED),

@@ -27,9 +27,9 @@ flush is decided, journaled and sent in the partition's order, so it is recovere
 from __future__ import annotations
 
 import logging
-from collections import deque
 import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -51,6 +51,7 @@ from streams.deduplication import (
     expired_keys,
     flush_case,
 )
+from streams.offset_rewind import active_partition_stores, committed_offset, partition_store
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,7 @@ SendCaseEvent = Callable[[faust.EventT, EventType, CaseOpened | CaseUpdated, dat
 class TableView:
     """The deduplication state as the pure logic reads it (inside the stream: the record's partition)."""
 
-    def __init__(self, table: faust.Table) -> None:
+    def __init__(self, table: faust.types.TableT[Any, Any]) -> None:
         self.table = table
 
     def get(self, key: str) -> bytes | None:
@@ -261,8 +262,7 @@ class CaseRouter:
         partition, offset = event.message.partition, event.message.offset
         written = self._journals.setdefault(partition, deque())
         written.append(offset)
-        # faust-streaming keeps the last committed offset per partition here (no public accessor)
-        committed = self.app.consumer._committed_offset.get(event.message.tp)
+        committed = committed_offset(self.app, event.message.tp)
         while written and committed is not None and written[0] < committed - 1:
             self._delete(f"wal:{partition}:{written.popleft()}")
         self._delete(f"wal:{partition}:{offset - JOURNAL_RETENTION}")
@@ -274,7 +274,7 @@ class CaseRouter:
     def _sweep(self, event: faust.EventT) -> None:
         """Delete this partition's state that no report can match any more (closed cases and what leads to them)."""
         now = datetime.fromtimestamp(event.message.timestamp, UTC)
-        db = self.state.data._db_for_partition(event.message.partition)
+        db = partition_store(self.state, event.message.partition)
         entries = [
             (bytes(key).decode(), bytes(value))
             for key, value in db.items()
@@ -311,7 +311,7 @@ class CaseRouter:
 
     async def measure_state(self) -> None:
         entries = 0
-        for db in self.state.data._dbs_for_actives():
+        for db in active_partition_stores(self.state):
             entries += int(db.property_int_value("rocksdb.estimate-num-keys") or 0)
         self.metrics.dedup_state_entries.set(entries)
 

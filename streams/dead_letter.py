@@ -9,6 +9,7 @@ headers follow, each renamed ``original-<name>``.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -36,12 +37,12 @@ def build_dead_letter(
     offset: int,
     key: bytes | None,
     value: bytes | None,
-    headers: list[tuple[str, bytes]] | dict[str, bytes] | None,
+    headers: Sequence[tuple[str, bytes]] | Mapping[str, bytes] | None,
     source: str,
 ) -> DeadLetter:
     # The id is a function of the record's position, so a reprocessed record yields the same dead letter id.
     event_id = str(uuid.uuid5(DEAD_LETTER_NAMESPACE, f"{topic}:{partition}:{offset}"))
-    original = headers.items() if isinstance(headers, dict) else (headers or [])
+    original = headers.items() if isinstance(headers, Mapping) else (headers or [])
     envelope = [
         ("ce_specversion", b"1.0"),
         ("ce_id", event_id.encode()),

@@ -31,7 +31,7 @@ import faust
 from faust.types import TP
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import TopicAlreadyExistsError
 
 from signalements.settings import Settings
 from signalements.topic_admin import unit_topic_config
@@ -90,7 +90,7 @@ class UnitQueues:
             try:
                 await loop.run_in_executor(self._executor, self._create_and_wait, topic)
                 break
-            except Exception as error:  # the broker away, a leader not elected yet: try again, never give up
+            except Exception as error:  # noqa: BLE001 (the broker away, a leader not elected yet: retried forever)
                 log.warning("unit queue %s not ready yet (%s: %s); retrying in %.1fs",
                             topic, type(error).__name__, error, wait)
                 self._drop_admin()
@@ -174,7 +174,7 @@ class Deliveries:
                 break
             except asyncio.CancelledError:
                 raise
-            except Exception as error:  # whatever Kafka said, the record is not written: send it again
+            except Exception as error:  # noqa: BLE001 (whatever Kafka said, the record is not written: sent again)
                 if self._failing_since is None:
                     self._failing_since = asyncio.get_running_loop().time()
                 log.warning("delivery to %s failed (%s: %s); sending it again in %.1fs",

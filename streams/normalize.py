@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import phonenumbers
@@ -123,7 +124,7 @@ def paris_local_time(text: str) -> datetime:
 
 def normalize_moncommissariat(submission: MonCommissariatSubmission, received_at: datetime) -> CanonicalReport:
     report = submission.report
-    common = {
+    common: dict[str, Any] = {
         "report_id": report_id_for(Channel.MONCOMMISSARIAT, submission.submission_id),
         "channel": Channel.MONCOMMISSARIAT,
         "submission_id": submission.submission_id,
@@ -150,7 +151,7 @@ def normalize_moncommissariat(submission: MonCommissariatSubmission, received_at
 
 def normalize_brigade_numerique(submission: BrigadeNumeriqueSubmission, received_at: datetime) -> CanonicalReport:
     report = submission.report
-    common = {
+    common: dict[str, Any] = {
         "report_id": report_id_for(Channel.BRIGADE_NUMERIQUE, submission.conversation_id),
         "channel": Channel.BRIGADE_NUMERIQUE,
         "submission_id": submission.conversation_id,

@@ -53,10 +53,27 @@ class ChangelogReadOffsets(dict[Any, int | None]):
         if self._is_changelog(tp):
             super().__setitem__(tp, offset)
 
-    def update(self, other: Mapping[Any, int | None] | Iterable[tuple[Any, int | None]] = (), **_: Any) -> None:
+    def update(self, other: Any = (), /, **_: Any) -> None:  # one body for dict's overloads
         items = other.items() if isinstance(other, Mapping) else other
         for tp, offset in items:
             self[tp] = offset
+
+
+def committed_offset(app: faust.App, tp: TP) -> int | None:
+    """The offset the worker last committed for ``tp`` (Faust keeps it with no public accessor)."""
+    offset: int | None = app.consumer._committed_offset.get(tp)  # type: ignore[attr-defined]
+    return offset
+
+
+def partition_store(table: faust.types.TableT[Any, Any], partition: int) -> Any:
+    """The RocksDB database of one partition of ``table`` (Faust's RocksDB store, no public accessor)."""
+    return table.data._db_for_partition(partition)  # type: ignore[attr-defined]
+
+
+def active_partition_stores(table: faust.types.TableT[Any, Any]) -> Iterable[Any]:
+    """The RocksDB databases of the partitions this worker is active for."""
+    stores: Iterable[Any] = table.data._dbs_for_actives()  # type: ignore[attr-defined]
+    return stores
 
 
 class RewindingConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -79,12 +96,14 @@ class RewindingConsumer(faust_aiokafka.Consumer):
         super().__init__(*args, **kwargs)
         self._read_offset = ChangelogReadOffsets(self._is_changelog_tp)
 
-    async def _handle_attached(self, commit_offsets: MutableMapping[TP, int]) -> None:
+    async def _handle_attached(self, commit_offsets: Mapping[TP, int]) -> None:
         """Before an offset is committed, every record the stages wrote for the records below it is acknowledged
         (streams/deliveries.py); Faust's own wait here ignores failed sends."""
         await super()._handle_attached(commit_offsets)
         deliveries: Deliveries | None = getattr(self.app, "deliveries", None)
         if deliveries is not None:
+            # Faust passes the very dict it commits next (_commit_tps): settle may lower it in place at stop.
+            assert isinstance(commit_offsets, MutableMapping)
             await deliveries.settle(commit_offsets, stopping=lambda: bool(self.should_stop or self.app.should_stop))
 
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:

@@ -12,7 +12,6 @@ import logging
 from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-
 from pydantic import ValidationError
 
 from schemas.reference import CompetenceRow

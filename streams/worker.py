@@ -37,7 +37,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     )
     # Made here, on the event loop's thread (Faust would make it later on the same thread): made on another thread,
     # it would belong to no loop and the worker would never recover. The reporting thread only reads it.
-    recovery = app.tables.recovery
+    recovery: Recovery = app.tables.recovery  # type: ignore[attr-defined]  # Faust's TableManager has it
     threading.Thread(
         target=report_recovery_progress, args=(recovery, metrics), name="recovery-progress", daemon=True
     ).start()

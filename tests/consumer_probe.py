@@ -27,7 +27,7 @@ def consuming(settings: Settings, unit_ids: list[str]) -> Iterator[threading.Thr
     def run() -> None:
         try:
             run_unit_consumers(settings, unit_ids, stop)
-        except BaseException as error:  # surfaced by the test through the thread's liveness
+        except BaseException as error:  # noqa: BLE001 (surfaced by the test through the thread's liveness)
             failures.append(error)
 
     thread = threading.Thread(target=run, name="test-consumers")

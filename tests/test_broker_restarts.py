@@ -179,7 +179,7 @@ def test_every_service_rides_out_three_broker_restarts(tmp_path: Path) -> None:
             time.sleep(max(0.0, stopped + DOWN_S - time.monotonic()))
             broker.start()
             back = time.monotonic()
-            wait_for(lambda: traffic.accepting_at and traffic.accepting_at[-1] > back, timeout_s=30,
+            wait_for(lambda back=back: traffic.accepting_at and traffic.accepting_at[-1] > back, timeout_s=30,
                      what="the intake to accept again after the broker came back")
             recoveries.append(traffic.accepting_at[-1] - back)
             wait_for(lambda: all(connected(url) == 1 for url in gauges.values()), timeout_s=30,

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 from kafka import KafkaProducer
 from pipeline_probe import free_port, make_settings, metric, read_topic, scrape, wait_for
 
@@ -147,7 +148,7 @@ class TrafficSender(threading.Thread):
                 self.sent += 1
                 time.sleep(1 / self.rate_per_s)
             producer.flush(timeout=30)
-        except BaseException as error:  # surfaced by the test
+        except BaseException as error:  # noqa: BLE001 (surfaced by the test)
             self.error = error
         finally:
             producer.close()
@@ -163,7 +164,7 @@ def routed(settings: Settings, port: int | None = None) -> float:
     url = f"http://{settings.metrics_host}:{port or settings.worker_metrics_port}/metrics"
     try:
         return metric(scrape(url), "signalements_stage_records_in_total", stage="route")
-    except Exception:  # the worker is not serving yet
+    except httpx.HTTPError:  # the worker is not serving yet
         return 0
 
 

@@ -30,9 +30,9 @@ def catalogue() -> dict[str, tuple[str, tuple[str, ...]]]:
     entries: dict[str, tuple[str, tuple[str, ...]]] = {}
     for metric in metrics:
         # The client has no public accessor for a metric's type, name and label names.
-        kind = str(metric._type)
-        name = str(metric._name) + ("_total" if kind == "counter" else "")
-        entries[name] = (kind, tuple(metric._labelnames))
+        kind = str(metric._type)  # noqa: SLF001
+        name = str(metric._name) + ("_total" if kind == "counter" else "")  # noqa: SLF001
+        entries[name] = (kind, tuple(metric._labelnames))  # noqa: SLF001
     return entries
 
 
@@ -49,5 +49,5 @@ def test_names_and_labels_follow_the_conventions() -> None:
 def test_the_readme_table_is_the_catalogue() -> None:
     readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
     rows = re.findall(r"^\| `(signalements_\w+)` \| (\w+) \|([^|]*)\|", readme, flags=re.MULTILINE)
-    documented = {name: (kind, tuple(l.strip() for l in labels.split(",") if l.strip())) for name, kind, labels in rows}
+    documented = {name: (kind, tuple(label.strip() for label in labels.split(",") if label.strip())) for name, kind, labels in rows}
     assert documented == catalogue()

@@ -128,7 +128,8 @@ def test_first_cases_of_new_units_all_reach_their_queues(settings: Settings, bus
             # Report id -> time its case.opened was appended, per unit queue.
             on_queues: dict[str, dict[str, float]] = {}
 
-            def missing() -> list[str]:
+            def missing(queues: list[str] = queues, on_queues: dict[str, dict[str, float]] = on_queues,
+                        sent: dict[str, tuple[CommuneCompetence, float]] = sent) -> list[str]:
                 on_queues.update(opened_cases(settings, [topics.unit(unit) for unit in queues], topics))
                 return [rid for rid, (commune, _) in sent.items()
                         if rid not in on_queues.get(commune.unit_id, {})

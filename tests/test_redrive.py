@@ -37,7 +37,6 @@ from signalements.settings import PROJECT_ROOT, Settings
 from streams.dead_letter import build_dead_letter
 from streams.jurisdiction import Competence
 
-
 VIF = Competence("38545", "Vif", Force.GENDARMERIE, "38-vif", "Brigade de gendarmerie de Vif", ("38450",))
 UNITS = ["pn-75-pp", "gn-38-vif"]
 

@@ -23,7 +23,7 @@ from schemas.channels import Force
 from schemas.envelope import decode
 from schemas.reference import CompetenceRow
 from schemas.topics import Topics
-from signalements.reference_topic import publish_competence, published_record_count, publish_reference_if_empty
+from signalements.reference_topic import publish_competence, publish_reference_if_empty, published_record_count
 from signalements.settings import Settings
 from streams.jurisdiction import Competence, CompetenceTable
 

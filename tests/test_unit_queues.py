@@ -89,8 +89,9 @@ def test_one_process_consumes_every_unit_of_a_departement_one_group_each(setting
     try:
         for unit, event in ((MAMOUDZOU, mamoudzou), (DEMBENI, dembeni)):
             store = open_store(settings, unit.unit_id)
-            wait_for(lambda: store.get_case(event.key) is not None, timeout_s=120, what=f"the case of {unit.unit_id}")
-            wait_for(lambda: sum(committed_offsets(settings, unit.unit_id).values()) == 1,
+            wait_for(lambda store=store, event=event: store.get_case(event.key) is not None, timeout_s=120,
+                     what=f"the case of {unit.unit_id}")
+            wait_for(lambda unit=unit: sum(committed_offsets(settings, unit.unit_id).values()) == 1,
                      what=f"{unit.unit_id}'s own group committed")
     finally:
         process.terminate()
