@@ -9,8 +9,8 @@ from contextlib import contextmanager
 import pytest
 from kafka import KafkaAdminClient, KafkaProducer
 
-from consumers.case_store import CaseStore, store_url_for
 from consumers.case_events import CaseEvent, publish
+from consumers.case_store import CaseStore, store_url_for
 from consumers.throwaway_postgres import create_database
 from consumers.unit_consumer import run_unit_consumers
 from schemas.topics import Topics
