@@ -45,6 +45,10 @@ RETRY_MAX_S = 5.0
 # A queue whose partitions have no leader this long after its creation is created again (checked again).
 QUEUE_READY_TIMEOUT_S = 30.0
 ADMIN_TIMEOUT_MS = 5_000
+# How long a send waits for Kafka's acknowledgement before it sends the same bytes again.
+ACK_TIMEOUT_S = 15.0
+# How long a new queue waits for the worker's producer to see a leader on every partition before it sends anyway.
+PRODUCER_METADATA_TIMEOUT_S = 10.0
 # Once the worker stops, how long its last commit waits for deliveries under way before it commits below them.
 STOPPING_GRACE_S = 5.0
 
@@ -145,11 +149,6 @@ class Deliveries:
         self._room = asyncio.Semaphore(MAX_OUTSTANDING)
         self._failing_since: float | None = None
 
-    @property
-    def failing(self) -> bool:
-        """True while some delivery has failed and none succeeded since (the worker is cut off from Kafka)."""
-        return self._failing_since is not None
-
     async def send(self, source: faust.EventT | None, record: Outgoing,
                    on_delivered: Callable[[], None] | None = None) -> None:
         """Deliver ``record`` for the input record ``source`` (whose offset then waits for it); returns at once
@@ -163,14 +162,23 @@ class Deliveries:
         task.add_done_callback(lambda _: self._room.release())
 
     async def _deliver(self, record: Outgoing, on_delivered: Callable[[], None] | None) -> None:
-        await self._queues.ready(record.topic)
+        if not self._queues.is_ready(record.topic):
+            await self._queues.ready(record.topic)
+            from streams.offset_rewind import producer_knows_leaders  # the Faust adapter imports this module
+
+            # The admin client saw the leaders; the producer's own metadata may not have them yet, and a first
+            # send then fails with NotLeaderForPartition (aiokafka was seen stalling after that retry).
+            if not await producer_knows_leaders(self._app, record.topic, PRODUCER_METADATA_TIMEOUT_S):
+                log.warning("the producer has no leader for every partition of %s yet; sending anyway", record.topic)
         wait = RETRY_FIRST_S
         while True:
             try:
                 acknowledged = await self._app.producer.send(
                     record.topic, record.key, record.value, partition=None, timestamp=None, headers=record.headers,
                 )
-                await acknowledged
+                # Bounded: aiokafka was seen never answering after a NotLeaderForPartition retry on a new queue.
+                # The same bytes are sent again (same event id); a late first acknowledgement is harmless.
+                await asyncio.wait_for(asyncio.shield(acknowledged), ACK_TIMEOUT_S)
                 break
             except asyncio.CancelledError:
                 raise
@@ -223,9 +231,6 @@ class Deliveries:
                 log.warning("commit of %s lowered from %d to %d: records sent for it are not acknowledged",
                             tp, commit_offsets[tp], min(held))
                 commit_offsets[tp] = min(held)
-
-    def outstanding(self) -> int:
-        return sum(len(tasks) for by_offset in self._pending.values() for tasks in by_offset.values())
 
 
 def _close_quietly(admin: KafkaAdminClient) -> None:

@@ -21,6 +21,7 @@ that reason (deterministic event ids, the route stage's journal: see streams/cas
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from typing import Any, ClassVar
@@ -74,6 +75,24 @@ def active_partition_stores(table: faust.types.TableT[Any, Any]) -> Iterable[Any
     """The RocksDB databases of the partitions this worker is active for."""
     stores: Iterable[Any] = table.data._dbs_for_actives()  # type: ignore[attr-defined]
     return stores
+
+
+async def producer_knows_leaders(app: faust.App, topic: str, timeout_s: float) -> bool:
+    """True once the worker's own producer (aiokafka) has a leader for every partition of ``topic``: a new queue the
+    admin client sees with leaders may not be in the producer's metadata yet (NotLeaderForPartition was seen)."""
+    client = app.producer._ensure_producer().client  # type: ignore[attr-defined]
+    # The producer's metadata covers only the topics it was asked about: a topic it never sent to stays unknown.
+    client.add_topic(topic)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while loop.time() < deadline:
+        partitions = client.cluster.partitions_for_topic(topic)
+        if partitions and all((client.cluster.leader_for_partition(TopicPartition(topic, p)) or -1) >= 0
+                              for p in partitions):
+            return True
+        await client.force_metadata_update()
+        await asyncio.sleep(0.1)
+    return False
 
 
 class RewindingConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):

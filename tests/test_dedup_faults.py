@@ -81,9 +81,22 @@ def wait_for_every_report(settings: Settings, traffic: list[TruthReport]) -> dic
             (point, original) for point, groups in report_groups(traffic).items()
             for original, group in groups.items() if not group & arrived
         ]
+        traced = trace_reports(settings, [rid for _, rid in missing[:5]])
         raise AssertionError(
-            f"{timeout}: {len(missing)} reports missing, e.g. {missing[:5]}\n{pipeline_diagnosis(settings)}"
+            f"{timeout}: {len(missing)} reports missing, e.g. {traced}\n{pipeline_diagnosis(settings)}"
         ) from None
+
+
+def trace_reports(settings: Settings, report_ids: list[str]) -> dict[str, str]:
+    """Where each report got to: the internal topics it is on (with partition@offset), the stage that lost it."""
+    topics = Topics(settings.topic_namespace)
+    found: dict[str, list[str]] = {rid: [] for rid in report_ids}
+    for topic in (topics.normalized, topics.enriched):
+        for record in read_topic(settings, topic, timeout_s=15):
+            for rid in report_ids:
+                if rid.encode() in (record.value or b""):
+                    found[rid].append(f"{topic.removeprefix(topics.namespace)}[{record.partition}]@{record.offset}")
+    return {rid: ", ".join(places) or "on no internal topic" for rid, places in found.items()}
 
 
 def pipeline_diagnosis(settings: Settings) -> str:
@@ -98,7 +111,7 @@ def pipeline_diagnosis(settings: Settings) -> str:
         f"{log.name}: {line}"
         for log in sorted(settings.log_dir.rglob("worker.log"))
         for line in log.read_text(errors="replace").splitlines()
-        if "ERROR" in line or "Traceback" in line or "Error:" in line
+        if any(mark in line for mark in ("ERROR", "Traceback", "Error:", "rewound", "lowered", "replaying"))
     ]
     return f"dead letters: {letters[:10]}; unrouted: {unrouted}; worker errors: {errors[-20:]}"
 
