@@ -11,15 +11,18 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# The repository's parts that the services use: the packaging and its lock, the packages that pyproject.toml lists,
-# and the jurisdiction reference (Settings.reference_dir defaults to /app/reference/demo). Copied one by one so that
-# a developer's .venv, var/ and .cache/ never end up in the image.
+# The repository's parts that the services use: the packaging and its lock, the packages that pyproject.toml lists
+# except the development kit (devkit/: local broker, synthetic traffic, benchmarks; the command line then offers no
+# development commands), and the jurisdiction reference (Settings.reference_dir defaults to /app/reference/demo).
+# Copied one by one so that a developer's .venv, var/ and .cache/ never end up in the image.
 COPY pyproject.toml constraints.txt ./
-COPY signalements ./signalements
 COPY schemas ./schemas
+COPY signalements ./signalements
 COPY producers ./producers
 COPY streams ./streams
 COPY consumers ./consumers
+COPY ops ./ops
+COPY cli ./cli
 COPY reference ./reference
 RUN pip install -c constraints.txt -e .
 

@@ -24,6 +24,6 @@ fi
 echo "bootstrap: Kafka runtime from Maven Central"
 .venv/bin/python -c "
 from signalements.settings import Settings
-from signalements.local_broker import ensure_kafka_runtime
+from devkit.local_broker import ensure_kafka_runtime
 print('bootstrap: Kafka jars in', ensure_kafka_runtime(Settings().kafka_runtime_dir))
 "

@@ -35,7 +35,7 @@ class Stage(StrEnum):
 
 
 class GroupKind(StrEnum):
-    """The two kinds of consumer group whose lag the lag exporter reports (signalements/lag_exporter.py)."""
+    """The two kinds of consumer group whose lag the lag exporter reports (ops/lag_exporter.py)."""
 
     WORKER = "worker"
     UNIT_CONSUMER = "unit-consumer"

@@ -90,7 +90,7 @@ class Settings(BaseSettings):
         default="WARNING", description="log level of the Kafka client library in the intake, consumers and tools"
     )
 
-    # Lag exporter (signalements/lag_exporter.py): consumer lag from Kafka offsets, for Prometheus.
+    # Lag exporter (ops/lag_exporter.py): consumer lag from Kafka offsets, for Prometheus.
     lag_exporter_port: int = 9103
     lag_exporter_interval_s: float = Field(default=5.0, gt=0, description="how often the lag is read from Kafka")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from pipeline_probe import free_port, make_settings
 
-from signalements.local_broker import LocalBroker
+from devkit.local_broker import LocalBroker
 from signalements.settings import PROJECT_ROOT, Settings
 
 
@@ -45,7 +45,7 @@ def settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
     """A throwaway PostgreSQL cluster from Debian's package (scripts/install-test-tools.sh), for the case stores."""
-    from consumers.throwaway_postgres import throwaway_postgres
+    from devkit.throwaway_postgres import throwaway_postgres
 
     with throwaway_postgres() as url:
         yield url

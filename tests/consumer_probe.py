@@ -11,8 +11,8 @@ from kafka import KafkaAdminClient, KafkaProducer
 
 from consumers.case_events import CaseEvent, publish
 from consumers.case_store import CaseStore, store_url_for
-from consumers.throwaway_postgres import create_database
 from consumers.unit_consumer import run_unit_consumers
+from devkit.throwaway_postgres import create_database
 from schemas.topics import Topics
 from signalements.settings import Settings
 from signalements.topic_admin import ensure_topics, unit_topic_config

@@ -17,7 +17,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from prometheus_client.parser import text_string_to_metric_families
 
-from signalements.local_run import Services, wait_for_http
+from devkit.local_run import Services, wait_for_http
 from signalements.settings import Settings
 from signalements.topic_admin import ensure_topics, pipeline_topics
 

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from pipeline_probe import RunningPipeline, free_port, make_settings, running_pipeline, wait_for
 
-from signalements.local_run import Services, wait_for_http
+from devkit.local_run import Services, wait_for_http
 from signalements.settings import PROJECT_ROOT, Settings
 
 LOCAL_CONFIG = PROJECT_ROOT / "deploy" / "prometheus" / "prometheus.local.yml"

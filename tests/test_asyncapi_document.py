@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
+from ops.contract_export import ASYNCAPI_FILE, CONTRACT_DIR
 from schemas.asyncapi import DEAD_LETTER_TOPIC, TOPICS, as_asyncapi_schema, message_id
 from schemas.channels import Channel
 from schemas.envelope import EVENT_TYPES
 from schemas.topics import Topics
-from signalements.contract_export import ASYNCAPI_FILE, CONTRACT_DIR
 
 PARSER_DIR = Path(__file__).parent / "asyncapi_parser"
 

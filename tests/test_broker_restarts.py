@@ -25,10 +25,10 @@ import httpx
 import pytest
 from pipeline_probe import free_port, make_settings, metric, query_store, scrape, wait_for
 
-from signalements.local_broker import LocalBroker
-from signalements.local_run import Services, wait_for_http
+from devkit.local_broker import LocalBroker
+from devkit.local_run import Services, wait_for_http
+from ops.status import status_once
 from signalements.settings import PROJECT_ROOT
-from signalements.status import status_once
 from signalements.topic_admin import ensure_topics, pipeline_topics
 
 PARIS, CHAMONIX = "pn-75-pp", "gn-74-chamonix-mont-blanc"

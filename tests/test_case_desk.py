@@ -12,7 +12,7 @@ import pytest
 from consumer_probe import STORE_BACKENDS, consuming, open_store, produce, with_store_backend
 from pipeline_probe import metric, read_topic, scrape, wait_for
 
-from consumers.synthetic_cases import PARIS_11, SAINT_DENIS, case_opened, case_updated
+from devkit.synthetic_cases import PARIS_11, SAINT_DENIS, case_opened, case_updated
 from schemas.envelope import decode
 from schemas.events import CaseHandled
 from schemas.topics import Topics
@@ -29,7 +29,7 @@ def settings(request: pytest.FixtureRequest, settings: Settings) -> Settings:
 
 def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "signalements.cli", *args], capture_output=True, text=True, timeout=120,
+        [sys.executable, "-m", "cli.main", *args], capture_output=True, text=True, timeout=120,
         env={**os.environ, **settings.as_environment()},
     )
 

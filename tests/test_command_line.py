@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
 
@@ -11,14 +13,55 @@ SUBCOMMANDS = [
     ["broker", "start"], ["broker", "stop"], ["broker", "status"], ["topics"], ["intake"], ["worker"], ["consume"],
     ["demo"], ["bench"], ["bench-dedup"],
     ["cases", "list"], ["cases", "show"], ["cases", "parked"], ["cases", "handle"], ["stats", "serve"], ["stats", "export"],
-    ["bench-consumer"],
+    ["bench-consumer"], ["bench-intake"], ["bench-jurisdiction"], ["generate"], ["replay"], ["status"], ["contract"],
+    ["lag-exporter"], ["resolve"], ["reference"], ["dead-letters"], ["unrouted"],
 ]
+PANELS = {
+    "Services": ["topics", "intake", "worker", "consume", "lag-exporter", "stats"],
+    "Operator tools": ["status", "contract", "replay", "resolve", "cases", "reference", "dead-letters", "unrouted"],
+    "Development and benchmarks": ["demo", "generate", "bench", "bench-intake", "bench-consumer", "bench-jurisdiction",
+                                   "bench-dedup", "broker"],
+}
+
+
+def top_level_help(*python_code: str) -> str:
+    """``signalements --help``, wide enough to hold every line, after running ``python_code`` in the process."""
+    code = "; ".join([*python_code, "from cli.main import app", "app(['--help'], prog_name='signalements')"])
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "COLUMNS": "200", "TERMINAL_WIDTH": "200"})
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def panel_commands(help_text: str) -> dict[str, list[str]]:
+    panels: dict[str, list[str]] = {}
+    current = None
+    for line in help_text.splitlines():
+        if match := re.match(r"^╭─ (.+?) ─", line):
+            current = match.group(1)
+            panels[current] = []
+        elif current and (match := re.match(r"^│ ([a-z][a-z-]*) ", line)):
+            panels[current].append(match.group(1))
+    return panels
+
+
+def test_help_groups_services_operator_tools_and_development_commands() -> None:
+    panels = panel_commands(top_level_help())
+    assert {name: sorted(commands) for name, commands in panels.items() if name != "Options"} == {
+        name: sorted(commands) for name, commands in PANELS.items()}
+
+
+def test_without_the_development_kit_the_command_line_offers_no_development_command() -> None:
+    """As in the runtime image, which does not hold devkit/."""
+    panels = panel_commands(top_level_help("import sys", "sys.modules['devkit'] = None"))
+    assert "Development and benchmarks" not in panels
+    assert sorted(panels["Services"]) == sorted(PANELS["Services"])
 
 
 @pytest.mark.parametrize("subcommand", SUBCOMMANDS, ids=" ".join)
 def test_every_subcommand_has_help(subcommand: list[str]) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "signalements.cli", *subcommand, "--help"], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "cli.main", *subcommand, "--help"], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
     assert "Usage:" in result.stdout
@@ -27,7 +70,7 @@ def test_every_subcommand_has_help(subcommand: list[str]) -> None:
 def test_broker_start_uses_the_given_cluster_and_starts_nothing(tmp_path) -> None:  # noqa: ANN001
     env = {"KAFKA_BOOTSTRAP_SERVERS": "kafka.example:9092", "SIGNALEMENTS_STATE_DIR": str(tmp_path), "PATH": ""}
     result = subprocess.run(
-        [sys.executable, "-m", "signalements.cli", "broker", "start"], capture_output=True, text=True, env=env, timeout=60
+        [sys.executable, "-m", "cli.main", "broker", "start"], capture_output=True, text=True, env=env, timeout=60
     )
     assert result.returncode == 0, result.stderr
     assert "starting nothing" in result.stdout
@@ -46,7 +89,7 @@ def test_broker_start_status_stop_with_logs_in_the_state_directory(tmp_path) -> 
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "signalements.cli", *args], capture_output=True, text=True, env=env, timeout=120
+            [sys.executable, "-m", "cli.main", *args], capture_output=True, text=True, env=env, timeout=120
         )
 
     try:

@@ -15,7 +15,7 @@ RECOVERY_POINTS = 400
 def test_bench_dedup_measures_recovery_takeover_and_restart(kafka_bootstrap: str, tmp_path: Path) -> None:
     env = {"PATH": "", "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "SIGNALEMENTS_STATE_DIR": str(tmp_path)}
     result = subprocess.run(
-        [sys.executable, "-m", "signalements.cli", "bench-dedup", "--points", "40", "--throughput-points", "200",
+        [sys.executable, "-m", "cli.main", "bench-dedup", "--points", "40", "--throughput-points", "200",
          "--recovery-points", str(RECOVERY_POINTS)],
         capture_output=True, text=True, env=env, timeout=300, cwd=PROJECT_ROOT,
     )

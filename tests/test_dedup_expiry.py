@@ -8,9 +8,9 @@ from pathlib import Path
 from kafka import KafkaProducer
 from pipeline_probe import make_settings, read_topic, wait_for
 
+from devkit.dedup_traffic import TrafficShape, ground_truth_traffic
+from devkit.local_run import Services
 from schemas.topics import Topics
-from signalements.dedup_traffic import TrafficShape, ground_truth_traffic
-from signalements.local_run import Services
 from signalements.topic_admin import ensure_topics, pipeline_topics
 
 

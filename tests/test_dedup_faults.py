@@ -26,11 +26,11 @@ import httpx
 from kafka import KafkaProducer
 from pipeline_probe import free_port, make_settings, metric, read_topic, scrape, wait_for
 
+from devkit.dedup_traffic import TrafficShape, TruthReport, ground_truth_traffic, report_groups
+from devkit.local_run import Services
 from schemas.envelope import decode, read_attributes
 from schemas.events import CaseOpened, CaseUpdated
 from schemas.topics import Topics
-from signalements.dedup_traffic import TrafficShape, TruthReport, ground_truth_traffic, report_groups
-from signalements.local_run import Services
 from signalements.settings import Settings
 from signalements.topic_admin import ensure_topics, pipeline_topics
 

@@ -249,8 +249,8 @@ def test_closed_cases_and_their_index_entries_expire() -> None:
 
 def test_merging_meets_its_precision_and_recall_on_noisy_ground_truth() -> None:
     """The worker's normalization, jurisdiction and decisions on ground-truth traffic (see bench-dedup)."""
-    from signalements.bench_dedup import measure_quality
-    from signalements.dedup_traffic import TrafficShape, ground_truth_traffic
+    from devkit.bench_dedup import measure_quality
+    from devkit.dedup_traffic import TrafficShape, ground_truth_traffic
     from signalements.settings import Settings
     from streams.jurisdiction import JurisdictionReference
 

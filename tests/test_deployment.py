@@ -3,7 +3,7 @@
 docker-compose.yml is read through the real compose parser: Debian's ``docker-compose config`` validates it against
 the Compose schema and prints it normalized, with no Docker engine needed (scripts/install-test-tools.sh installs it).
 What it prints is then checked against what the project itself says: the services that ``signalements demo``
-(signalements/local_run.py) starts, the ports and environment variables of ``Settings``, the units of the demo
+(devkit/local_run.py) starts, the ports and environment variables of ``Settings``, the units of the demo
 jurisdiction reference, the metrics of ``PipelineMetrics``, and the Kafka release of broker/pom.xml.
 """
 
@@ -27,7 +27,7 @@ import typer.main
 import yaml  # PyYAML, from the test extras: docker-compose 1.29 prints its normalized configuration as YAML only
 from promql_check import check_expressions_parse, promql_metric_names, registry_sample_names
 
-from signalements.cli import app as cli_app
+from cli.main import app as cli_app
 from signalements.settings import PROJECT_ROOT, Settings
 from streams.jurisdiction import JurisdictionReference, read_demo_unit_ids
 
@@ -133,8 +133,8 @@ def volume_targets(service: dict[str, Any]) -> dict[str, str]:
 
 def local_run_commands() -> tuple[set[str], bool]:
     """The `signalements` commands run_local_pipeline starts (Services.start(name, command, ...)), and whether it
-    creates the topics first, read from signalements/local_run.py itself."""
-    tree = ast.parse((PROJECT_ROOT / "signalements" / "local_run.py").read_text(encoding="utf-8"))
+    creates the topics first, read from devkit/local_run.py itself."""
+    tree = ast.parse((PROJECT_ROOT / "devkit" / "local_run.py").read_text(encoding="utf-8"))
     run = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "run_local_pipeline")
     commands: set[str] = set()
     creates_topics = False
@@ -207,7 +207,7 @@ def test_unit_consumer_consumes_every_demo_unit(python_services: dict[str, dict[
     assert set(demo_units) <= set(reference.unit_ids), "every demo unit is a unit of the reference"
     assert reference.demo_unit_ids == demo_units
     # ...and the local run starts its consumers for that list, not for the thousands of units of the reference.
-    tree = ast.parse((PROJECT_ROOT / "signalements" / "local_run.py").read_text(encoding="utf-8"))
+    tree = ast.parse((PROJECT_ROOT / "devkit" / "local_run.py").read_text(encoding="utf-8"))
     run = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "run_local_pipeline")
     attributes = {n.attr for n in ast.walk(run) if isinstance(n, ast.Attribute)}
     assert "demo_unit_ids" in attributes and "unit_ids" not in attributes
@@ -272,8 +272,10 @@ def test_dockerfile_builds_the_signalements_command() -> None:
     pyproject = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     packages = {pattern.rstrip("*") for pattern in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]}
     reference_top = default("reference_dir").relative_to(PROJECT_ROOT).parts[0]
-    missing = (packages | {reference_top, "pyproject.toml", "constraints.txt"}) - copied
+    runtime = packages - {"devkit"}  # the development kit stays out of the runtime image
+    missing = (runtime | {reference_top, "pyproject.toml", "constraints.txt"}) - copied
     assert not missing, f"the image misses {sorted(missing)}"
+    assert "devkit" not in copied, "the development kit is not copied into the runtime image"
 
 
 # --- Prometheus --------------------------------------------------------------------------------------------------

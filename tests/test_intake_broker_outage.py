@@ -13,10 +13,10 @@ import httpx
 from pipeline_probe import free_port, make_settings, read_topic, wait_for
 from sample_submissions import conversation_delivery_network, portal_dealing_point
 
+from devkit.local_broker import LocalBroker
+from devkit.local_run import Services, wait_for_http
 from schemas.channels import Channel
 from schemas.topics import Topics
-from signalements.local_broker import LocalBroker
-from signalements.local_run import Services, wait_for_http
 from signalements.settings import PROJECT_ROOT
 from signalements.topic_admin import ensure_topics, pipeline_topics
 

@@ -16,7 +16,7 @@ from signalements.settings import PROJECT_ROOT, Settings
 @pytest.mark.parametrize("subcommand", ["replay", "generate", "contract", "bench-intake"])
 def test_each_tool_has_help(subcommand: str) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "signalements.cli", subcommand, "--help"], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "cli.main", subcommand, "--help"], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
     assert "Usage:" in result.stdout
@@ -28,7 +28,7 @@ def test_bench_intake_prints_its_figures_as_json(kafka_bootstrap: str, tmp_path:
         "SIGNALEMENTS_INTAKE_PORT": str(free_port()),
     }
     result = subprocess.run(
-        [sys.executable, "-m", "signalements.cli", "bench-intake", "--reports", "60", "--warmup", "10",
+        [sys.executable, "-m", "cli.main", "bench-intake", "--reports", "60", "--warmup", "10",
          "--concurrency", "4"],
         capture_output=True, text=True, env=env, timeout=240, cwd=PROJECT_ROOT,
     )
@@ -42,7 +42,7 @@ def test_bench_intake_prints_its_figures_as_json(kafka_bootstrap: str, tmp_path:
 def test_generate_sends_to_a_running_intake_and_the_answers_match_the_truth(
     settings: Settings, tmp_path: Path
 ) -> None:
-    from signalements.local_run import Services, wait_for_http
+    from devkit.local_run import Services, wait_for_http
     from signalements.topic_admin import ensure_topics, pipeline_topics
 
     ensure_topics(settings, pipeline_topics(settings))
@@ -53,7 +53,7 @@ def test_generate_sends_to_a_running_intake_and_the_answers_match_the_truth(
         services.start("intake", "intake")
         wait_for_http(f"{url}/healthz", services)
         result = subprocess.run(
-            [sys.executable, "-m", "signalements.cli", "generate", "--send-to", url, "--count", "120",
+            [sys.executable, "-m", "cli.main", "generate", "--send-to", url, "--count", "120",
              "--truth", str(truth), "--duplicate-share", "0.1", "--invalid-share", "0.1", "--seed", "11"],
             capture_output=True, text=True, timeout=240, cwd=PROJECT_ROOT,
         )

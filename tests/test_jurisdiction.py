@@ -235,7 +235,7 @@ def test_boundaries_without_a_code_are_refused(tmp_path: Path) -> None:
 def test_resolve_command_prints_one_json_object() -> None:
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "signalements.cli", "resolve", *args],
+            [sys.executable, "-m", "cli.main", "resolve", *args],
             capture_output=True, text=True, timeout=120, cwd=PROJECT_ROOT,
         )
 
@@ -265,7 +265,7 @@ def test_commune_names_fold_accents_case_hyphens_and_saint(written: str, folded:
 
 def test_bench_command_prints_figures_for_every_method() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "signalements.cli", "bench-jurisdiction", "--rounds", "1"],
+        [sys.executable, "-m", "cli.main", "bench-jurisdiction", "--rounds", "1"],
         capture_output=True, text=True, timeout=300, cwd=PROJECT_ROOT,
     )
     assert result.returncode == 0, result.stderr
@@ -281,7 +281,7 @@ def test_bench_command_prints_figures_for_every_method() -> None:
 def test_import_units_joins_the_official_lists_to_the_competence_units(tmp_path: Path) -> None:
     """The two official list formats (fixtures of a few rows, in their exact columns) against the demo table."""
     result = subprocess.run(
-        [sys.executable, "-m", "signalements.cli", "reference", "import-units",
+        [sys.executable, "-m", "cli.main", "reference", "import-units",
          "--gendarmerie", str(Path(__file__).parent / "fixtures" / "unites-gendarmerie.csv"),
          "--police", str(Path(__file__).parent / "fixtures" / "services-police.csv"), "--output", str(tmp_path)],
         capture_output=True, text=True, timeout=120, cwd=PROJECT_ROOT,
@@ -304,8 +304,8 @@ def test_import_units_joins_the_official_lists_to_the_competence_units(tmp_path:
 
 
 def test_a_unit_list_with_a_bad_row_is_refused_with_its_line(tmp_path: Path) -> None:
+    from ops.unit_lists import UnitListError, read_unit_list
     from schemas.channels import Force
-    from signalements.unit_lists import UnitListError, read_unit_list
 
     bad = tmp_path / "police.csv"
     lines = (Path(__file__).parent / "fixtures" / "services-police.csv").read_text(encoding="utf-8").splitlines()
@@ -317,7 +317,7 @@ def test_a_unit_list_with_a_bad_row_is_refused_with_its_line(tmp_path: Path) -> 
 def test_committed_commune_reference_is_what_the_build_makes_from_the_pinned_sources(tmp_path: Path) -> None:
     """`signalements reference build` (npm ci of reference/sources, then the build) reproduces reference/france."""
     result = subprocess.run(
-        [sys.executable, "-m", "signalements.cli", "reference", "build", "--output", str(tmp_path)],
+        [sys.executable, "-m", "cli.main", "reference", "build", "--output", str(tmp_path)],
         capture_output=True, text=True, timeout=600, cwd=PROJECT_ROOT,
     )
     assert result.returncode == 0, result.stderr

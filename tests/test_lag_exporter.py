@@ -6,9 +6,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from pipeline_probe import parse_metrics, wait_for
 from prometheus_client import generate_latest
 
-from schemas.channels import Channel
-from schemas.topics import Topics
-from signalements.lag_exporter import (
+from ops.lag_exporter import (
     ConsumerLagReader,
     LagPublisher,
     UnitPlace,
@@ -16,6 +14,8 @@ from signalements.lag_exporter import (
     place_of_unit,
     unit_places_from_reference,
 )
+from schemas.channels import Channel
+from schemas.topics import Topics
 from signalements.metrics import PipelineMetrics
 from signalements.settings import Settings
 from signalements.topic_admin import ensure_topics, pipeline_topics, unit_topic_config

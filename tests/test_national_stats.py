@@ -14,7 +14,7 @@ import pytest
 from consumer_probe import STORE_BACKENDS, produce
 from pipeline_probe import free_port, metric, scrape, wait_for
 
-from consumers.synthetic_cases import (
+from devkit.synthetic_cases import (
     CHAMONIX,
     PARIS_11,
     SAINT_DENIS,
@@ -24,7 +24,7 @@ from consumers.synthetic_cases import (
     case_opened,
     case_updated,
 )
-from consumers.throwaway_postgres import create_database
+from devkit.throwaway_postgres import create_database
 from schemas.events import CaseHandled, CaseOutcome
 from signalements.settings import Settings
 
@@ -70,7 +70,7 @@ def test_ranking_and_monthly_series_from_a_known_traffic_set(settings: Settings,
 
     env = {**os.environ, **settings.as_environment()}
     log = (tmp_path / "stats.log").open("ab")
-    server = subprocess.Popen([sys.executable, "-m", "signalements.cli", "stats", "serve"], stdout=log,
+    server = subprocess.Popen([sys.executable, "-m", "cli.main", "stats", "serve"], stdout=log,
                               stderr=subprocess.STDOUT, env=env)
     base = f"http://127.0.0.1:{settings.stats_port}"
     try:
@@ -108,7 +108,7 @@ def test_ranking_and_monthly_series_from_a_known_traffic_set(settings: Settings,
     assert metric(samples, "signalements_consumer_events_total", event_type="case.opened", outcome="duplicate") == 3
 
     out = tmp_path / "export"
-    exported = subprocess.run([sys.executable, "-m", "signalements.cli", "stats", "export", "--out", str(out)],
+    exported = subprocess.run([sys.executable, "-m", "cli.main", "stats", "export", "--out", str(out)],
                               capture_output=True, text=True, env=env, timeout=120)
     assert exported.returncode == 0, exported.stderr
     with (out / "departements.csv").open() as handle:

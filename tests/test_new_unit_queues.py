@@ -23,13 +23,13 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from pipeline_probe import wait_for
 
+from devkit.local_run import Services
 from schemas.channels import Channel
 from schemas.envelope import MONCOMMISSARIAT_SUBMISSION, decode, encode
 from schemas.events import CaseOpened
 from schemas.reports import report_id_for
 from schemas.submissions import MonCommissariatSubmission
 from schemas.topics import Topics
-from signalements.local_run import Services
 from signalements.settings import Settings
 from signalements.topic_admin import ensure_topics, pipeline_topics
 from streams.jurisdiction import CommuneCompetence, JurisdictionReference

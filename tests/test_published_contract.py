@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from pipeline_probe import make_settings
 from sample_submissions import conversation_delivery_network, portal_dealing_point
 
+from ops.contract_export import ASYNCAPI_FILE, CONTRACT_DIR, JSON_SCHEMA_DIR, OPENAPI_FILE
 from producers.intake import create_intake_app
 from producers.report_publisher import ReportPublisher
 from schemas.envelope import (
@@ -19,7 +20,6 @@ from schemas.envelope import (
     EVENT_TYPES,
     MONCOMMISSARIAT_SUBMISSION,
 )
-from signalements.contract_export import ASYNCAPI_FILE, CONTRACT_DIR, JSON_SCHEMA_DIR, OPENAPI_FILE
 from signalements.metrics import PipelineMetrics
 from signalements.settings import PROJECT_ROOT
 
@@ -38,14 +38,14 @@ def test_the_committed_openapi_document_is_the_one_the_intake_serves(tmp_path: P
 
 def test_contract_check_passes_on_the_committed_files() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "signalements.cli", "contract", "--check"],
+        [sys.executable, "-m", "cli.main", "contract", "--check"],
         capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120,
     )
     assert result.returncode == 0, result.stderr
 
 
 def test_contract_check_fails_when_a_file_drifts(tmp_path: Path) -> None:
-    from signalements.contract_export import stale_contract_files, write_contract
+    from ops.contract_export import stale_contract_files, write_contract
 
     write_contract(tmp_path)
     assert stale_contract_files(tmp_path) == []

@@ -27,12 +27,12 @@ from pipeline_probe import (
 )
 from sample_submissions import portal_dealing_point
 
+from ops.reference_topic import publish_competence
 from schemas.channels import Channel, Force
 from schemas.envelope import MONCOMMISSARIAT_SUBMISSION, REDRIVEN_FROM_HEADER, encode, read_attributes
 from schemas.reports import report_id_for
 from schemas.submissions import MonCommissariatSubmission
 from schemas.topics import Topics
-from signalements.reference_topic import publish_competence
 from signalements.settings import PROJECT_ROOT, Settings
 from streams.dead_letter import build_dead_letter
 from streams.jurisdiction import Competence
@@ -57,7 +57,7 @@ def pipeline(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> 
 
 def signalements(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "signalements.cli", *args], capture_output=True, text=True, timeout=120,
+        [sys.executable, "-m", "cli.main", *args], capture_output=True, text=True, timeout=120,
         env={"PATH": "", **settings.as_environment()}, cwd=PROJECT_ROOT,
     )
 

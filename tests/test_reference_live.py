@@ -19,11 +19,11 @@ from pipeline_probe import (
 )
 from sample_submissions import portal_dealing_point
 
+from ops.reference_topic import publish_competence, publish_reference_if_empty, published_record_count
 from schemas.channels import Force
 from schemas.envelope import decode
 from schemas.reference import CompetenceRow
 from schemas.topics import Topics
-from signalements.reference_topic import publish_competence, publish_reference_if_empty, published_record_count
 from signalements.settings import Settings
 from streams.jurisdiction import Competence, CompetenceTable
 

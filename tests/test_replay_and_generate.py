@@ -13,8 +13,8 @@ import pytest
 from pipeline_probe import read_topic
 from sample_submissions import conversation_delivery_network, portal_dealing_point
 
+from devkit.traffic_generator import TrafficGenerator, TrafficMix
 from producers.replay import Outcome, replay_export
-from producers.traffic_generator import TrafficGenerator, TrafficMix
 from schemas.channels import Channel
 from schemas.envelope import decode
 from schemas.topics import Topics
@@ -99,7 +99,7 @@ def test_dry_run_validates_without_writing(settings: Settings, tmp_path: Path) -
     source = write_lines(tmp_path / "export.jsonl", [json.dumps(portal_dealing_point()), "[]"])
 
     result = subprocess.run(
-        [sys.executable, "-m", "signalements.cli", "replay", str(source), "--dry-run", "--no-progress"],
+        [sys.executable, "-m", "cli.main", "replay", str(source), "--dry-run", "--no-progress"],
         capture_output=True, text=True, env={**settings.as_environment(), "PATH": ""}, timeout=120, cwd=PROJECT_ROOT,
     )
 
@@ -202,7 +202,7 @@ def _metres(a: tuple[float, float], b: tuple[float, float]) -> float:
 def test_generate_command_writes_traffic_and_truth_line_for_line(tmp_path: Path) -> None:
     out, truth = tmp_path / "traffic.jsonl", tmp_path / "truth.jsonl"
     result = subprocess.run(
-        [sys.executable, "-m", "signalements.cli", "generate", "--out", str(out), "--truth", str(truth),
+        [sys.executable, "-m", "cli.main", "generate", "--out", str(out), "--truth", str(truth),
          "--count", "200", "--seed", "3"],
         capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120,
     )

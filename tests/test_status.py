@@ -20,8 +20,8 @@ from pipeline_probe import RunningPipeline, wait_for
 from prometheus_server import PrometheusServer, observed_pipeline
 from sample_submissions import conversation_delivery_network, distinct_point, portal_dealing_point
 
+from ops.status import LatencyPercentiles, StatusSnapshot, quantile_from_buckets, render
 from signalements.settings import PROJECT_ROOT
-from signalements.status import LatencyPercentiles, StatusSnapshot, quantile_from_buckets, render
 
 # Every report also goes to its département's CROSS queue: those run too, or their queues would lag forever.
 UNITS = ["pn-75-pp", "gn-74-chamonix-mont-blanc"]
@@ -36,7 +36,7 @@ def observed(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def status_command(pipeline: RunningPipeline, *args: str) -> list[str]:
-    return [sys.executable, "-m", "signalements.cli", "status", *args]
+    return [sys.executable, "-m", "cli.main", "status", *args]
 
 
 def status_env(pipeline: RunningPipeline) -> dict[str, str]:

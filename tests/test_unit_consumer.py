@@ -22,8 +22,8 @@ from consumer_probe import (
 )
 from pipeline_probe import metric, read_topic, scrape, wait_for
 
-from consumers.synthetic_cases import CHAMONIX, PARIS_11, case_opened, case_updated
 from consumers.unit_consumer import FAULT_EXIT_CODE
+from devkit.synthetic_cases import CHAMONIX, PARIS_11, case_opened, case_updated
 from schemas.envelope import encode
 from schemas.topics import Topics
 from signalements.settings import Settings
@@ -111,7 +111,7 @@ def test_unreadable_events_are_parked_with_the_reason_and_never_block_the_queue(
         samples = scrape(f"http://127.0.0.1:{settings.consumer_metrics_port}/metrics")
 
     listed = subprocess.run(
-        [sys.executable, "-m", "signalements.cli", "cases", "parked", "--unit", UNIT, "--json"],
+        [sys.executable, "-m", "cli.main", "cases", "parked", "--unit", UNIT, "--json"],
         capture_output=True, text=True, timeout=120, env={**os.environ, **settings.as_environment()},
     )
     assert listed.returncode == 0, listed.stderr
@@ -136,7 +136,7 @@ def test_unreadable_events_are_parked_with_the_reason_and_never_block_the_queue(
 def run_consumer_process(settings: Settings, tmp_path: Path, **env: str) -> subprocess.Popen[bytes]:
     log = (tmp_path / "consumer.log").open("ab")
     return subprocess.Popen(
-        [sys.executable, "-m", "signalements.cli", "consume", "--unit", UNIT],
+        [sys.executable, "-m", "cli.main", "consume", "--unit", UNIT],
         stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **settings.as_environment(), **env},
     )
 

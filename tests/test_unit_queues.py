@@ -14,8 +14,8 @@ from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType
 from pipeline_probe import read_topic, wait_for
 
-from consumers.synthetic_cases import PARIS_11, SyntheticUnit, case_opened, case_updated
 from consumers.unit_directory import UnknownDepartement, units_of_departement
+from devkit.synthetic_cases import PARIS_11, SyntheticUnit, case_opened, case_updated
 from schemas.channels import Force
 from schemas.topics import Topics
 from signalements.settings import Settings
@@ -83,7 +83,7 @@ def test_one_process_consumes_every_unit_of_a_departement_one_group_each(setting
 
     log = (tmp_path / "consume.log").open("ab")
     process = subprocess.Popen(
-        [sys.executable, "-m", "signalements.cli", "consume", "--departement", "976"],
+        [sys.executable, "-m", "cli.main", "consume", "--departement", "976"],
         stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **settings.as_environment()},
     )
     try:

@@ -79,7 +79,7 @@ def _timed_build() -> float | None:
     """Seconds to build the commune reference from the installed npm sources (None when they are not installed)."""
     if not (SOURCES_DIR / "node_modules").exists():
         return None
-    from signalements.commune_reference import build_commune_reference
+    from ops.commune_reference import build_commune_reference
 
     with tempfile.TemporaryDirectory() as output:
         started = time.perf_counter()

@@ -18,9 +18,9 @@ from typing import Any
 
 import httpx
 
-from producers.traffic_generator import GeneratedReport, TrafficGenerator, TrafficMix
-from signalements.local_broker import LocalBroker
-from signalements.local_run import Services, wait_for_http
+from devkit.local_broker import LocalBroker
+from devkit.local_run import Services, wait_for_http
+from devkit.traffic_generator import GeneratedReport, TrafficGenerator, TrafficMix
 from signalements.settings import Settings
 from signalements.topic_admin import ensure_topics, pipeline_topics
 from streams.jurisdiction import JurisdictionReference

@@ -29,7 +29,7 @@ def build(
     install: Annotated[bool, typer.Option(help="run `npm ci` in reference/sources first")] = True,
 ) -> None:
     """Build the commune reference from the pinned npm packages (COG and La Poste postcodes)."""
-    from signalements.commune_reference import build_commune_reference
+    from ops.commune_reference import build_commune_reference
 
     manifest = build_commune_reference(SOURCES_DIR, output, install=install)
     typer.echo(json.dumps(manifest))
@@ -40,7 +40,7 @@ def demo_competence_command(
     output: Annotated[Path | None, typer.Option(help="default: the configured reference directory")] = None,
 ) -> None:
     """Write the demonstration competence table (official format, documented rule) from the commune reference."""
-    from signalements.competence_demo import competence_csv, demo_competence
+    from ops.competence_demo import competence_csv, demo_competence
     from streams.jurisdiction import COMPETENCE_FILE, CommuneReference
 
     settings = Settings()
@@ -56,7 +56,7 @@ def import_competence(
     output: Annotated[Path | None, typer.Option(help="default: the configured reference directory")] = None,
 ) -> None:
     """Check the official competence table against the commune reference and install it as the competence table."""
-    from signalements.competence_demo import competence_csv
+    from ops.competence_demo import competence_csv
     from streams.jurisdiction import COMPETENCE_FILE, CommuneReference, read_competence_rows
 
     settings = Settings()
@@ -122,7 +122,7 @@ def publish(
     only_if_empty: Annotated[bool, typer.Option(help="publish only when the topic has no record yet")] = False,
 ) -> None:
     """Publish the competence table to the compacted reference topic (every running worker takes it live)."""
-    from signalements.reference_topic import publish_competence, publish_reference_if_empty
+    from ops.reference_topic import publish_competence, publish_reference_if_empty
     from streams.jurisdiction import CompetenceTable
 
     settings = Settings()
@@ -139,7 +139,7 @@ def set_competence(
     service: Annotated[str, typer.Option(help="the unit's name")],
 ) -> None:
     """Change one commune's competent unit, live: publishes its new row to the reference topic."""
-    from signalements.reference_topic import publish_competence
+    from ops.reference_topic import publish_competence
     from streams.jurisdiction import CommuneReference, Competence
 
     settings = Settings()
@@ -165,8 +165,8 @@ def import_units(
     output: Annotated[Path | None, typer.Option(help="default: the configured reference directory")] = None,
 ) -> None:
     """Join the official unit lists to the competence table's units: units.csv with address, coordinates, communes."""
+    from ops.unit_lists import UNITS_FILE, UnitListError, join_units, read_unit_list, write_units
     from schemas.channels import Force
-    from signalements.unit_lists import UNITS_FILE, UnitListError, join_units, read_unit_list, write_units
     from streams.jurisdiction import CompetenceTable
 
     settings = Settings()

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
+from ops.redrive import HeldKind, HeldRecord, RedriveError, matches, read_held, redrive
 from signalements.settings import Settings
-from streams.redrive import HeldKind, HeldRecord, RedriveError, matches, read_held, redrive
 
 ReasonOption = Annotated[
     list[str] | None, typer.Option("--reason", help="only this reason code (repeat for several)")

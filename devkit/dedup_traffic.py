@@ -7,7 +7,7 @@ and distinct points close together (200 to 400 m apart) so merging too eagerly s
 twice (a retry: same submission id), and some citizens send their report again (same contact, same words, new
 submission id, possibly on the other channel). Deterministic for a given seed.
 
-Used by the fault tests (tests/test_dedup_faults.py) and the deduplication benchmark (signalements/bench_dedup.py).
+Used by the fault tests (tests/test_dedup_faults.py) and the deduplication benchmark (devkit/bench_dedup.py).
 """
 
 from __future__ import annotations

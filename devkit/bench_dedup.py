@@ -2,7 +2,7 @@
 
 Not a test: it measures.
 
-- quality: ground-truth traffic (signalements/dedup_traffic.py: noisy addresses, jittered positions, phone numbers
+- quality: ground-truth traffic (devkit/dedup_traffic.py: noisy addresses, jittered positions, phone numbers
   and handles in different writings, distinct points 200-400 m apart, retries, resubmissions) goes through the
   worker's own normalization, jurisdiction and deduplication decisions; precision and recall of point merging over
   pairs of reports (a pair is "merged" when both reports land in one case, "same point" in the ground truth), and
@@ -27,10 +27,10 @@ from pathlib import Path
 
 from rocksdict import Rdict
 
+from devkit.dedup_traffic import TrafficShape, TruthReport, distinct_reports, ground_truth_traffic
 from schemas.channels import Channel
 from schemas.reports import EnrichedReport
 from schemas.submissions import BrigadeNumeriqueSubmission, MonCommissariatSubmission
-from signalements.dedup_traffic import TrafficShape, TruthReport, distinct_reports, ground_truth_traffic
 from signalements.settings import Settings
 from streams.case_tables import policy_from
 from streams.deduplication import DedupOutcome, DedupPolicy, Effects, decide_report
@@ -183,7 +183,7 @@ def main(points: int = 2000, seed: int = 1, throughput_points: int = 20_000, rec
     settings = Settings()
     figures = run(points, seed, throughput_points, settings)
     if recovery_points:
-        from signalements.bench_recovery import measure_recovery
+        from devkit.bench_recovery import measure_recovery
 
         figures["recovery"] = measure_recovery(settings, recovery_points)
     print(json.dumps(figures))

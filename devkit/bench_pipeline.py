@@ -10,7 +10,7 @@ Not a test: it measures. Everything runs in a namespace and a state directory of
 2. Relay ceiling: a Faust app with no logic copies one topic to another; the same N records go through it. Its
    figures bound what one Faust stage can move with this library, broker and machine (the worker chains three).
 
-stdout gets one JSON line of figures; progress goes to stderr. ``python -m signalements.bench relay ...`` is the relay
+stdout gets one JSON line of figures; progress goes to stderr. ``python -m devkit.bench_pipeline relay ...`` is the relay
 subprocess itself.
 """
 
@@ -35,7 +35,9 @@ from pathlib import Path
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from pydantic import BaseModel
 
-from producers.demo_traffic import demo_submissions
+from devkit.demo_traffic import demo_submissions
+from devkit.local_broker import LocalBroker
+from devkit.local_run import Services
 from schemas.channels import Channel
 from schemas.envelope import (
     BRIGADE_NUMERIQUE_SUBMISSION,
@@ -46,8 +48,6 @@ from schemas.envelope import (
 )
 from schemas.reports import report_id_for
 from schemas.topics import Topics
-from signalements.local_broker import LocalBroker
-from signalements.local_run import Services
 from signalements.settings import Settings
 from signalements.topic_admin import ensure_topics, pipeline_topics, unit_topic_config
 from streams.jurisdiction import JurisdictionReference, Unrouted
@@ -331,7 +331,7 @@ def run_relay(bootstrap: str, app_id: str, source: str, sink: str, datadir: str,
 def start_relay(settings: Settings, source: str, sink: str) -> subprocess.Popen[bytes]:
     settings.log_dir.mkdir(parents=True, exist_ok=True)
     command = [
-        sys.executable, "-m", "signalements.bench", "relay", "--bootstrap", settings.bootstrap_servers,
+        sys.executable, "-m", "devkit.bench_pipeline", "relay", "--bootstrap", settings.bootstrap_servers,
         "--app-id", settings.consumer_group("relay"), "--source", source, "--sink", sink,
         "--datadir", str(settings.state_dir / "relay"), "--partitions", str(settings.topic_partitions),
     ]
@@ -539,7 +539,7 @@ def _run(settings: Settings, reports: int, rate: float) -> dict[str, object]:
 
 
 def _main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="python -m signalements.bench")
+    parser = argparse.ArgumentParser(prog="python -m devkit.bench_pipeline")
     commands = parser.add_subparsers(dest="command", required=True)
     relay = commands.add_parser("relay", help="copy one topic to another with Faust, unchanged (bench subprocess)")
     relay.add_argument("--bootstrap", required=True)

@@ -24,12 +24,12 @@ from kafka.admin import NewTopic
 from kafka.partitioner import murmur2
 from prometheus_client.parser import text_string_to_metric_families
 
+from devkit.bench_pipeline import bench_settings, delete_topics, free_port
+from devkit.dedup_traffic import COMMUNES
+from devkit.local_broker import LocalBroker
+from devkit.local_run import Services
 from schemas.channels import Channel, Force, ReportKind
 from schemas.reports import CanonicalReport, EnrichedReport, Jurisdiction, Place, ResolutionMethod, report_id_for
-from signalements.bench import bench_settings, delete_topics, free_port
-from signalements.dedup_traffic import COMMUNES
-from signalements.local_broker import LocalBroker
-from signalements.local_run import Services
 from signalements.settings import Settings
 from signalements.topic_admin import ensure_topics, pipeline_topics
 from streams.case_tables import policy_from

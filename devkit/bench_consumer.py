@@ -21,11 +21,11 @@ from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
 from consumers.case_events import publish
-from consumers.synthetic_cases import PARIS_11, case_opened, case_updated
-from consumers.throwaway_postgres import create_database, throwaway_postgres
 from consumers.unit_consumer import LagBoard, UnitConsumer
+from devkit.local_broker import LocalBroker
+from devkit.synthetic_cases import PARIS_11, case_opened, case_updated
+from devkit.throwaway_postgres import create_database, throwaway_postgres
 from schemas.topics import Topics
-from signalements.local_broker import LocalBroker
 from signalements.metrics import ConsumerMetrics, PipelineMetrics
 from signalements.settings import Settings
 from signalements.topic_admin import ensure_topics, unit_topic_config

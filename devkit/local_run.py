@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 from rich.console import Console
 
-from producers.demo_traffic import demo_submissions
-from signalements.local_broker import LocalBroker
-from signalements.reference_topic import publish_reference_if_empty
+from devkit.demo_traffic import demo_submissions
+from devkit.local_broker import LocalBroker
+from ops.reference_topic import publish_reference_if_empty
 from signalements.settings import Settings
 from signalements.topic_admin import ensure_topics, pipeline_topics
 from streams.jurisdiction import JurisdictionReference
@@ -37,7 +37,7 @@ class Services:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         with (self.log_dir / f"{name}.log").open("ab") as log:
             self.processes[name] = subprocess.Popen(
-                [sys.executable, "-m", "signalements.cli", *args],
+                [sys.executable, "-m", "cli.main", *args],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
                 env={**os.environ, **self.env, **(env or {})},
             )

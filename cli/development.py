@@ -1,0 +1,185 @@
+"""Development and benchmark commands (the development kit, ``devkit/``): the local broker, the local run with
+demo traffic, synthetic traffic and the benchmarks. Registered only where the development kit is installed (it is
+not in the runtime image)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from cli.context import settings_from_environment
+from signalements.settings import Settings
+
+if TYPE_CHECKING:
+    from devkit.local_broker import LocalBroker
+
+PANEL = "Development and benchmarks"
+
+broker_app = typer.Typer(help="The local development Kafka broker (KRaft, from Maven Central).", no_args_is_help=True)
+
+
+def _local_broker(settings: Settings) -> LocalBroker:
+    from devkit.local_broker import LocalBroker
+
+    return LocalBroker.from_settings(settings)
+
+
+@broker_app.command("start")
+def broker_start() -> None:
+    """Fetch Kafka if needed, format its storage once, start it in the background and wait until it answers."""
+    settings = settings_from_environment()
+    if not settings.uses_local_broker:
+        typer.echo(f"KAFKA_BOOTSTRAP_SERVERS is set ({settings.bootstrap_servers}): using that cluster, starting nothing")
+        return
+    broker = _local_broker(settings)
+    broker.start()
+    typer.echo(f"Kafka {broker.bootstrap_servers} is up; log: {broker.log_file}")
+
+
+@broker_app.command("stop")
+def broker_stop() -> None:
+    """Stop the local broker (its data stays under the state directory)."""
+    _local_broker(settings_from_environment()).stop()
+    typer.echo("Kafka stopped")
+
+
+@broker_app.command("status")
+def broker_status() -> None:
+    """Say whether the local broker runs."""
+    broker = _local_broker(settings_from_environment())
+    pid = broker.running_pid()
+    typer.echo(f"running, pid {pid}, {broker.bootstrap_servers}" if pid else "not running")
+    raise typer.Exit(0 if pid else 1)
+
+
+def demo(
+    rate: Annotated[float, typer.Option(help="demo reports per second")] = 5.0,
+    duration: Annotated[float, typer.Option(help="seconds of traffic; 0 runs until Ctrl-C")] = 0.0,
+) -> None:
+    """Run the whole pipeline locally with demo traffic and a live summary; Ctrl-C stops everything."""
+    from devkit.local_run import run_local_pipeline
+
+    run_local_pipeline(settings_from_environment(), rate=rate, duration_s=duration)
+
+
+def generate(
+    out: Annotated[
+        Path | None, typer.Option(help="traffic file (JSON Lines), readable by `signalements replay`")
+    ] = None,
+    send_to: Annotated[
+        str | None, typer.Option(help="post the reports to this running intake instead, e.g. http://127.0.0.1:8080")
+    ] = None,
+    rate: Annotated[float, typer.Option(help="with --send-to: reports per second (0 = as fast as answered)")] = 0.0,
+    count: Annotated[int, typer.Option(min=1, help="reports to generate")] = 1000,
+    truth: Annotated[
+        Path | None, typer.Option(help="ground-truth file (JSON Lines): which reports share a point")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="same seed, same traffic")] = 1,
+    duplicate_share: Annotated[float, typer.Option(help="share of exact re-sends of an earlier submission")] = 0.05,
+    same_point_share: Annotated[float, typer.Option(help="share of new reports about an already-reported point")] = 0.3,
+    invalid_share: Annotated[float, typer.Option(help="share of invalid submissions")] = 0.05,
+    delivery_share: Annotated[float, typer.Option(help="share of points that are delivery networks")] = 0.25,
+    moncommissariat_share: Annotated[float, typer.Option(help="share sent on moncommissariat")] = 0.5,
+) -> None:
+    """Synthetic reports on the reference's real communes, to a file or to a running intake, with their truth."""
+    import json
+    from itertools import tee
+
+    from devkit.traffic_generator import TrafficGenerator, TrafficMix, send_traffic, write_traffic
+    from streams.jurisdiction import JurisdictionReference
+
+    if (out is None) == (send_to is None):
+        raise typer.BadParameter("give either --out FILE or --send-to URL")
+    settings = settings_from_environment()
+    mix = TrafficMix(
+        exact_duplicate_share=duplicate_share, same_point_share=same_point_share, invalid_share=invalid_share,
+        delivery_share=delivery_share, moncommissariat_share=moncommissariat_share,
+    )
+    generator = TrafficGenerator(JurisdictionReference.from_settings(settings).communes, mix, seed=seed)
+    summary: dict[str, object] = {"reports": count, "out": str(out) if out else None,
+                                  "truth": str(truth) if truth else None}
+    if out is not None:
+        write_traffic(generator.reports(count), out, truth)
+    else:
+        assert send_to is not None
+        reports, for_truth = tee(generator.reports(count))
+        summary["statuses"] = send_traffic(reports, send_to, rate)
+        if truth is not None:
+            with truth.open("w", encoding="utf-8") as facts:
+                facts.writelines(json.dumps(r.truth, ensure_ascii=False) + "\n" for r in for_truth)
+    summary["points"] = len(generator.points)
+    typer.echo(json.dumps(summary))
+
+
+def bench(
+    reports: Annotated[int, typer.Option(help="synthetic reports to push through the pipeline")] = 5000,
+    rate: Annotated[float, typer.Option(help="reports per second; 0 sends as fast as possible")] = 0.0,
+) -> None:
+    """Push synthetic reports through a freshly started pipeline and print one JSON line of figures."""
+    from devkit.bench_pipeline import run_bench
+
+    run_bench(settings_from_environment(), reports=reports, rate=rate)
+
+
+def bench_intake(
+    reports: Annotated[int, typer.Option(min=1, help="reports to post after the warm-up")] = 3000,
+    concurrency: Annotated[int, typer.Option(min=1, help="concurrent HTTP clients")] = 8,
+    warmup: Annotated[int, typer.Option(min=0, help="reports posted first and not counted")] = 200,
+) -> None:
+    """Measure one intake process: accepted reports/s (202 after acks=all) and latency; prints one JSON line."""
+    from devkit.bench_intake import print_intake_bench
+
+    print_intake_bench(settings_from_environment(), reports=reports, concurrency=concurrency, warmup=warmup)
+
+
+def bench_consumer(
+    cases: Annotated[int, typer.Option(help="cases on the queue (each an opening and one update)")] = 5000,
+    backend: Annotated[
+        list[str] | None, typer.Option(help="sqlite and/or postgresql (repeat); default both")
+    ] = None,
+    database_url: Annotated[
+        str | None, typer.Option(help="PostgreSQL to use (default: a throwaway cluster of Debian's postgresql)")
+    ] = None,
+    rate: Annotated[
+        float | None, typer.Option(help="also offer this many events/s to a running consumer and measure latency")
+    ] = None,
+    duration: Annotated[float, typer.Option(help="seconds of offered load with --rate")] = 20.0,
+) -> None:
+    """Cases stored per second by one unit consumer process, per store backend: one JSON line each."""
+    from devkit.bench_consumer import run_consumer_bench
+
+    backends = backend or ["sqlite", "postgresql"]
+    if unknown := set(backends) - {"sqlite", "postgresql"}:
+        raise typer.BadParameter(f"unknown backend(s): {', '.join(sorted(unknown))}")
+    run_consumer_bench(settings_from_environment(), cases, backends, database_url, rate, duration)
+
+
+def bench_jurisdiction(
+    rounds: Annotated[int, typer.Option(help="passes over every commune per method")] = 3,
+) -> None:
+    """Benchmark the jurisdiction lookup (per method, one core) and the reference build and load; prints JSON."""
+    import json
+
+    from devkit.bench_jurisdiction import run_jurisdiction_bench
+
+    typer.echo(json.dumps(run_jurisdiction_bench(settings_from_environment(), rounds=rounds)))
+
+
+def bench_dedup(
+    points: Annotated[int, typer.Option(help="points of the ground-truth traffic for precision and recall")] = 2000,
+    seed: Annotated[int, typer.Option(help="seed of the synthetic traffic")] = 1,
+    throughput_points: Annotated[int, typer.Option(help="points of the traffic timed against RocksDB")] = 20_000,
+    recovery_points: Annotated[int, typer.Option(help="points in state for the recovery timing on the broker; 0 skips it")] = 0,
+) -> None:
+    """Measure deduplication: precision/recall of point merging, reports/s, state size, recovery time. One JSON line."""
+    from devkit.bench_dedup import main
+
+    main(points=points, seed=seed, throughput_points=throughput_points, recovery_points=recovery_points)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(broker_app, name="broker", rich_help_panel=PANEL)
+    for command in (demo, generate, bench, bench_intake, bench_consumer, bench_jurisdiction, bench_dedup):
+        app.command(rich_help_panel=PANEL)(command)
