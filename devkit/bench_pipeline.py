@@ -39,14 +39,9 @@ from devkit.demo_traffic import demo_submissions
 from devkit.local_broker import LocalBroker
 from devkit.local_run import Services
 from schemas.channels import Channel
-from schemas.envelope import (
-    BRIGADE_NUMERIQUE_SUBMISSION,
-    MONCOMMISSARIAT_SUBMISSION,
-    EventType,
-    encode,
-    kafka_headers,
-)
+from schemas.envelope import encode, kafka_headers
 from schemas.reports import report_id_for
+from schemas.submission_channels import SUBMISSION_CHANNELS
 from schemas.topics import Topics
 from signalements.settings import Settings
 from signalements.topic_admin import ensure_topics, pipeline_topics, unit_topic_config
@@ -55,14 +50,6 @@ from streams.normalize import NormalizationError, normalize_submission
 
 # Marks the records as synthetic should one ever be found outside its bench namespace; the pipeline ignores source.
 SOURCE = "/signalements/bench"
-SUBMISSION_TYPES: dict[Channel, EventType] = {
-    Channel.MONCOMMISSARIAT: MONCOMMISSARIAT_SUBMISSION,
-    Channel.BRIGADE_NUMERIQUE: BRIGADE_NUMERIQUE_SUBMISSION,
-}
-SUBMISSION_ID_FIELDS: dict[Channel, str] = {
-    Channel.MONCOMMISSARIAT: "submission_id",
-    Channel.BRIGADE_NUMERIQUE: "conversation_id",
-}
 WARMUP_MIN = 20
 READY_TIMEOUT_S = 180.0
 # A run is abandoned when nothing new arrived for this long (a stuck stage), whatever the overall timeout.
@@ -112,8 +99,8 @@ def _validated(
 ) -> Iterable[Submission]:
     """Only what the intake would accept and the worker would route: a report lost to the DLQ would stall the count."""
     for channel, body in bodies:
-        model = SUBMISSION_TYPES[channel].model.model_validate(body)
-        submission_id = str(getattr(model, SUBMISSION_ID_FIELDS[channel]))
+        model = SUBMISSION_CHANNELS[channel].model.model_validate(body)
+        submission_id = SUBMISSION_CHANNELS[channel].submission_id(model)
         try:
             report = normalize_submission(model, datetime.now(UTC))  # type: ignore[arg-type]
         except NormalizationError:
@@ -191,7 +178,7 @@ def submission_records(topics: Topics, submissions: list[Submission]) -> list[Ca
     def builder(submission: Submission) -> Callable[[datetime], Record]:
         def build(now: datetime) -> Record:
             message = encode(
-                SUBMISSION_TYPES[submission.channel], submission.model,
+                SUBMISSION_CHANNELS[submission.channel].event_type, submission.model,
                 event_id=submission.report_id, source=SOURCE, key=submission.submission_id, time=now,
             )
             return Record(

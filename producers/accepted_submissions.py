@@ -1,6 +1,6 @@
 """The index of accepted submission ids: a re-sent submission is answered as a duplicate, never written twice.
 
-Design (see the README, "Duplicates at the intake"):
+Design (see docs/event-contract.md, "Duplicates at the intake"):
 
 - The source of truth is the raw topics themselves: every accepted submission is a record keyed by its submission
   (or conversation) id on ``reports.raw.<channel>``.

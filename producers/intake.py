@@ -26,8 +26,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from producers.accepted_submissions import AcceptedSubmissions, IndexUnavailable, index_path
 from producers.report_publisher import PublishError, ReportPublisher
 from schemas.channels import Channel
-from schemas.envelope import BRIGADE_NUMERIQUE_SUBMISSION, MONCOMMISSARIAT_SUBMISSION, EventType, encode
+from schemas.envelope import encode
 from schemas.reports import report_id_for
+from schemas.submission_channels import SUBMISSION_CHANNELS, SubmissionChannel
 from schemas.submissions import BrigadeNumeriqueSubmission, MonCommissariatSubmission
 from schemas.topics import Topics
 from signalements import __version__
@@ -110,12 +111,8 @@ def create_intake_app(  # noqa: C901 (its routes are closures over the app's par
             metrics.records_failed.labels(Stage.INTAKE.value, channel, "unreadable").inc()
         return await http_exception_handler(request, error)
 
-    def accept(
-        channel: Channel,
-        event_type: EventType,
-        submission: MonCommissariatSubmission | BrigadeNumeriqueSubmission,
-        submission_id: str,
-    ) -> Response:
+    def accept(spec: SubmissionChannel, submission: MonCommissariatSubmission | BrigadeNumeriqueSubmission) -> Response:
+        channel, submission_id = spec.channel, spec.submission_id(submission)
         metrics.records_in.labels(Stage.INTAKE.value, channel.value).inc()
         started = time.perf_counter()
         accepted_at = datetime.now(UTC)
@@ -134,10 +131,10 @@ def create_intake_app(  # noqa: C901 (its routes are closures over the app's par
                     metrics.records_out.labels(Stage.INTAKE.value, channel.value, "duplicate").inc()
                     return JSONResponse(Duplicate(report_id=report_id).model_dump(), status_code=200)
                 message = encode(
-                    event_type, submission, event_id=report_id, source=SOURCE, key=submission_id, time=accepted_at
+                    spec.event_type, submission, event_id=report_id, source=SOURCE, key=submission_id, time=accepted_at
                 )
                 produce_started = time.perf_counter()
-                publisher.publish(topics.raw(channel), message)
+                publisher.publish(spec.raw_topic(topics), message)
                 metrics.intake_produce_duration.labels(channel.value).observe(time.perf_counter() - produce_started)
                 index.mark_accepted(channel, submission_id)
         except (PublishError, IndexUnavailable) as error:
@@ -168,14 +165,12 @@ def create_intake_app(  # noqa: C901 (its routes are closures over the app's par
     @app.post("/v1/reports/moncommissariat", status_code=202, response_model=Accepted, responses=responses)
     def submit_moncommissariat(submission: MonCommissariatSubmission) -> Response:
         """A report from the police portal (moncommissariat)."""
-        return accept(Channel.MONCOMMISSARIAT, MONCOMMISSARIAT_SUBMISSION, submission, submission.submission_id)
+        return accept(SUBMISSION_CHANNELS[Channel.MONCOMMISSARIAT], submission)
 
     @app.post("/v1/reports/brigade-numerique", status_code=202, response_model=Accepted, responses=responses)
     def submit_brigade_numerique(submission: BrigadeNumeriqueSubmission) -> Response:
         """A report from a Ma brigade numérique conversation."""
-        return accept(
-            Channel.BRIGADE_NUMERIQUE, BRIGADE_NUMERIQUE_SUBMISSION, submission, submission.conversation_id
-        )
+        return accept(SUBMISSION_CHANNELS[Channel.BRIGADE_NUMERIQUE], submission)
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus_metrics() -> Response:

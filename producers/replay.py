@@ -37,8 +37,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from producers.accepted_submissions import AcceptedSubmissions, IndexUnavailable, index_path
 from producers.report_publisher import PublishError, ReportPublisher
 from schemas.channels import Channel
-from schemas.envelope import BRIGADE_NUMERIQUE_SUBMISSION, MONCOMMISSARIAT_SUBMISSION, EventType, encode
+from schemas.envelope import encode
 from schemas.reports import report_id_for
+from schemas.submission_channels import SUBMISSION_CHANNELS
 from schemas.submissions import BrigadeNumeriqueSubmission, MonCommissariatSubmission
 from schemas.topics import Topics
 from schemas.validation import describe_validation_error
@@ -46,10 +47,6 @@ from signalements.settings import Settings
 from streams.normalize import NormalizationError, normalize_submission
 
 SOURCE = "/signalements/replay"
-EVENT_TYPE_OF: dict[Channel, EventType] = {
-    Channel.MONCOMMISSARIAT: MONCOMMISSARIAT_SUBMISSION,
-    Channel.BRIGADE_NUMERIQUE: BRIGADE_NUMERIQUE_SUBMISSION,
-}
 # How many records may wait for their acknowledgement at once: enough to keep the broker busy, bounded so a broker
 # that stops answering is noticed after a window, not after the whole file.
 IN_FLIGHT_WINDOW = 500
@@ -273,7 +270,7 @@ class ReplayRun:
     def _send(self, line: ExportLine, channel: Channel, submission_id: str, submission: Submission) -> None:
         assert self.publisher is not None
         message = encode(
-            EVENT_TYPE_OF[channel], submission, event_id=report_id_for(channel, submission_id), source=SOURCE,
+            SUBMISSION_CHANNELS[channel].event_type, submission, event_id=report_id_for(channel, submission_id), source=SOURCE,
             key=submission_id, time=datetime.now(UTC),
         )
         try:

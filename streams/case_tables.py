@@ -52,6 +52,7 @@ from streams.deduplication import (
     flush_case,
 )
 from streams.offset_rewind import active_partition_stores, committed_offset, partition_store
+from streams.stages import InputRecord
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +136,7 @@ def policy_from(settings: Settings) -> DedupPolicy:
     )
 
 
-SendCaseEvent = Callable[[faust.EventT, EventType, CaseOpened | CaseUpdated, datetime | None], Awaitable[None]]
+SendCaseEvent = Callable[[InputRecord, EventType, CaseOpened | CaseUpdated, datetime | None], Awaitable[None]]
 
 
 class TableView:
@@ -181,55 +182,55 @@ class CaseRouter:
 
     # -- in the stream -------------------------------------------------------------------------------------------
 
-    async def route_report(self, event: faust.EventT, report: EnrichedReport) -> str:
-        journal = self._journal_for(event) or self._decide(event, lambda now: decide_report(self.view, report, now, self.policy))
-        await self._apply(event, journal)
+    async def route_report(self, record: InputRecord, report: EnrichedReport) -> str:
+        journal = self._journal_for(record) or self._decide(record, lambda now: decide_report(self.view, report, now, self.policy))
+        await self._apply(record, journal)
         outcome = journal.outcome or DedupOutcome.DUPLICATE
         self.metrics.dedup_outcomes.labels(report.report.channel.value, outcome.value).inc()
         if journal.throttled:
             self.metrics.case_updates_throttled.inc()
         return ROUTE_OUTCOMES[outcome]
 
-    async def on_tick(self, event: faust.EventT) -> None:
+    async def on_tick(self, record: InputRecord) -> None:
         try:
-            await self._on_tick(event)
+            await self._on_tick(record)
         except Exception:  # a control record must never stop the route agent; the timer sends a new tick
-            log.exception("route: tick at partition %d offset %d failed", event.message.partition, event.message.offset)
+            log.exception("route: tick at partition %d offset %d failed", record.partition, record.offset)
 
-    async def _on_tick(self, event: faust.EventT) -> None:
-        tick = RouteTick.model_validate_json(event.message.value or b"{}")
+    async def _on_tick(self, record: InputRecord) -> None:
+        tick = RouteTick.model_validate_json(record.value or b"{}")
         if tick.action == "sweep":
-            self._sweep(event)
+            self._sweep(record)
             return
         if tick.case_id is None:
             return
         case_id = tick.case_id
-        journal = self._journal_for(event) or self._decide(event, lambda now: flush_case(self.view, case_id, now, self.policy))
-        await self._apply(event, journal)
+        journal = self._journal_for(record) or self._decide(record, lambda now: flush_case(self.view, case_id, now, self.policy))
+        await self._apply(record, journal)
         self._ticked.pop(case_id, None)
 
-    def _journal_key(self, event: faust.EventT) -> str:
-        return f"wal:{event.message.partition}:{event.message.offset}"
+    def _journal_key(self, record: InputRecord) -> str:
+        return f"wal:{record.partition}:{record.offset}"
 
-    def _journal_for(self, event: faust.EventT) -> Journal | None:
-        raw = self.state.get(self._journal_key(event))
+    def _journal_for(self, record: InputRecord) -> Journal | None:
+        raw = self.state.get(self._journal_key(record))
         if not raw:
             return None
-        partition = event.message.partition
+        partition = record.partition
         if partition not in self._replaying:
             # Once per partition and process: a record decided before a crash or a rebalance is being replayed.
             self._replaying.add(partition)
-            log.info("route: replaying journaled decisions on partition %d from offset %d", partition, event.message.offset)
+            log.info("route: replaying journaled decisions on partition %d from offset %d", partition, record.offset)
         return Journal.model_validate_json(raw)
 
-    def _decide(self, event: faust.EventT, decide: Callable[[datetime], Effects]) -> Journal:
+    def _decide(self, record: InputRecord, decide: Callable[[datetime], Effects]) -> Journal:
         # The record's own timestamp, not the clock: deciding it again after a crash must decide the same.
-        now = datetime.fromtimestamp(event.message.timestamp, UTC)
+        now = datetime.fromtimestamp(record.timestamp, UTC)
         journal = Journal.of(decide(now))
-        self.state[self._journal_key(event)] = journal.model_dump_json().encode()
+        self.state[self._journal_key(record)] = journal.model_dump_json().encode()
         return journal
 
-    async def _apply(self, event: faust.EventT, journal: Journal) -> None:
+    async def _apply(self, record: InputRecord, journal: Journal) -> None:
         for key, value in journal.writes.items():
             if value is None:
                 self._delete(key)
@@ -250,19 +251,19 @@ class CaseRouter:
                 payload = CaseUpdated.model_validate_json(journaled.payload)
                 event_type = CASE_UPDATED
             # Sent until Kafka acknowledges it; the input offset is committed only then (streams/deliveries.py).
-            await self.send_case_event(event, event_type, payload, journaled.report_received_at)
-        self._forget_committed_journals(event)
+            await self.send_case_event(record, event_type, payload, journaled.report_received_at)
+        self._forget_committed_journals(record)
 
-    def _forget_committed_journals(self, event: faust.EventT) -> None:
+    def _forget_committed_journals(self, record: InputRecord) -> None:
         """Journals are only read for records after the committed offset: delete the ones before it.
 
         Those this process wrote are tracked in memory; the ones a crashed process left behind (written, committed,
         never deleted) go ``JOURNAL_RETENTION`` records later.
         """
-        partition, offset = event.message.partition, event.message.offset
+        partition, offset = record.partition, record.offset
         written = self._journals.setdefault(partition, deque())
         written.append(offset)
-        committed = committed_offset(self.app, event.message.tp)
+        committed = committed_offset(self.app, record.tp)
         while written and committed is not None and written[0] < committed - 1:
             self._delete(f"wal:{partition}:{written.popleft()}")
         self._delete(f"wal:{partition}:{offset - JOURNAL_RETENTION}")
@@ -271,10 +272,10 @@ class CaseRouter:
         if self.state.get(key) is not None:
             del self.state[key]
 
-    def _sweep(self, event: faust.EventT) -> None:
+    def _sweep(self, record: InputRecord) -> None:
         """Delete this partition's state that no report can match any more (closed cases and what leads to them)."""
-        now = datetime.fromtimestamp(event.message.timestamp, UTC)
-        db = partition_store(self.state, event.message.partition)
+        now = datetime.fromtimestamp(record.timestamp, UTC)
+        db = partition_store(self.state, record.partition)
         entries = [
             (bytes(key).decode(), bytes(value))
             for key, value in db.items()
@@ -284,7 +285,7 @@ class CaseRouter:
         for key in expired:
             del self.state[key]
         if expired:
-            log.info("dedup sweep: %d expired entries deleted from partition %d", len(expired), event.message.partition)
+            log.info("dedup sweep: %d expired entries deleted from partition %d", len(expired), record.partition)
 
     # -- timers --------------------------------------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from collections import defaultdict
 from collections.abc import Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Protocol
 
 import faust
 from faust.types import TP
@@ -139,6 +140,16 @@ class UnitQueues:
             self._executor.submit(_close_quietly, admin)
 
 
+class InputPosition(Protocol):
+    """Where an input record is (streams.stages.InputRecord): its commit waits for what is sent for it."""
+
+    @property
+    def tp(self) -> TP: ...
+
+    @property
+    def offset(self) -> int: ...
+
+
 class Deliveries:
     """The worker's writes, each retried until acknowledged, and the commit gate that waits for them."""
 
@@ -149,14 +160,14 @@ class Deliveries:
         self._room = asyncio.Semaphore(MAX_OUTSTANDING)
         self._failing_since: float | None = None
 
-    async def send(self, source: faust.EventT | None, record: Outgoing,
+    async def send(self, source: InputPosition | None, record: Outgoing,
                    on_delivered: Callable[[], None] | None = None) -> None:
         """Deliver ``record`` for the input record ``source`` (whose offset then waits for it); returns at once
         unless too many records are waiting for Kafka."""
         await self._room.acquire()
         task = asyncio.ensure_future(self._deliver(record, on_delivered))
         if source is not None:
-            tp, offset = source.message.tp, source.message.offset
+            tp, offset = source.tp, source.offset
             self._pending[tp].setdefault(offset, set()).add(task)
             task.add_done_callback(lambda done: self._forget(tp, offset, done))
         task.add_done_callback(lambda _: self._room.release())

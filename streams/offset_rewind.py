@@ -33,6 +33,7 @@ from faust.types import TP
 from faust.types.transports import ConsumerT, TransportT
 
 from streams.deliveries import Deliveries
+from streams.stages import InputRecord
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,17 @@ async def producer_knows_leaders(app: faust.App, topic: str, timeout_s: float) -
         await client.force_metadata_update()
         await asyncio.sleep(0.1)
     return False
+
+
+def input_record(event: faust.EventT) -> InputRecord:
+    """The record Faust handed out, as the stages read it (streams/stages.py knows nothing of Faust)."""
+    message = event.message
+    headers = message.headers
+    pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers or [])
+    return InputRecord(
+        topic=message.topic, partition=message.partition, offset=message.offset, timestamp=message.timestamp,
+        key=message.key, value=message.value, headers=pairs, tp=message.tp,
+    )
 
 
 class RewindingConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):

@@ -49,9 +49,9 @@ class ReferenceFollower:
     """Every worker's copy of the reference topic: all partitions, from the beginning, then live.
 
     It reads without a consumer group, so every worker sees every row (a Faust global table would be the natural
-    fit, but faust-streaming 0.15.3 stops a worker's streams when a row arrives during the table's recovery; see the
-    README). ``caught_up`` is set once the rows present at start-up are applied: the enrich stage waits for it, so
-    no report is resolved with a reference older than the topic.
+    fit, but faust-streaming 0.15.3 stops a worker's streams when a row arrives during the table's recovery; see
+    docs/jurisdiction.md). ``caught_up`` is set once the rows present at start-up are applied: the enrich stage waits
+    for it, so no report is resolved with a reference older than the topic.
     """
 
     def __init__(self, bootstrap_servers: str, topic: str, reference: JurisdictionReference,

@@ -1,0 +1,92 @@
+"""The one place that runs a stage on a record: counted in and out, timed, its records written (and the input offset
+held until Kafka acknowledged them: streams/deliveries.py), or the record dead-lettered with the reason.
+
+A record that makes a stage fail (``StageFailure``) goes to ``reports.dlq`` with its original bytes and the reason
+code. Any other exception is a bug: it must not lose the record either, so the record is dead-lettered as an
+internal error, its message (bounded) as the reason and its traceback in the worker's log, for a redrive once fixed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+
+from schemas.envelope import CASE_OPENED, EventType
+from schemas.events import CaseOpened, CaseUpdated
+from schemas.reasons import ReasonCode
+from schemas.topics import Topics
+from signalements.metrics import PipelineMetrics
+from streams.dead_letter import build_dead_letter
+from streams.deliveries import Deliveries, Outgoing
+from streams.stages import SOURCE, InputRecord, StageFailure, StageStep, case_event_records
+
+log = logging.getLogger(__name__)
+
+# An internal error's dead letter says what went wrong, bounded: the traceback is in the worker's log.
+INTERNAL_ERROR_DETAIL_CHARS = 200
+
+
+class StageRunner:
+    def __init__(self, topics: Topics, metrics: PipelineMetrics, deliveries: Deliveries) -> None:
+        self.topics = topics
+        self.metrics = metrics
+        self.deliveries = deliveries
+
+    async def run(self, step: StageStep, record: InputRecord) -> None:
+        stage, channel = step.stage.value, step.channel_of(record)
+        self.metrics.records_in.labels(stage, channel).inc()
+        started = time.perf_counter()
+        try:
+            output = await step(record)
+        except StageFailure as failure:
+            await self.dead_letter(step, record, channel, failure)
+        except Exception as error:  # noqa: BLE001 (a bug must not lose the record: kept for replay after the fix)
+            log.exception("%s: internal error on %s[%d]@%d; dead-lettered for a redrive once fixed",
+                          stage, record.topic, record.partition, record.offset)
+            detail = f"{type(error).__name__}: {error}"[:INTERNAL_ERROR_DETAIL_CHARS]
+            await self.dead_letter(step, record, channel, StageFailure(ReasonCode.INTERNAL_ERROR, detail))
+        else:
+            for outgoing in output.records:
+                await self.deliveries.send(record, outgoing)
+            self.metrics.records_out.labels(stage, channel, output.outcome).inc()
+        finally:
+            self.metrics.stage_duration.labels(stage).observe(time.perf_counter() - started)
+
+    async def dead_letter(self, step: StageStep, record: InputRecord, channel: str, failure: StageFailure) -> None:
+        letter = build_dead_letter(
+            stage=step.stage.value, reason_code=failure.code, reason=failure.detail,
+            topic=record.topic, partition=record.partition, offset=record.offset,
+            key=record.key, value=record.value, headers=record.headers, source=SOURCE,
+        )
+        await self.deliveries.send(record, Outgoing(self.topics.dead_letter, letter.key, letter.value, letter.headers))
+        self.metrics.records_failed.labels(step.stage.value, channel, failure.code).inc()
+        self.metrics.dead_letters.labels(step.stage.value, failure.code).inc()
+
+
+class CaseEventWriter:
+    """The route stage's case events: on the unit's queue and its CROSS's, counted (cases opened or updated,
+    routing latency) once Kafka has acknowledged the unit's copy."""
+
+    def __init__(self, topics: Topics, metrics: PipelineMetrics, deliveries: Deliveries) -> None:
+        self.topics = topics
+        self.metrics = metrics
+        self.deliveries = deliveries
+
+    async def __call__(self, source: InputRecord, event_type: EventType, case: CaseOpened | CaseUpdated,
+                       received_at: datetime | None) -> None:
+        latest = case.report if isinstance(case, CaseOpened) else case.new_reports[-1]
+        where = latest.jurisdiction
+        counter = self.metrics.cases_opened if event_type is CASE_OPENED else self.metrics.cases_updated
+        count = counter.labels(where.force.value, where.departement)
+        latency = self.metrics.routing_latency.labels(latest.report.channel.value, where.force.value)
+
+        def on_delivered() -> None:
+            count.inc()
+            if received_at is not None:
+                latency.observe((datetime.now(UTC) - received_at).total_seconds())
+
+        unit_copy, *cross_copy = case_event_records(self.topics, event_type, case)
+        await self.deliveries.send(source, unit_copy, on_delivered)
+        for record in cross_copy:
+            await self.deliveries.send(source, record)

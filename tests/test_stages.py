@@ -1,0 +1,177 @@
+"""The worker's stages alone (streams/stages.py): records in, records out or the reason they cannot be processed,
+without Faust and without a broker. The pipeline tests run the same stages on the real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from faust.types import TP
+from sample_submissions import conversation_delivery_network, portal_dealing_point
+
+from schemas.channels import Channel
+from schemas.envelope import (
+    CASE_OPENED,
+    MONCOMMISSARIAT_SUBMISSION,
+    REPORT_ENRICHED,
+    REPORT_NORMALIZED,
+    REPORT_UNROUTED,
+    EventType,
+    decode,
+    encode,
+    event_id_for,
+)
+from schemas.events import CaseOpened
+from schemas.reasons import ReasonCode
+from schemas.reports import EnrichedReport, report_id_for
+from schemas.submission_channels import SUBMISSION_CHANNELS
+from schemas.topics import Topics
+from signalements.settings import Settings
+from streams.deliveries import Outgoing
+from streams.jurisdiction import JurisdictionReference
+from streams.stages import Enrich, InputRecord, Normalize, Route, StageFailure, StageOutput, case_event_records
+
+TOPICS = Topics("t.")
+
+
+def record_of(topic: str, event_type: EventType, payload: object, *, key: str = "k", event_id: str = "e-1",
+              headers: list[tuple[str, bytes]] | None = None, value: bytes | None = None) -> InputRecord:
+    model = event_type.model.model_validate(payload) if isinstance(payload, dict) else payload
+    message = encode(event_type, model, event_id=event_id, source="/tests", key=key)  # type: ignore[arg-type]
+    return InputRecord(topic=topic, partition=0, offset=7, timestamp=1.7e9, key=key.encode(),
+                       value=message.value if value is None else value,
+                       headers=list(message.headers.items()) if headers is None else headers, tp=TP(topic, 0))
+
+
+def run(step: object) -> StageOutput:
+    return asyncio.run(step)  # type: ignore[arg-type]
+
+
+def only(output: StageOutput) -> Outgoing:
+    assert len(output.records) == 1
+    return output.records[0]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> JurisdictionReference:
+    settings = Settings(state_dir=Path(tmp_path_factory.mktemp("state")))
+    return JurisdictionReference.from_settings(settings)
+
+
+def normalized_record(channel: Channel, body: dict) -> InputRecord:
+    spec = SUBMISSION_CHANNELS[channel]
+    output = run(Normalize(TOPICS)(record_of(spec.raw_topic(TOPICS), spec.event_type, body)))
+    written = only(output)
+    return InputRecord(topic=written.topic, partition=0, offset=8, timestamp=1.7e9, key=written.key,
+                       value=written.value, headers=written.headers, tp=TP(written.topic, 0))
+
+
+@pytest.mark.parametrize("channel, body", [
+    (Channel.MONCOMMISSARIAT, portal_dealing_point()),
+    (Channel.BRIGADE_NUMERIQUE, conversation_delivery_network()),
+])
+def test_normalize_writes_the_canonical_report_keyed_and_identified_by_its_report_id(channel: Channel, body: dict) -> None:
+    spec = SUBMISSION_CHANNELS[channel]
+    normalize = Normalize(TOPICS)
+    record = record_of(spec.raw_topic(TOPICS), spec.event_type, body)
+    assert normalize.channel_of(record) == channel.value
+    output = run(normalize(record))
+    written = only(output)
+    report_id = report_id_for(channel, str(body[spec.id_field]))
+    assert output.outcome == "normalized" and written.topic == TOPICS.normalized
+    assert written.key == report_id.encode()
+    event = decode(written.headers, written.key, written.value)
+    assert event.event_type == REPORT_NORMALIZED and event.payload.report_id == report_id
+    assert dict(written.headers)["ce_id"].decode() == event_id_for(report_id, REPORT_NORMALIZED)
+
+
+def test_normalize_refuses_a_record_with_the_reason_a_dead_letter_carries() -> None:
+    normalize = Normalize(TOPICS)
+    topic = TOPICS.raw(Channel.MONCOMMISSARIAT)
+    good = record_of(topic, MONCOMMISSARIAT_SUBMISSION, portal_dealing_point())
+    cases = {
+        ReasonCode.INVALID_ENVELOPE: good.headers[:1],  # the CloudEvents attributes are gone
+        ReasonCode.INVALID_PAYLOAD: None,
+        ReasonCode.UNEXPECTED_EVENT_TYPE: None,
+    }
+    for code, headers in cases.items():
+        if code is ReasonCode.INVALID_PAYLOAD:
+            record = InputRecord(**{**good.__dict__, "value": json.dumps({"submission_id": ""}).encode()})
+        elif code is ReasonCode.UNEXPECTED_EVENT_TYPE:
+            record = record_of(topic, SUBMISSION_CHANNELS[Channel.BRIGADE_NUMERIQUE].event_type,
+                               conversation_delivery_network())
+        else:
+            record = InputRecord(**{**good.__dict__, "headers": headers})
+        with pytest.raises(StageFailure) as failure:
+            run(normalize(record))
+        assert failure.value.code is code, failure.value
+
+
+def test_enrich_keys_a_report_by_its_unit_and_sends_one_without_a_unit_to_unrouted(
+    reference: JurisdictionReference,
+) -> None:
+    unrouted: list[str] = []
+
+    async def ready() -> None:
+        return None
+
+    enrich = Enrich(TOPICS, reference, ready, on_unrouted=unrouted.append)
+    output = run(enrich(normalized_record(Channel.MONCOMMISSARIAT, portal_dealing_point())))
+    written = only(output)
+    event = decode(written.headers, written.key, written.value)
+    assert output.outcome == "enriched" and written.topic == TOPICS.enriched
+    assert event.event_type == REPORT_ENRICHED
+    assert written.key == event.payload.jurisdiction.unit_id.encode() and event.payload.jurisdiction.departement == "75"
+    assert not unrouted
+
+    nowhere = portal_dealing_point(citycode="99999", postcode="99999", city="Nulle Part")
+    nowhere["report"]["place"].pop("latitude")
+    nowhere["report"]["place"].pop("longitude")
+    output = run(enrich(normalized_record(Channel.MONCOMMISSARIAT, nowhere)))
+    written = only(output)
+    assert output.outcome == "unrouted" and written.topic == TOPICS.unrouted
+    assert decode(written.headers, written.key, written.value).event_type == REPORT_UNROUTED
+    assert len(unrouted) == 1
+
+
+def test_route_hands_the_enriched_report_to_the_case_router(reference: JurisdictionReference) -> None:
+    seen: list[tuple[int, str]] = []
+
+    class Router:
+        async def route_report(self, record: InputRecord, report: EnrichedReport) -> str:
+            seen.append((record.offset, report.report.report_id))
+            return "case_opened"
+
+    async def ready() -> None:
+        return None
+
+    enriched = only(run(Enrich(TOPICS, reference, ready, on_unrouted=print)(
+        normalized_record(Channel.MONCOMMISSARIAT, portal_dealing_point()))))
+    record = InputRecord(topic=enriched.topic, partition=0, offset=9, timestamp=1.7e9, key=enriched.key,
+                         value=enriched.value, headers=enriched.headers, tp=TP(enriched.topic, 0))
+    output = run(Route(Router())(record))
+    assert output.outcome == "case_opened" and not output.records
+    assert seen and seen[0][0] == 9
+
+
+def test_a_case_goes_to_its_unit_and_to_the_cross_of_its_departement_under_event_ids_of_their_own(
+    reference: JurisdictionReference,
+) -> None:
+    async def ready() -> None:
+        return None
+
+    enriched_record = only(run(Enrich(TOPICS, reference, ready, on_unrouted=print)(
+        normalized_record(Channel.MONCOMMISSARIAT, portal_dealing_point()))))
+    enriched = decode(enriched_record.headers, enriched_record.key, enriched_record.value).payload
+    case = CaseOpened(case_id="c-1", unit_id=enriched.jurisdiction.unit_id, opened_at=enriched.report.received_at,
+                      first_seen=enriched.report.submitted_at, last_seen=enriched.report.submitted_at,
+                      channels=[Channel.MONCOMMISSARIAT], report=enriched)
+    unit_copy, cross_copy = case_event_records(TOPICS, CASE_OPENED, case)
+    assert unit_copy.topic == TOPICS.unit(case.unit_id)
+    assert cross_copy.topic == TOPICS.unit(enriched.jurisdiction.cross_unit_id)
+    assert unit_copy.key == cross_copy.key == b"c-1"
+    ids = {dict(copy.headers)["ce_id"] for copy in (unit_copy, cross_copy)}
+    assert len(ids) == 2
+    assert decode(cross_copy.headers, cross_copy.key, cross_copy.value).payload.unit_id == enriched.jurisdiction.cross_unit_id
