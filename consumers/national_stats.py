@@ -17,19 +17,19 @@ from pathlib import Path
 
 from kafka import KafkaConsumer
 from kafka.consumer.fetcher import ConsumerRecord
-from kafka.errors import KafkaError
 from pydantic import BaseModel
 from sqlalchemy import Column, Connection, Engine, Integer, MetaData, String, Table, case, func, select, update
 
 from consumers.case_store import create_store_engine, insert_ignore
+from consumers.commit_after_store import CommitAfterStore
 from consumers.store_schema import migrate, utc_now
 from consumers.unit_consumer import Unreadable, read_unit_event
 from schemas.envelope import DecodedEvent
 from schemas.events import CaseHandled, CaseOpened, CaseOutcome
 from schemas.topics import Topics
+from signalements.kafka_clients import bootstrap_list
 from signalements.kafka_link import KafkaLink
 from signalements.metrics import ConsumerMetrics, PipelineMetrics
-from signalements.service_loop import keep_running
 from signalements.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -178,11 +178,11 @@ class NationalStatsConsumer:
         self.failure: BaseException | None = None
 
     def run(self, stop: threading.Event) -> None:
-        keep_running(lambda: self._session(stop), stop, "national statistics consumer", self._on_failure)
+        CommitAfterStore("national statistics consumer", self._new_consumer, self._store_batch, self.link).run(stop)
 
-    def _session(self, stop: threading.Event) -> None:
+    def _new_consumer(self) -> KafkaConsumer:
         consumer = KafkaConsumer(
-            bootstrap_servers=self.settings.bootstrap_servers.split(","),
+            bootstrap_servers=bootstrap_list(self.settings.bootstrap_servers),
             group_id=self.settings.consumer_group("national-stats"),
             client_id="national-stats",
             enable_auto_commit=False,
@@ -191,24 +191,8 @@ class NationalStatsConsumer:
             # Unit queues appear whenever the router meets a new unit: look for new ones every 5 s, not 5 min.
             metadata_max_age_ms=5000,
         )
-        try:
-            consumer.subscribe(pattern=Topics(self.settings.topic_namespace).unit_pattern)
-            while not stop.is_set():
-                batches = consumer.poll(timeout_ms=500)
-                records = [record for batch in batches.values() for record in batch]
-                if records:
-                    self._store_batch(records)
-                    consumer.commit()  # only after the store's commit
-                    self.link.up()
-        finally:
-            try:
-                consumer.close(autocommit=False)
-            except Exception:  # cut off from its broker it may fail to close; a new one replaces it anyway
-                log.debug("closing the statistics consumer failed", exc_info=True)
-
-    def _on_failure(self, error: BaseException) -> None:
-        if isinstance(error, KafkaError):
-            self.link.down(f"statistics consumer: {type(error).__name__}")
+        consumer.subscribe(pattern=Topics(self.settings.topic_namespace).unit_pattern)
+        return consumer
 
     def _store_batch(self, records: list[ConsumerRecord]) -> None:
         started = time.perf_counter()

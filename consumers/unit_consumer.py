@@ -9,7 +9,6 @@ the store with the reason and counted: it never crashes the consumer and never b
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ from kafka.errors import KafkaError
 from pydantic import ValidationError
 
 from consumers.case_store import ApplyOutcome, CaseStore, CaseWriter, store_url_for
+from consumers.commit_after_store import CommitAfterStore
 from schemas.envelope import (
     CASE_HANDLED,
     CASE_OPENED,
@@ -36,9 +36,10 @@ from schemas.reasons import ReasonCode
 from schemas.reports import EnrichedReport
 from schemas.topics import Topics
 from schemas.validation import describe_validation_error
+from signalements.kafka_clients import bootstrap_list
 from signalements.kafka_link import KafkaLink, KafkaProbe, readiness_of
 from signalements.metrics import ConsumerMetrics, PipelineMetrics, Stage
-from signalements.service_loop import CannotContinue, keep_running
+from signalements.service_loop import CannotContinue
 from signalements.settings import Settings
 from signalements.topic_admin import ensure_topics, unit_topic_config
 
@@ -46,7 +47,6 @@ log = logging.getLogger(__name__)
 
 UNIT_EVENT_TYPES = (CASE_OPENED, CASE_UPDATED, CASE_HANDLED)
 # Exit status of the fault-injection point, so a test can tell the injected crash from any other failure.
-FAULT_EXIT_CODE = 75
 
 
 class Unreadable(Exception):
@@ -128,7 +128,6 @@ class UnitConsumer:
         self.metrics = metrics
         self.consumer_metrics = consumer_metrics
         self.lag_board = lag_board
-        self.fault_exit_after_store_commit = settings.consumer_fault_exit_after_store_commit
         self.store = CaseStore.open(
             store_url_for(settings.consumer_database_url, settings.unit_store_dir, unit_id), unit_id
         )
@@ -137,43 +136,29 @@ class UnitConsumer:
 
     def run(self, stop: threading.Event) -> None:
         """Consume until ``stop``; a failed session (broker gone, store error) is retried with new clients."""
+        loop = CommitAfterStore(f"unit consumer {self.unit_id}", self._new_consumer, self.store_batch, self.link,
+                                after_commit=self._report_open_cases, after_poll=self._report_lag)
         try:
-            keep_running(lambda: self._session(stop), stop, f"unit consumer {self.unit_id}", self._on_failure)
+            loop.run(stop)
         finally:
             self.store.close()
 
-    def _session(self, stop: threading.Event) -> None:
+    def _new_consumer(self) -> KafkaConsumer:
         # Create the queue if the router has not yet: subscribing to a missing topic would wait for nothing.
         ensure_topics(self.settings, {self.topic: unit_topic_config(self.settings)})
-        consumer = KafkaConsumer(
+        return KafkaConsumer(
             self.topic,
-            bootstrap_servers=self.settings.bootstrap_servers.split(","),
+            bootstrap_servers=bootstrap_list(self.settings.bootstrap_servers),
             group_id=self.settings.consumer_group(f"unit-consumer.{self.unit_id}"),
             client_id=f"unit-consumer.{self.unit_id}",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=500,
         )
-        try:
-            while not stop.is_set():
-                batches = consumer.poll(timeout_ms=500)
-                records = [record for batch in batches.values() for record in batch]
-                if records:
-                    self.store_batch(records)
-                    if self.fault_exit_after_store_commit:
-                        log.warning("fault injection: exiting between the store commit and the offset commit")
-                        os._exit(FAULT_EXIT_CODE)
-                    consumer.commit()  # only after the store's commit
-                    self.link.up()
-                    if self.open_cases_board is not None:
-                        self.open_cases_board.report(self.unit_id, self.store.open_cases_by_place())
-                self._report_lag(consumer)
-        finally:
-            _close(consumer)
 
-    def _on_failure(self, error: BaseException) -> None:
-        if isinstance(error, KafkaError):
-            self.link.down(f"unit consumer {self.unit_id}: {type(error).__name__}")
+    def _report_open_cases(self) -> None:
+        if self.open_cases_board is not None:
+            self.open_cases_board.report(self.unit_id, self.store.open_cases_by_place())
 
     def store_batch(self, records: list[ConsumerRecord]) -> None:
         """Apply a polled batch in one store transaction (committed on return, rolled back if it raises)."""
@@ -240,14 +225,6 @@ class UnitConsumer:
             log.debug("unit consumer %s: lag not read: %s", self.unit_id, type(error).__name__)
             return
         self.lag_board.report(self.unit_id, lags)
-
-
-def _close(consumer: KafkaConsumer) -> None:
-    """Leave the group without committing (offsets are committed after the store only)."""
-    try:
-        consumer.close(autocommit=False)
-    except Exception:  # a consumer cut off from its broker may fail to close; a new one replaces it anyway
-        log.debug("closing a unit consumer failed", exc_info=True)
 
 
 def run_unit_consumers(settings: Settings, unit_ids: list[str], stop: threading.Event | None = None) -> None:

@@ -28,6 +28,7 @@ from prometheus_client import Gauge
 
 from schemas.channels import Channel
 from schemas.topics import Topics
+from signalements.kafka_clients import close_quietly
 from signalements.kafka_link import KafkaLink, readiness_of
 from signalements.metrics import GroupKind, PipelineMetrics, Stage
 from signalements.settings import Settings
@@ -218,7 +219,4 @@ def run_lag_exporter(settings: Settings, stop: threading.Event) -> None:
 
 
 def _close_admin(admin: KafkaAdminClient) -> None:
-    try:
-        admin.close()
-    except Exception:  # an admin client cut off from its broker may fail to close; it is dropped either way
-        log.debug("closing the lag exporter's admin client failed", exc_info=True)
+    close_quietly(admin.close, "the lag exporter's admin client")

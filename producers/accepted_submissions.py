@@ -32,6 +32,7 @@ from kafka.errors import KafkaError
 
 from schemas.channels import Channel
 from schemas.topics import Topics
+from signalements.kafka_clients import close_quietly
 from signalements.kafka_link import KafkaLink
 
 log = logging.getLogger(__name__)
@@ -194,10 +195,7 @@ class AcceptedSubmissions:
     def _close_reader(self) -> None:
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
-            try:
-                consumer.close()
-            except Exception:  # a consumer cut off from its broker may fail to close; it is dropped either way
-                log.debug("closing the index reader failed", exc_info=True)
+            close_quietly(consumer.close, "the index reader")
 
     def keep_refreshing(self, every_s: float, stop: threading.Event) -> threading.Thread:
         """Catch up every ``every_s`` seconds in the background, until ``stop`` is set.

@@ -16,6 +16,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 from kafka.producer.future import FutureRecordMetadata
 
+from signalements.kafka_clients import close_quietly
 from signalements.kafka_link import KafkaLink
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,4 @@ class ReportPublisher:
 
 
 def _close_quietly(producer: KafkaProducer) -> None:
-    try:
-        producer.close(timeout=0)
-    except Exception:  # a producer cut off from its broker may fail to close cleanly; it is dropped either way
-        log.debug("closing a failed producer raised", exc_info=True)
+    close_quietly(lambda: producer.close(timeout=0), "a failed producer")

@@ -20,6 +20,8 @@ from collections.abc import Callable
 from kafka import KafkaAdminClient
 from prometheus_client import Gauge
 
+from signalements.kafka_clients import close_quietly
+
 log = logging.getLogger(__name__)
 
 
@@ -131,10 +133,7 @@ class KafkaProbe:
     def _close(self) -> None:
         admin, self._admin = self._admin, None
         if admin is not None:
-            try:
-                admin.close()
-            except Exception:  # closing a client whose broker went away may fail: it is dropped anyway
-                log.debug("closing the probe's admin client failed", exc_info=True)
+            close_quietly(admin.close, "the probe's admin client")
 
 
 def readiness_of(link: KafkaLink) -> Callable[[], str | None]:

@@ -75,10 +75,6 @@ class Settings(BaseSettings):
     consumer_database_url: str | None = Field(
         default=None, description="SQLAlchemy URL of a shared case store (e.g. postgresql://...); unset: SQLite per unit"
     )
-    consumer_fault_exit_after_store_commit: bool = Field(
-        default=False,
-        description="fault injection for tests: exit the process right after a store commit, before the offset commit",
-    )
 
     # National statistics consumer (consumers/national_stats.py).
     stats_database_url: str | None = Field(default=None, description="unset: SQLite in <state_dir>/stats")

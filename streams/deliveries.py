@@ -34,6 +34,7 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
+from signalements.kafka_clients import close_quietly
 from signalements.settings import Settings
 from signalements.topic_admin import unit_topic_config
 
@@ -137,7 +138,7 @@ class UnitQueues:
     def _drop_admin(self) -> None:
         admin, self._admin = self._admin, None
         if admin is not None:
-            self._executor.submit(_close_quietly, admin)
+            self._executor.submit(close_quietly, admin.close, "the unit queues' admin client")
 
 
 class InputPosition(Protocol):
@@ -244,8 +245,4 @@ class Deliveries:
                 commit_offsets[tp] = min(held)
 
 
-def _close_quietly(admin: KafkaAdminClient) -> None:
-    try:
-        admin.close()
-    except Exception:  # an admin client cut off from its broker may fail to close; it is dropped either way
-        log.debug("closing the unit queues' admin client failed", exc_info=True)
+

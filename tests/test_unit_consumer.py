@@ -22,7 +22,6 @@ from consumer_probe import (
 )
 from pipeline_probe import metric, read_topic, scrape, wait_for
 
-from consumers.unit_consumer import FAULT_EXIT_CODE
 from devkit.synthetic_cases import CHAMONIX, PARIS_11, case_opened, case_updated
 from schemas.envelope import encode
 from schemas.topics import Topics
@@ -133,11 +132,31 @@ def test_unreadable_events_are_parked_with_the_reason_and_never_block_the_queue(
     assert b"\xff\xfe not json" in values
 
 
-def run_consumer_process(settings: Settings, tmp_path: Path, **env: str) -> subprocess.Popen[bytes]:
+# The exit status of a consumer process that dies right after its first store commit, before the offset commit.
+FAULT_EXIT_CODE = 75
+# The same service as `signalements consume --unit <UNIT>`, but the process dies (os._exit: no cleanup, no commit,
+# as a kill would) right after the store committed its first batch and before the offsets are committed.
+DIE_AFTER_THE_STORE_COMMIT = f"""
+import os
+from consumers import unit_consumer
+from signalements.settings import Settings
+
+store_batch = unit_consumer.UnitConsumer.store_batch
+
+def store_then_die(self, records):
+    store_batch(self, records)
+    os._exit({FAULT_EXIT_CODE})
+
+unit_consumer.UnitConsumer.store_batch = store_then_die
+unit_consumer.run_unit_consumers(Settings(), [{UNIT!r}])
+"""
+
+
+def run_consumer_process(settings: Settings, tmp_path: Path, die_after_store_commit: bool = False) -> subprocess.Popen[bytes]:
     log = (tmp_path / "consumer.log").open("ab")
+    command = ["-c", DIE_AFTER_THE_STORE_COMMIT] if die_after_store_commit else ["-m", "cli.main", "consume", "--unit", UNIT]
     return subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "consume", "--unit", UNIT],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **settings.as_environment(), **env},
+        [sys.executable, *command], stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **settings.as_environment()},
     )
 
 
@@ -147,7 +166,7 @@ def test_a_crash_between_the_store_commit_and_the_offset_commit_loses_nothing_an
     events = [case_opened(PARIS_11, f"crash-{i}") for i in range(30)]
     produce(settings, UNIT, events)
 
-    crashing = run_consumer_process(settings, tmp_path, SIGNALEMENTS_CONSUMER_FAULT_EXIT_AFTER_STORE_COMMIT="true")
+    crashing = run_consumer_process(settings, tmp_path, die_after_store_commit=True)
     assert crashing.wait(timeout=120) == FAULT_EXIT_CODE, (tmp_path / "consumer.log").read_text()
 
     store = open_store(settings, UNIT)
