@@ -35,9 +35,9 @@ from pathlib import Path
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from pydantic import BaseModel
 
-from devkit.demo_traffic import demo_submissions
 from devkit.local_broker import LocalBroker
 from devkit.local_run import Services
+from devkit.traffic_generator import DEMO_MIX, TrafficGenerator
 from schemas.channels import Channel
 from schemas.envelope import encode, kafka_headers
 from schemas.reports import report_id_for
@@ -114,8 +114,10 @@ def prepare_submissions(reference: JurisdictionReference, seed: int, warmup_min:
     list[Submission], list[Submission]
 ]:
     """Warm-up submissions reaching every unit (so every unit topic and consumer is live), then ``count`` more."""
-    communes = reference.communes_of_units(reference.demo_unit_ids)
-    demo = ((s.channel, s.body) for s in demo_submissions(communes, seed=seed, start=seed * 10))
+    units = set(reference.demo_unit_ids)
+    communes = [commune for commune in reference.communes if commune.unit_id in units]
+    generator = TrafficGenerator(communes, DEMO_MIX, seed=seed, run_tag=f"bench{seed}", live=True)
+    demo = ((report.channel, report.submission) for report in generator.reports())
     submissions = iter(_validated(demo, reference))
     warmup: list[Submission] = []
     missing = {unit_id for unit_id in reference.demo_unit_ids if not unit_id.startswith("cross-")}

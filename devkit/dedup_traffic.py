@@ -17,18 +17,15 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import h3
-import phonenumbers
 
+from devkit.citizen_writing import PARIS, PLATFORMS, mobile_digits, offset_position, phone_writings
 from schemas.channels import Channel
-from schemas.envelope import BRIGADE_NUMERIQUE_SUBMISSION, MONCOMMISSARIAT_SUBMISSION, encode, kafka_headers
+from schemas.envelope import encode, kafka_headers
 from schemas.reports import report_id_for
-from schemas.submissions import BrigadeNumeriqueSubmission, MonCommissariatSubmission
+from schemas.submission_channels import SUBMISSION_CHANNELS
 from schemas.topics import Topics
-
-PARIS = ZoneInfo("Europe/Paris")
 
 
 @dataclass(frozen=True)
@@ -58,7 +55,6 @@ STREETS = (
     ("allée des Tilleuls", ("all. des Tilleuls", "Allee des Tilleuls", "allée Tilleuls", "ALLEE DES TILLEULS")),
     ("impasse du Moulin", ("imp. du Moulin", "Impasse Moulin", "imp du moulin", "IMPASSE DU MOULIN")),
 )
-PLATFORMS = ("telegram", "snapchat", "whatsapp", "signal")
 
 
 @dataclass(frozen=True)
@@ -78,13 +74,8 @@ class TruthReport:
 
     def raw_record(self, topics: Topics) -> tuple[str, bytes, bytes, list[tuple[str, bytes]]]:
         """(topic, key, value, headers) as the intake writes it on ``reports.raw.<channel>``."""
-        if self.channel is Channel.MONCOMMISSARIAT:
-            model: MonCommissariatSubmission | BrigadeNumeriqueSubmission = MonCommissariatSubmission.model_validate(self.body)
-            event_type = MONCOMMISSARIAT_SUBMISSION
-        else:
-            model = BrigadeNumeriqueSubmission.model_validate(self.body)
-            event_type = BRIGADE_NUMERIQUE_SUBMISSION
-        message = encode(event_type, model, event_id=self.report_id, source="/signalements/dedup-traffic", key=self.submission_id)
+        spec = SUBMISSION_CHANNELS[self.channel]
+        message = encode(spec.event_type, spec.model.model_validate(self.body), event_id=self.report_id, source="/signalements/dedup-traffic", key=self.submission_id)
         return topics.raw(self.channel), self.submission_id.encode(), message.value or b"", kafka_headers(message)
 
 
@@ -104,19 +95,6 @@ class TrafficShape:
     start: datetime = field(default_factory=lambda: datetime.now(UTC) - timedelta(days=2))
 
 
-def _offset(position: tuple[float, float], north_m: float, east_m: float) -> tuple[float, float]:
-    latitude = position[0] + north_m / 111_195
-    longitude = position[1] + east_m / (111_195 * math.cos(math.radians(position[0])))
-    return (round(latitude, 6), round(longitude, 6))
-
-
-def _phone_writings(rng: random.Random) -> list[str]:
-    while True:
-        national = f"0{rng.choice((6, 7))}{rng.randint(10_000_000, 99_999_999)}"
-        if phonenumbers.is_valid_number(phonenumbers.parse(national, "FR")):
-            break
-    pairs = " ".join(national[i : i + 2] for i in range(0, 10, 2))
-    return [pairs, f"+33 {national[1]} {pairs[3:]}", f"0033{national[1:]}", national, pairs.replace(" ", ".")]
 
 
 @dataclass
@@ -156,11 +134,11 @@ def _points(rng: random.Random, shape: TrafficShape) -> list[_Point]:
                 # a distinct point close to another one of the same commune: 200 to 400 m away
                 near = rng.choice(by_commune.get(commune.code) or points)
                 bearing, distance = rng.uniform(0, 2 * math.pi), rng.uniform(MIN_SPACING_M, 400)
-                position = _offset(near.position, distance * math.cos(bearing), distance * math.sin(bearing))
+                position = offset_position(near.position, distance * math.cos(bearing), distance * math.sin(bearing))
                 commune = near.commune
             else:
                 spread = 4000 * max(1.0, math.sqrt(shape.points / 2000))
-                position = _offset(commune.centre, rng.uniform(-spread, spread), rng.uniform(-spread, spread))
+                position = offset_position(commune.centre, rng.uniform(-spread, spread), rng.uniform(-spread, spread))
             # distinct points are at least 200 m apart: closer than that, citizens describe one point
             if kind != "located" or not _too_close(position, placed):
                 break
@@ -172,7 +150,7 @@ def _points(rng: random.Random, shape: TrafficShape) -> list[_Point]:
             if (commune.code, number, street) not in used_addresses:
                 used_addresses.add((commune.code, number, street))
                 break
-        point = _Point(f"p{index:06d}", commune, kind, position, number, street, _phone_writings(rng),
+        point = _Point(f"p{index:06d}", commune, kind, position, number, street, phone_writings(mobile_digits(rng)),
                        f"livraison{index}x{rng.randint(10, 99)}", rng.choice(PLATFORMS))
         points.append(point)
         by_commune.setdefault(commune.code, []).append(point)
@@ -197,7 +175,7 @@ def _portal_body(
     if point.kind == "located":
         # a phone's or a map's position: most within jitter_m of the point, a few up to 2.5 times that
         distance, bearing = min(abs(rng.gauss(0, 1)), 2.5) * jitter_m, rng.uniform(0, 2 * math.pi)
-        address["latitude"], address["longitude"] = _offset(
+        address["latitude"], address["longitude"] = offset_position(
             point.position, distance * math.cos(bearing), distance * math.sin(bearing)
         )
     if point.kind == "network":

@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 from rich.console import Console
 
-from devkit.demo_traffic import demo_submissions
 from devkit.local_broker import LocalBroker
+from devkit.traffic_generator import DEMO_MIX, TrafficGenerator
 from ops.reference_topic import publish_reference_if_empty
 from signalements.settings import Settings
 from signalements.topic_admin import ensure_topics, pipeline_topics
@@ -137,15 +137,17 @@ def _feed_demo_traffic(
     settings: Settings, services: Services, intake_url: str, reference: JurisdictionReference,
     rate: float, duration_s: float,
 ) -> None:
-    communes = reference.communes_of_units(reference.demo_unit_ids)
-    submissions = demo_submissions(communes, seed=int(time.time()), start=int(time.time()) * 1000)
+    units = set(reference.demo_unit_ids)
+    communes = [commune for commune in reference.communes if commune.unit_id in units]
+    stamp = int(time.time())
+    submissions = TrafficGenerator(communes, DEMO_MIX, seed=stamp, run_tag=f"demo{stamp}", live=True).reports()
     sent = accepted = rejected = 0
     started = time.monotonic()
     next_summary = started + 2
     with httpx.Client(base_url=intake_url, timeout=15) as client:
         while duration_s <= 0 or time.monotonic() - started < duration_s:
             submission = next(submissions)
-            response = client.post(submission.path, json=submission.body)
+            response = client.post(submission.path, json=submission.submission)
             sent += 1
             accepted += response.status_code == 202
             rejected += response.status_code != 202

@@ -21,28 +21,29 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import math
 import random
 import time
-import unicodedata
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import httpx
-import phonenumbers
 
+from devkit.citizen_writing import (
+    PARIS,
+    PLATFORMS,
+    commune_name_writing,
+    mobile_digits,
+    offset_position,
+    phone_writings,
+)
 from schemas.channels import Channel, ReportKind
 from schemas.reports import report_id_for
-from schemas.submissions import ActivityKind, MessagingPlatform
+from schemas.submissions import ActivityKind
 from streams.jurisdiction import CommuneCompetence
-
-PARIS = ZoneInfo("Europe/Paris")
-METRES_PER_DEGREE = 111_000.0
 
 STREETS = (
     ("rue", "de la République"), ("avenue", "Jean Jaurès"), ("place", "de la Gare"), ("rue", "Victor Hugo"),
@@ -53,7 +54,6 @@ STREETS = (
 STREET_ABBREVIATIONS = {"avenue": "av.", "boulevard": "bd", "place": "pl.", "allée": "all.", "chemin": "ch."}
 DAYS = ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche")
 HOURS = ("de 16h à 23h", "le soir", "toute la journée", "vers minuit", "de 10h à 14h")
-PLATFORMS = tuple(p.value for p in MessagingPlatform if p is not MessagingPlatform.OTHER)
 DEFECTS = (
     "missing_place", "bad_postcode", "coordinates_abroad", "bad_phone", "bad_date", "unknown_kind", "unexpected_field",
 )
@@ -81,6 +81,10 @@ class TrafficMix:
                 raise ValueError(f"{name} must be between 0 and 1")
         if self.exact_duplicate_share + self.invalid_share > 1:
             raise ValueError("exact duplicates and invalid reports together cannot exceed all reports")
+
+
+# The demo's traffic: valid reports only, a fifth of them about a point already reported.
+DEMO_MIX = TrafficMix(exact_duplicate_share=0.0, same_point_share=0.2, invalid_share=0.0, delivery_share=0.2)
 
 
 @dataclass
@@ -122,6 +126,8 @@ class TrafficGenerator:
     seed: int = 1
     start: datetime = field(default_factory=lambda: datetime(2026, 3, 3, 8, 0, tzinfo=PARIS))
     run_tag: str = ""
+    # Live: every report is dated now (the demo, the pipeline benchmark), not on a simulated clock from ``start``.
+    live: bool = False
 
     def __post_init__(self) -> None:
         if not self.communes:
@@ -134,12 +140,15 @@ class TrafficGenerator:
 
     # -- the stream --------------------------------------------------------------------------------------------
 
-    def reports(self, count: int) -> Iterator[GeneratedReport]:
-        for number in range(count):
+    def reports(self, count: int | None = None) -> Iterator[GeneratedReport]:
+        """``count`` reports, or an endless stream without one."""
+        number = 0
+        while count is None or number < count:
             yield self.next_report(number)
+            number += 1
 
     def next_report(self, number: int) -> GeneratedReport:
-        self.clock += timedelta(seconds=self.rng.randint(5, 300))
+        self.clock = datetime.now(PARIS) if self.live else self.clock + timedelta(seconds=self.rng.randint(5, 300))
         draw = self.rng.random()
         valid_sent = [r for r in self.sent[-200:] if r.truth["valid"]]
         if draw < self.mix.exact_duplicate_share and valid_sent:
@@ -177,24 +186,14 @@ class TrafficGenerator:
                                       ActivityKind.NEW_SPOT_AFTER_OPERATION.value]),
         )
         if kind is ReportKind.DELIVERY_NETWORK:
-            point.phone_digits = self._mobile_digits()
+            point.phone_digits = mobile_digits(self.rng)
             point.handle = f"{self.rng.choice(('livraison', 'plug', 'snap', 'delivery'))}{self.rng.randint(1, 9999)}"
             point.platform = self.rng.choice(PLATFORMS)
             point.activity = ActivityKind.HOME_DELIVERY.value
         return point
 
-    def _mobile_digits(self) -> str:
-        # Not every 06/07 range is allocated: keep only numbers the phone library holds valid.
-        while True:
-            digits = f"{self.rng.choice('67')}{self.rng.randint(0, 99_999_999):08d}"
-            if phonenumbers.is_valid_number(phonenumbers.parse("+33" + digits)):
-                return digits
-
     def _near(self, centre: tuple[float, float], metres: float) -> tuple[float, float]:
-        latitude, longitude = centre
-        d_lat = self.rng.uniform(-metres, metres) / METRES_PER_DEGREE
-        d_lon = self.rng.uniform(-metres, metres) / (METRES_PER_DEGREE * max(0.2, _cos_deg(latitude)))
-        return round(latitude + d_lat, 6), round(longitude + d_lon, 6)
+        return offset_position(centre, self.rng.uniform(-metres, metres), self.rng.uniform(-metres, metres))
 
     # -- one citizen's writing of a point ----------------------------------------------------------------------
 
@@ -275,7 +274,7 @@ class TrafficGenerator:
         street = f"{STREET_ABBREVIATIONS.get(street_type, street_type)} {street_name}"
         place: dict[str, Any] = {
             "description": f"{self.rng.choice(('devant le', 'au', 'près du'))} {point.housenumber} {street}",
-            "commune": citizen_commune_name(self.rng, point.commune.name),
+            "commune": commune_name_writing(self.rng, point.commune.name),
         }
         if point.postcode:
             place["postcode"] = point.postcode
@@ -288,7 +287,7 @@ class TrafficGenerator:
         with_phone = self.rng.random() < 0.8
         contact: dict[str, Any] = {"platform": point.platform}
         if with_phone:
-            contact["phone"] = citizen_phone_writing(self.rng, point.phone_digits)
+            contact["phone"] = self.rng.choice(phone_writings(point.phone_digits))
         if not with_phone or self.rng.random() < 0.6:
             handle = point.handle if self.rng.random() < 0.5 else point.handle.capitalize()
             contact["handle"] = f"@{handle}" if self.rng.random() < 0.5 else handle
@@ -338,24 +337,6 @@ def apply_defect(submission: dict[str, Any], channel: Channel, defect: str) -> N
         submission["reporter_name"] = "not part of the contract"
 
 
-def citizen_commune_name(rng: random.Random, name: str) -> str:
-    """How a citizen may type a commune's name: case, accents, "St" for "Saint", spaces for hyphens."""
-    variants = [name, name.upper(), name.lower(), _strip_accents(name), name.replace("-", " ")]
-    if "Saint-" in name or "Saint " in name:
-        variants += [name.replace("Saint-", "St-").replace("Saint ", "St "), name.replace("Saint-", "St ")]
-    return rng.choice(variants)
-
-
-def citizen_phone_writing(rng: random.Random, digits: str) -> str:
-    """One of the common writings of a French number (digits = national number without the leading 0)."""
-    pairs = " ".join(digits[i:i + 2] for i in range(1, 9, 2))
-    writings = (
-        f"0{digits[0]} {pairs}", f"0{digits}", f"0{digits[0]}.{pairs.replace(' ', '.')}",
-        f"+33 {digits[0]} {pairs}", f"+33{digits}", f"0033 {digits[0]} {pairs}", f"0033{digits}",
-    )
-    return rng.choice(writings)
-
-
 def commune_centre(commune: CommuneCompetence) -> tuple[float, float]:
     """The commune's position when the reference has one; otherwise a stable stand-in in its region of France.
 
@@ -371,14 +352,6 @@ def commune_centre(commune: CommuneCompetence) -> tuple[float, float]:
     if centre is not None:
         return centre[0] + (fraction_a - 0.5) * 0.1, centre[1] + (fraction_b - 0.5) * 0.1
     return 43.6 + fraction_a * 5.6, -0.6 + fraction_b * 7.0
-
-
-def _cos_deg(degrees: float) -> float:
-    return math.cos(math.radians(degrees))
-
-
-def _strip_accents(text: str) -> str:
-    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
 
 
 def write_traffic(reports: Iterator[GeneratedReport], out: Path, truth: Path | None) -> int:

@@ -56,6 +56,8 @@ from streams.stages import InputRecord
 
 log = logging.getLogger(__name__)
 
+STATE_TABLE = "dedup-state"
+PENDING_TABLE = "dedup-pending"
 JOURNAL_RETENTION = 20_000
 TICK_RESEND_AFTER_S = 10.0
 SWEEP_BATCH = 20_000
@@ -127,6 +129,17 @@ def is_route_tick(headers: Any) -> bool:
     return read_attributes(headers).get("ce_type") == ROUTE_TICK.ce_type
 
 
+def changelog_topics(settings: Settings) -> dict[str, dict[str, str]]:
+    """The route stage's changelog topics, as Faust names and configures them, to create before the worker starts.
+
+    Faust creates them itself, but on a new cluster its consumer may then read their metadata before their leaders
+    exist, keep "0 partitions" for them, and fail every table write (PartitionsMismatch): seen on every first run
+    of the local pipeline.
+    """
+    app_id = settings.consumer_group(settings.worker_id)
+    return {f"{app_id}-{table}-changelog": {"cleanup.policy": "compact"} for table in (STATE_TABLE, PENDING_TABLE)}
+
+
 def policy_from(settings: Settings) -> DedupPolicy:
     return DedupPolicy(
         distance_m=settings.dedup_distance_m,
@@ -169,8 +182,8 @@ class CaseRouter:
         self.send_case_event = send_case_event
         # bytes keys and values: the raw codec; the values are JSON that pydantic reads
         table_options: dict[str, Any] = {"partitions": settings.topic_partitions, "key_type": bytes, "value_type": bytes}
-        self.state = app.Table("dedup-state", default=None, **table_options)
-        self.pending = app.Table("dedup-pending", default=None, **table_options)
+        self.state = app.Table(STATE_TABLE, default=None, **table_options)
+        self.pending = app.Table(PENDING_TABLE, default=None, **table_options)
         self.view = TableView(self.state)
         self._ticked: dict[str, float] = {}
         self._replaying: set[int] = set()

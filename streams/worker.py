@@ -16,6 +16,7 @@ from signalements.service_loop import until_done
 from signalements.settings import Settings
 from signalements.topic_admin import ensure_topics, pipeline_topics
 from streams.app import create_app
+from streams.case_tables import changelog_topics
 from streams.jurisdiction import JurisdictionReference
 
 
@@ -29,7 +30,8 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     KafkaProbe(settings.bootstrap_servers, link).start()
     metrics.serve(settings.metrics_host, settings.worker_metrics_port, readiness_of(link))
     # A worker started before its broker waits for it (and says so) instead of exiting.
-    until_done(lambda: ensure_topics(settings, pipeline_topics(settings)), "creating the pipeline's topics")
+    topics = {**pipeline_topics(settings), **changelog_topics(settings)}
+    until_done(lambda: ensure_topics(settings, topics), "creating the pipeline's topics")
     app = create_app(settings, metrics, reference)
     logging.getLogger(__name__).info(
         "worker %s on %s, metrics on %s:%d",

@@ -175,3 +175,15 @@ def test_a_case_goes_to_its_unit_and_to_the_cross_of_its_departement_under_event
     ids = {dict(copy.headers)["ce_id"] for copy in (unit_copy, cross_copy)}
     assert len(ids) == 2
     assert decode(cross_copy.headers, cross_copy.key, cross_copy.value).payload.unit_id == enriched.jurisdiction.cross_unit_id
+
+
+def test_the_worker_creates_beforehand_exactly_the_changelog_topics_faust_uses(tmp_path: Path) -> None:
+    """Created by Faust on a new cluster, they were read with no partitions and every table write failed."""
+    from signalements.metrics import PipelineMetrics
+    from streams.app import create_app
+    from streams.case_tables import changelog_topics
+
+    settings = Settings(state_dir=tmp_path, topic_namespace="t.", worker_id="w")
+    app = create_app(settings, PipelineMetrics(), JurisdictionReference.from_settings(settings))
+    faust_names = {table.changelog_topic.get_topic_name() for table in app.tables.values()}
+    assert faust_names == set(changelog_topics(settings)) == {"t.w-dedup-state-changelog", "t.w-dedup-pending-changelog"}
