@@ -1,5 +1,5 @@
 # The two commands of the README, and the benchmark. Each does its own set-up (scripts/bootstrap.sh).
-.PHONY: demo test bench bootstrap
+.PHONY: demo test test-fast bench bootstrap
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -14,6 +14,13 @@ test: bootstrap
 	.venv/bin/ruff check .
 	.venv/bin/mypy
 	.venv/bin/python -m pytest
+
+## The tests that need neither a broker nor the services as processes (under a minute), after lint and types.
+test-fast: bootstrap
+	@bash scripts/install-test-tools.sh
+	.venv/bin/ruff check .
+	.venv/bin/mypy
+	.venv/bin/python -m pytest -m "not broker and not processes"
 
 ## Push synthetic reports through a freshly started pipeline and print one JSON line of figures.
 bench: bootstrap

@@ -21,6 +21,7 @@ from schemas.channels import Channel, Force
 from schemas.envelope import CASE_HANDLED, CASE_OPENED, CASE_UPDATED, encode
 from schemas.events import CaseHandled, CaseOpened, CaseOutcome, CaseUpdated
 from schemas.topics import Topics
+from signalements.kafka_clients import bootstrap_list
 from signalements.settings import Settings
 from signalements.topic_admin import ensure_topics, unit_topic_config
 
@@ -109,7 +110,7 @@ def handle_case(
 
 def _publish(settings: Settings, sends: list[tuple[str, CaseEvent]]) -> None:
     ensure_topics(settings, {topic: unit_topic_config(settings) for topic, _ in sends})
-    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers.split(","), acks="all", retries=5)
+    producer = KafkaProducer(bootstrap_servers=bootstrap_list(settings.bootstrap_servers), acks="all", retries=5)
     try:
         for topic, event in sends:  # in order, each acknowledged before the next
             message = encode(event.event_type, event.payload, event_id=event.event_id, source=SOURCE, key=event.key)

@@ -26,6 +26,7 @@ from devkit.local_broker import LocalBroker
 from devkit.synthetic_cases import PARIS_11, case_opened, case_updated
 from devkit.throwaway_postgres import create_database, throwaway_postgres
 from schemas.topics import Topics
+from signalements.kafka_clients import bootstrap_list
 from signalements.metrics import ConsumerMetrics, PipelineMetrics
 from signalements.settings import Settings
 from signalements.topic_admin import ensure_topics, unit_topic_config
@@ -75,7 +76,7 @@ def _fill_queue(settings: Settings, cases: int) -> int:
     events = []
     for i in range(cases):
         events += [case_opened(PARIS_11, f"bench-{i}"), case_updated(PARIS_11, f"bench-{i}", 2)]
-    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=20,
+    producer = KafkaProducer(bootstrap_servers=bootstrap_list(settings.bootstrap_servers), acks="all", linger_ms=20,
                              batch_size=256 * 1024)
     try:
         publish(producer, topic, events)
@@ -138,7 +139,7 @@ def bench_lag(settings: Settings, backend: str, rate: float, duration_s: float, 
     stop = threading.Event()
     thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
     thread.start()
-    producer = KafkaProducer(bootstrap_servers=run.bootstrap_servers, acks="all", linger_ms=5)
+    producer = KafkaProducer(bootstrap_servers=bootstrap_list(run.bootstrap_servers), acks="all", linger_ms=5)
     sent = 0
     try:
         started = time.perf_counter()

@@ -43,6 +43,7 @@ from schemas.envelope import encode, kafka_headers
 from schemas.reports import report_id_for
 from schemas.submission_channels import SUBMISSION_CHANNELS
 from schemas.topics import Topics
+from signalements.kafka_clients import bootstrap_list
 from signalements.settings import Settings
 from signalements.topic_admin import ensure_topics, pipeline_topics, unit_topic_config
 from streams.jurisdiction import JurisdictionReference, Unrouted
@@ -144,7 +145,7 @@ class Produced:
 def new_producer(bootstrap: str) -> KafkaProducer:
     # acks=all like the intake; a short linger lets "as fast as possible" batch instead of one request per record.
     return KafkaProducer(
-        bootstrap_servers=bootstrap.split(","), client_id="signalements-bench", acks="all", linger_ms=5,
+        bootstrap_servers=bootstrap_list(bootstrap), client_id="signalements-bench", acks="all", linger_ms=5,
         batch_size=256 * 1024,
     )
 
@@ -296,7 +297,7 @@ def run_relay(bootstrap: str, app_id: str, source: str, sink: str, datadir: str,
 
     app = faust.App(
         app_id,
-        broker=[f"kafka://{server}" for server in bootstrap.split(",")],
+        broker=[f"kafka://{server}" for server in bootstrap_list(bootstrap)],
         store="memory://",
         datadir=datadir,
         web_enabled=False,
@@ -346,7 +347,7 @@ class SinkReader:
     def __init__(self, bootstrap: str, topic: str, partitions: int) -> None:
         self.seen_ms: dict[bytes, int] = {}
         self._consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap.split(","), group_id=None, enable_auto_commit=False,
+            bootstrap_servers=bootstrap_list(bootstrap), group_id=None, enable_auto_commit=False,
             auto_offset_reset="earliest", client_id="signalements-bench-sink",
         )
         self._consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
@@ -410,7 +411,7 @@ def create_topics(settings: Settings, unit_ids: list[str]) -> None:
 
 def delete_topics(settings: Settings) -> None:
     """Drop the run's topics (the figures and the stores stay): each run would otherwise leave ~20 on the broker."""
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, client_id="signalements-bench")
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap_list(settings.bootstrap_servers), client_id="signalements-bench")
     try:
         names = [name for name in admin.list_topics() if name.startswith(settings.topic_namespace)]
         if names:

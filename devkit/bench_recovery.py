@@ -30,6 +30,7 @@ from devkit.local_broker import LocalBroker
 from devkit.local_run import Services
 from schemas.channels import Channel, Force, ReportKind
 from schemas.reports import CanonicalReport, EnrichedReport, Jurisdiction, Place, ResolutionMethod, report_id_for
+from signalements.kafka_clients import bootstrap_list
 from signalements.settings import Settings
 from signalements.topic_admin import ensure_topics, pipeline_topics
 from streams.case_tables import policy_from
@@ -175,7 +176,7 @@ def measure_recovery(settings: Settings, points: int) -> dict[str, object]:
     app_id = bench.consumer_group(bench.worker_id)
     changelog = f"{app_id}-dedup-state-changelog"
     ensure_topics(bench, pipeline_topics(bench))
-    admin = KafkaAdminClient(bootstrap_servers=bench.bootstrap_servers, client_id="signalements-bench")
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap_list(bench.bootstrap_servers), client_id="signalements-bench")
     try:
         admin.create_topics([NewTopic(changelog, bench.topic_partitions, bench.topic_replication_factor,
                                       topic_configs={"cleanup.policy": "compact"})])
@@ -189,7 +190,7 @@ def measure_recovery(settings: Settings, points: int) -> dict[str, object]:
             commune.unit_id: (murmur2(commune.unit_id.encode()) & 0x7FFFFFFF) % bench.topic_partitions
             for commune in COMMUNES
         }
-        producer = KafkaProducer(bootstrap_servers=bench.bootstrap_servers, acks=1, linger_ms=50,
+        producer = KafkaProducer(bootstrap_servers=bootstrap_list(bench.bootstrap_servers), acks=1, linger_ms=50,
                                  batch_size=1 << 20, max_request_size=8 << 20)
         started, entries = time.perf_counter(), 0
         for unit_id, key, value in point_state_entries(points, bench):

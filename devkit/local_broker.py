@@ -18,6 +18,7 @@ from pathlib import Path
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 
+from signalements.kafka_clients import bootstrap_list
 from signalements.settings import PROJECT_ROOT, Settings
 
 POM = PROJECT_ROOT / "broker" / "pom.xml"
@@ -157,7 +158,7 @@ class LocalBroker:
             if process is not None and process.poll() is not None:
                 raise BrokerError(f"the broker exited with code {process.returncode}; see {self.log_file}")
             try:
-                admin = KafkaAdminClient(bootstrap_servers=self.bootstrap_servers, request_timeout_ms=3000)
+                admin = KafkaAdminClient(bootstrap_servers=bootstrap_list(self.bootstrap_servers), request_timeout_ms=3000)
                 try:
                     admin.list_topics()
                     return

@@ -47,6 +47,7 @@ from schemas.envelope import (
 )
 from schemas.events import UnroutedReport
 from schemas.topics import Topics
+from signalements.kafka_clients import bootstrap_list
 from signalements.settings import Settings
 from streams.dead_letter import ORIGINAL_PREFIX
 
@@ -112,7 +113,7 @@ def read_to_current_end(settings: Settings, topic: str, timeout_s: float = 120.0
     """Every record of ``topic`` from its beginning to its end as it is now, in order per partition, no group."""
     try:
         consumer = KafkaConsumer(
-            bootstrap_servers=settings.bootstrap_servers.split(","), enable_auto_commit=False,
+            bootstrap_servers=bootstrap_list(settings.bootstrap_servers), enable_auto_commit=False,
             client_id="signalements-redrive", request_timeout_ms=int(settings.intake_produce_timeout_s * 1000) + 5000,
         )
     except KafkaError as error:

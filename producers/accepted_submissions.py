@@ -32,7 +32,7 @@ from kafka.errors import KafkaError
 
 from schemas.channels import Channel
 from schemas.topics import Topics
-from signalements.kafka_clients import close_quietly
+from signalements.kafka_clients import bootstrap_list, close_quietly
 from signalements.kafka_link import KafkaLink
 
 log = logging.getLogger(__name__)
@@ -183,7 +183,7 @@ class AcceptedSubmissions:
         # One consumer for the life of the index: a new one per refresh would reconnect (and log) every few seconds.
         if self._consumer is None:
             self._consumer = KafkaConsumer(
-                bootstrap_servers=self._bootstrap_servers.split(","),
+                bootstrap_servers=bootstrap_list(self._bootstrap_servers),
                 client_id="signalements-intake-index",
                 enable_auto_commit=False,
                 request_timeout_ms=int(self._timeout_s * 1000) + 1000,

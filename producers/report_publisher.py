@@ -16,7 +16,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 from kafka.producer.future import FutureRecordMetadata
 
-from signalements.kafka_clients import close_quietly
+from signalements.kafka_clients import bootstrap_list, close_quietly
 from signalements.kafka_link import KafkaLink
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ class ReportPublisher:
                     raise PublishError(f"Kafka is unreachable: {self._link.reason}")
                 try:
                     self._producer = KafkaProducer(
-                        bootstrap_servers=self._bootstrap_servers.split(","),
+                        bootstrap_servers=bootstrap_list(self._bootstrap_servers),
                         client_id=self._client_id,
                         acks="all",
                         enable_idempotence=True,

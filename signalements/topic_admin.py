@@ -11,6 +11,7 @@ from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 from schemas.topics import Topics
+from signalements.kafka_clients import bootstrap_list
 from signalements.settings import Settings
 
 
@@ -34,7 +35,7 @@ def unit_topic_config(settings: Settings) -> dict[str, str]:
 
 def ensure_topics(settings: Settings, configs: dict[str, dict[str, str]]) -> list[str]:
     """Create the missing topics; return the names created."""
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, client_id="signalements-admin")
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap_list(settings.bootstrap_servers), client_id="signalements-admin")
     try:
         existing = set(admin.list_topics())
         missing = [

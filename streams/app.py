@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 import faust
 
 from schemas.topics import Topics
+from signalements.kafka_clients import bootstrap_list
 from signalements.metrics import PipelineMetrics
 from signalements.service_loop import CannotContinue, keep_running_async
 from signalements.settings import Settings
@@ -31,7 +32,7 @@ def create_app(settings: Settings, metrics: PipelineMetrics, reference: Jurisdic
     topics = Topics(settings.topic_namespace)
     app = SignalementsApp(
         settings.consumer_group(settings.worker_id),
-        broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
+        broker=[f"kafka://{server}" for server in bootstrap_list(settings.bootstrap_servers)],
         store="rocksdb://",
         datadir=str(settings.state_dir / "faust"),
         web_enabled=False,

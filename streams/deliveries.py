@@ -34,7 +34,7 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-from signalements.kafka_clients import close_quietly
+from signalements.kafka_clients import bootstrap_list, close_quietly
 from signalements.settings import Settings
 from signalements.topic_admin import unit_topic_config
 
@@ -130,7 +130,7 @@ class UnitQueues:
             # Short timeouts: while the broker is away each attempt fails in seconds, and the queues waiting
             # behind it (one admin thread) are tried again soon after it returns.
             self._admin = KafkaAdminClient(
-                bootstrap_servers=self._settings.bootstrap_servers.split(","), client_id="signalements-worker-admin",
+                bootstrap_servers=bootstrap_list(self._settings.bootstrap_servers), client_id="signalements-worker-admin",
                 request_timeout_ms=ADMIN_TIMEOUT_MS, bootstrap_timeout_ms=ADMIN_TIMEOUT_MS,
             )
         return self._admin

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from schemas.reference import CompetenceRow
 from schemas.validation import describe_validation_error
+from signalements.kafka_clients import bootstrap_list
 from streams.jurisdiction import Competence, JurisdictionReference
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ class ReferenceFollower:
     async def run(self) -> None:
         # Subscribed without a group: aiokafka assigns this consumer every partition of the topic.
         consumer = AIOKafkaConsumer(
-            self.topic, bootstrap_servers=self.bootstrap_servers.split(","), group_id=None, enable_auto_commit=False,
+            self.topic, bootstrap_servers=bootstrap_list(self.bootstrap_servers), group_id=None, enable_auto_commit=False,
             auto_offset_reset="earliest", client_id="signalements-reference-follower",
         )
         await consumer.start()

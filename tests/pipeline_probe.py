@@ -134,6 +134,11 @@ class RunningPipeline:
         return httpx.post(f"{self.intake_url}/v1/reports/{channel}", json=body, timeout=15).status_code
 
 
+# The factories of tests/conftest.py: new settings of an isolated pipeline; a running pipeline for some units.
+SettingsFactory = Callable[..., Settings]
+PipelineFactory = Callable[..., RunningPipeline]
+
+
 @contextmanager
 def running_pipeline(
     settings: Settings, unit_ids: list[str], log_dir: Path | None = None, cross_unit_ids: Sequence[str] = ()

@@ -21,6 +21,9 @@ from schemas.channels import Channel
 from schemas.envelope import EVENT_TYPES
 from schemas.topics import Topics
 
+# Starts the pipeline's services, a broker or external tools as processes (see tests/conftest.py).
+pytestmark = pytest.mark.processes
+
 PARSER_DIR = Path(__file__).parent / "asyncapi_parser"
 
 

@@ -31,6 +31,9 @@ from ops.status import status_once
 from signalements.settings import PROJECT_ROOT
 from signalements.topic_admin import ensure_topics, pipeline_topics
 
+# Starts the pipeline's services, a broker or external tools as processes (see tests/conftest.py).
+pytestmark = pytest.mark.processes
+
 PARIS, CHAMONIX = "pn-75-pp", "gn-74-chamonix-mont-blanc"
 UNITS = [PARIS, CHAMONIX, "cross-75", "cross-74"]
 OUTAGES = 3

@@ -18,6 +18,9 @@ from schemas.events import CaseHandled
 from schemas.topics import Topics
 from signalements.settings import Settings
 
+# Starts the pipeline's services, a broker or external tools as processes (see tests/conftest.py).
+pytestmark = pytest.mark.processes
+
 T0 = datetime(2026, 10, 1, 12, 0, tzinfo=UTC)
 
 

@@ -9,6 +9,9 @@ import sys
 
 import pytest
 
+# Starts the pipeline's services, a broker or external tools as processes (see tests/conftest.py).
+pytestmark = pytest.mark.processes
+
 SUBCOMMANDS = [
     ["broker", "start"], ["broker", "stop"], ["broker", "status"], ["topics"], ["intake"], ["worker"], ["consume"],
     ["demo"], ["bench"], ["bench-dedup"],

@@ -7,7 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from signalements.settings import PROJECT_ROOT
+
+# Starts the pipeline's services, a broker or external tools as processes (see tests/conftest.py).
+pytestmark = pytest.mark.processes
 
 RECOVERY_POINTS = 400
 

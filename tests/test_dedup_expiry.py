@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from kafka import KafkaProducer
 from pipeline_probe import make_settings, read_topic, wait_for
 
@@ -12,6 +13,9 @@ from devkit.dedup_traffic import TrafficShape, ground_truth_traffic
 from devkit.local_run import Services
 from schemas.topics import Topics
 from signalements.topic_admin import ensure_topics, pipeline_topics
+
+# Starts the pipeline's services, a broker or external tools as processes (see tests/conftest.py).
+pytestmark = pytest.mark.processes
 
 
 def test_closed_cases_are_deleted_from_the_state_and_its_changelog(kafka_bootstrap: str, tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import pytest
 from kafka import KafkaProducer
 from pipeline_probe import free_port, make_settings, metric, read_topic, scrape, wait_for
 
@@ -33,6 +34,9 @@ from schemas.events import CaseOpened, CaseUpdated
 from schemas.topics import Topics
 from signalements.settings import Settings
 from signalements.topic_admin import ensure_topics, pipeline_topics
+
+# Starts the pipeline's services, a broker or external tools as processes (see tests/conftest.py).
+pytestmark = pytest.mark.processes
 
 RATE_PER_S = 40.0
 

@@ -31,6 +31,9 @@ from cli.main import app as cli_app
 from signalements.settings import PROJECT_ROOT, Settings
 from streams.jurisdiction import JurisdictionReference, read_demo_unit_ids
 
+# Starts the pipeline's services, a broker or external tools as processes (see tests/conftest.py).
+pytestmark = pytest.mark.processes
+
 COMPOSE_FILE = PROJECT_ROOT / "docker-compose.yml"
 DOCKERFILE = PROJECT_ROOT / "Dockerfile"
 PROMETHEUS_COMPOSE = PROJECT_ROOT / "deploy" / "prometheus" / "prometheus.yml"

@@ -7,19 +7,17 @@ intake (HTTP) → reports.raw.<channel> → Faust worker (normalize, enrich, rou
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import httpx
 import pytest
 from kafka import KafkaProducer
 from pipeline_probe import (
+    PipelineFactory,
     RunningPipeline,
-    make_settings,
     metric,
     query_store,
     read_topic,
-    running_pipeline,
     scrape,
     wait_for,
 )
@@ -35,10 +33,8 @@ UNITS = ["pn-75-pp", "gn-74-chamonix-mont-blanc", "cross-75", "cross-74"]
 
 
 @pytest.fixture(scope="module")
-def pipeline(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPipeline]:
-    settings = make_settings(kafka_bootstrap, tmp_path_factory.mktemp("pipeline"), dedup_update_throttle_s=1.0)
-    with running_pipeline(settings, UNITS) as running:
-        yield running
+def pipeline(pipeline_factory: PipelineFactory) -> RunningPipeline:
+    return pipeline_factory(UNITS, dedup_update_throttle_s=1.0)
 
 
 def stored_report(pipeline: RunningPipeline, unit_id: str, report_id: str) -> list[tuple[object, ...]]:

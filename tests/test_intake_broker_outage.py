@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from pipeline_probe import free_port, make_settings, read_topic, wait_for
 from sample_submissions import conversation_delivery_network, portal_dealing_point
 
@@ -19,6 +20,9 @@ from schemas.channels import Channel
 from schemas.topics import Topics
 from signalements.settings import PROJECT_ROOT
 from signalements.topic_admin import ensure_topics, pipeline_topics
+
+# Starts the pipeline's services, a broker or external tools as processes (see tests/conftest.py).
+pytestmark = pytest.mark.processes
 
 
 def submission(number: int) -> tuple[str, dict, str]:

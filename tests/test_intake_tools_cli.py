@@ -12,6 +12,9 @@ from pipeline_probe import free_port
 
 from signalements.settings import PROJECT_ROOT, Settings
 
+# Starts the pipeline's services, a broker or external tools as processes (see tests/conftest.py).
+pytestmark = pytest.mark.processes
+
 
 @pytest.mark.parametrize("subcommand", ["replay", "generate", "contract", "bench-intake"])
 def test_each_tool_has_help(subcommand: str) -> None:

@@ -25,6 +25,9 @@ from streams.jurisdiction import (
 )
 from streams.place_names import fold_commune_name
 
+# Starts the pipeline's services, a broker or external tools as processes (see tests/conftest.py).
+pytestmark = pytest.mark.processes
+
 BOUNDARIES = Path(__file__).parent / "fixtures" / "communes-boundaries.geojson"
 
 

@@ -28,6 +28,9 @@ from devkit.throwaway_postgres import create_database
 from schemas.events import CaseHandled, CaseOutcome
 from signalements.settings import Settings
 
+# Starts the pipeline's services, a broker or external tools as processes (see tests/conftest.py).
+pytestmark = pytest.mark.processes
+
 SEPT, OCT = datetime(2026, 9, 10, tzinfo=UTC), datetime(2026, 10, 12, tzinfo=UTC)
 
 

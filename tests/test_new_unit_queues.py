@@ -34,6 +34,9 @@ from signalements.settings import Settings
 from signalements.topic_admin import ensure_topics, pipeline_topics
 from streams.jurisdiction import CommuneCompetence, JurisdictionReference
 
+# Starts the pipeline's services, a broker or external tools as processes (see tests/conftest.py).
+pytestmark = pytest.mark.processes
+
 ROUNDS = 3
 UNITS_PER_ROUND = 40
 

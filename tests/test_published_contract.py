@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 from pipeline_probe import make_settings
 from sample_submissions import conversation_delivery_network, portal_dealing_point
@@ -22,6 +23,9 @@ from schemas.envelope import (
 )
 from signalements.metrics import PipelineMetrics
 from signalements.settings import PROJECT_ROOT
+
+# Starts the pipeline's services, a broker or external tools as processes (see tests/conftest.py).
+pytestmark = pytest.mark.processes
 
 
 def test_the_committed_openapi_document_is_the_one_the_intake_serves(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ import json
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +14,13 @@ import httpx
 import pytest
 from kafka import KafkaProducer
 from pipeline_probe import (
+    PipelineFactory,
     RunningPipeline,
     free_port,
     make_settings,
     metric,
     query_store,
     read_topic,
-    running_pipeline,
     scrape,
     wait_for,
 )
@@ -37,22 +36,22 @@ from signalements.settings import PROJECT_ROOT, Settings
 from streams.dead_letter import build_dead_letter
 from streams.jurisdiction import Competence
 
+# Starts the pipeline's services, a broker or external tools as processes (see tests/conftest.py).
+pytestmark = pytest.mark.processes
+
 VIF = Competence("38545", "Vif", Force.GENDARMERIE, "38-vif", "Brigade de gendarmerie de Vif", ("38450",))
 UNITS = ["pn-75-pp", "gn-38-vif"]
 
 
 @pytest.fixture(scope="module")
-def pipeline(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPipeline]:
+def pipeline(pipeline_factory: PipelineFactory, tmp_path_factory: pytest.TempPathFactory) -> RunningPipeline:
     # A competence table without Vif: its reports are valid but no unit is competent, until the row is published.
-    state = tmp_path_factory.mktemp("redrive")
-    reference = state / "reference"
+    reference = tmp_path_factory.mktemp("redrive") / "reference"
     shutil.copytree(PROJECT_ROOT / "reference" / "demo", reference)
     table = reference / "competence-territoriale.csv"
     rows = table.read_text(encoding="utf-8").splitlines(keepends=True)
     table.write_text("".join(row for row in rows if not row.startswith(f"{VIF.commune_code};")), encoding="utf-8")
-    settings = make_settings(kafka_bootstrap, state, reference_dir=reference)
-    with running_pipeline(settings, UNITS) as running:
-        yield running
+    return pipeline_factory(UNITS, reference_dir=reference)
 
 
 def signalements(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:

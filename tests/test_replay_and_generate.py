@@ -22,6 +22,9 @@ from signalements.settings import PROJECT_ROOT, Settings
 from signalements.topic_admin import ensure_topics, pipeline_topics
 from streams.jurisdiction import JurisdictionReference
 
+# Starts the pipeline's services, a broker or external tools as processes (see tests/conftest.py).
+pytestmark = pytest.mark.processes
+
 
 def write_lines(path: Path, lines: list[str]) -> Path:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")

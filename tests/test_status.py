@@ -23,6 +23,9 @@ from sample_submissions import conversation_delivery_network, distinct_point, po
 from ops.status import LatencyPercentiles, StatusSnapshot, quantile_from_buckets, render
 from signalements.settings import PROJECT_ROOT
 
+# Starts the pipeline's services, a broker or external tools as processes (see tests/conftest.py).
+pytestmark = pytest.mark.processes
+
 # Every report also goes to its département's CROSS queue: those run too, or their queues would lag forever.
 UNITS = ["pn-75-pp", "gn-74-chamonix-mont-blanc"]
 CROSS_UNITS = ["cross-75", "cross-74"]

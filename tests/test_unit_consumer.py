@@ -27,6 +27,9 @@ from schemas.envelope import encode
 from schemas.topics import Topics
 from signalements.settings import Settings
 
+# Starts the pipeline's services, a broker or external tools as processes (see tests/conftest.py).
+pytestmark = pytest.mark.processes
+
 UNIT = PARIS_11.unit_id
 
 

@@ -22,6 +22,9 @@ from signalements.settings import Settings
 from signalements.topic_admin import ensure_topics, unit_topic_config
 from streams.jurisdiction import JurisdictionReference
 
+# Starts the pipeline's services, a broker or external tools as processes (see tests/conftest.py).
+pytestmark = pytest.mark.processes
+
 MAMOUDZOU = SyntheticUnit("pn-976-mamoudzou", "97611", "Mamoudzou", "976", Force.POLICE)
 DEMBENI = SyntheticUnit("gn-976-dembeni", "97607", "Dembeni", "976", Force.GENDARMERIE)
 
