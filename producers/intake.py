@@ -56,121 +56,111 @@ class Problem(BaseModel):
     detail: str
 
 
-def create_intake_app(  # noqa: C901 (its routes are closures over the app's parts; to split in the redesign)
-    settings: Settings,
-    publisher: ReportPublisher,
-    metrics: PipelineMetrics,
-    accepted: AcceptedSubmissions | None = None,
-) -> FastAPI:
-    topics = Topics(settings.topic_namespace)
-    if accepted is None:
-        accepted = AcceptedSubmissions(
-            index_path(settings.state_dir), settings.bootstrap_servers, topics, settings.intake_produce_timeout_s,
-            publisher.link,
-        )
-    index = accepted
-    link = publisher.link
-    app = FastAPI(
-        title="Signalements de points de deal: intake",
-        version=__version__,
-        description="Citizen reports of drug-dealing points from the police portal and Ma brigade numérique.",
-    )
+class SubmissionIntake:
+    """What the intake does with one valid submission: refuse what the stream could not normalize, recognise a
+    submission id already accepted, and answer 202 only once Kafka acknowledged the record."""
 
-    @app.middleware("http")
-    async def limit_body_size(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        if request.method == "POST":
-            declared = request.headers.get("content-length")
-            too_big = declared is not None and declared.isdigit() and int(declared) > settings.intake_max_body_bytes
-            if too_big or len(await request.body()) > settings.intake_max_body_bytes:
-                channel = _bounded(request.url.path.rsplit("/", 1)[-1])
-                metrics.records_in.labels(Stage.INTAKE.value, channel).inc()
-                metrics.records_failed.labels(Stage.INTAKE.value, channel, "body_too_large").inc()
-                return JSONResponse(
-                    {"detail": f"body larger than {settings.intake_max_body_bytes} bytes"}, status_code=413
-                )
-        return await call_next(request)
+    def __init__(self, settings: Settings, publisher: ReportPublisher, metrics: PipelineMetrics,
+                 index: AcceptedSubmissions) -> None:
+        self.topics = Topics(settings.topic_namespace)
+        self.publisher = publisher
+        self.metrics = metrics
+        self.index = index
 
-    @app.exception_handler(RequestValidationError)
-    async def count_invalid(request: Request, error: RequestValidationError) -> Response:
-        channel = _bounded(request.url.path.rsplit("/", 1)[-1])
-        metrics.records_in.labels(Stage.INTAKE.value, channel).inc()
-        unreadable = [e for e in error.errors() if e.get("type") == "json_invalid"]
-        if unreadable:
-            # Not a submission at all (FastAPI would say 422): the body does not parse as JSON.
-            metrics.records_failed.labels(Stage.INTAKE.value, channel, "unreadable").inc()
-            where = unreadable[0].get("ctx", {}).get("error", "invalid JSON")
-            return JSONResponse({"detail": f"the body is not readable JSON: {where}"}, status_code=400)
-        metrics.records_failed.labels(Stage.INTAKE.value, channel, "invalid").inc()
-        return await request_validation_exception_handler(request, error)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def count_unreadable(request: Request, error: StarletteHTTPException) -> Response:
-        if error.status_code == 400 and request.method == "POST":
-            channel = _bounded(request.url.path.rsplit("/", 1)[-1])
-            metrics.records_in.labels(Stage.INTAKE.value, channel).inc()
-            metrics.records_failed.labels(Stage.INTAKE.value, channel, "unreadable").inc()
-        return await http_exception_handler(request, error)
-
-    def accept(spec: SubmissionChannel, submission: MonCommissariatSubmission | BrigadeNumeriqueSubmission) -> Response:
-        channel, submission_id = spec.channel, spec.submission_id(submission)
-        metrics.records_in.labels(Stage.INTAKE.value, channel.value).inc()
+    def accept(self, spec: SubmissionChannel, submission: MonCommissariatSubmission | BrigadeNumeriqueSubmission,
+               ) -> Response:
+        channel = spec.channel.value
+        self.metrics.records_in.labels(Stage.INTAKE.value, channel).inc()
         started = time.perf_counter()
+        try:
+            outcome, response = self._accept(spec, submission)
+        except (PublishError, IndexUnavailable) as error:
+            self.index.require_catch_up()
+            outcome, response = "kafka_unavailable", JSONResponse(
+                {"detail": f"not accepted, retry later: {error}"}, status_code=503,
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            )
+        finally:
+            self.metrics.stage_duration.labels(Stage.INTAKE.value).observe(time.perf_counter() - started)
+        counter = self.metrics.records_out if outcome in ("accepted", "duplicate") else self.metrics.records_failed
+        counter.labels(Stage.INTAKE.value, channel, outcome).inc()
+        return response
+
+    def _accept(self, spec: SubmissionChannel, submission: MonCommissariatSubmission | BrigadeNumeriqueSubmission,
+                ) -> tuple[str, Response]:
+        channel, submission_id = spec.channel, spec.submission_id(submission)
         accepted_at = datetime.now(UTC)
         try:
             # Refuse at the door what the stream could not normalize (bad phone number, coordinates abroad).
             normalize_submission(submission, accepted_at)
         except NormalizationError as error:
-            metrics.records_failed.labels(Stage.INTAKE.value, channel.value, "invalid").inc()
             detail = [{"type": "value_error", "loc": ["body", *error.field.split(".")], "msg": error.reason}]
-            return JSONResponse({"detail": detail}, status_code=422)
+            return "invalid", JSONResponse({"detail": detail}, status_code=422)
         report_id = report_id_for(channel, submission_id)
-        try:
-            index.ensure_caught_up()
-            with index.claim(channel, submission_id) as claim:
-                if claim.duplicate:
-                    metrics.records_out.labels(Stage.INTAKE.value, channel.value, "duplicate").inc()
-                    return JSONResponse(Duplicate(report_id=report_id).model_dump(), status_code=200)
-                message = encode(
-                    spec.event_type, submission, event_id=report_id, source=SOURCE, key=submission_id, time=accepted_at
-                )
-                produce_started = time.perf_counter()
-                publisher.publish(spec.raw_topic(topics), message)
-                metrics.intake_produce_duration.labels(channel.value).observe(time.perf_counter() - produce_started)
-                index.mark_accepted(channel, submission_id)
-        except (PublishError, IndexUnavailable) as error:
-            index.require_catch_up()
-            metrics.records_failed.labels(Stage.INTAKE.value, channel.value, "kafka_unavailable").inc()
-            return JSONResponse(
-                {"detail": f"not accepted, retry later: {error}"},
-                status_code=503,
-                headers={"Retry-After": str(RETRY_AFTER_S)},
+        self.index.ensure_caught_up()
+        with self.index.claim(channel, submission_id) as claim:
+            if claim.duplicate:
+                return "duplicate", JSONResponse(Duplicate(report_id=report_id).model_dump(), status_code=200)
+            message = encode(
+                spec.event_type, submission, event_id=report_id, source=SOURCE, key=submission_id, time=accepted_at
             )
-        finally:
-            metrics.stage_duration.labels(Stage.INTAKE.value).observe(time.perf_counter() - started)
-        metrics.records_out.labels(Stage.INTAKE.value, channel.value, "accepted").inc()
-        return JSONResponse(Accepted(report_id=report_id).model_dump(), status_code=202)
+            produce_started = time.perf_counter()
+            self.publisher.publish(spec.raw_topic(self.topics), message)
+            self.metrics.intake_produce_duration.labels(channel.value).observe(time.perf_counter() - produce_started)
+            self.index.mark_accepted(channel, submission_id)
+        return "accepted", JSONResponse(Accepted(report_id=report_id).model_dump(), status_code=202)
 
-    responses: dict[int | str, dict[str, object]] = {
-        400: {"model": Problem, "description": "the body is not readable JSON"},
-        200: {"model": Duplicate, "description": "already accepted under this submission id: nothing written again"},
-        202: {"model": Accepted, "description": "accepted: durably written to Kafka"},
-        413: {"model": Problem, "description": "body too large"},
-        503: {
-            "model": Problem,
-            "description": "Kafka unavailable; nothing was accepted: retry after the Retry-After delay",
-            "headers": {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}},
-        },
-    }
+    def readiness(self) -> Response:
+        """Ready: Kafka answered the intake's last exchange and its index of accepted ids is caught up."""
+        link = self.publisher.link
+        if link.connected and self.index.caught_up:
+            return JSONResponse({"status": "ready"})
+        reason = link.reason if not link.connected else "reading the raw topics for accepted ids"
+        return JSONResponse({"detail": f"not ready: {reason}"}, status_code=503,
+                            headers={"Retry-After": str(RETRY_AFTER_S)})
 
-    @app.post("/v1/reports/moncommissariat", status_code=202, response_model=Accepted, responses=responses)
+
+RESPONSES: dict[int | str, dict[str, object]] = {
+    400: {"model": Problem, "description": "the body is not readable JSON"},
+    200: {"model": Duplicate, "description": "already accepted under this submission id: nothing written again"},
+    202: {"model": Accepted, "description": "accepted: durably written to Kafka"},
+    413: {"model": Problem, "description": "body too large"},
+    503: {
+        "model": Problem,
+        "description": "Kafka unavailable; nothing was accepted: retry after the Retry-After delay",
+        "headers": {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}},
+    },
+}
+
+
+def create_intake_app(
+    settings: Settings,
+    publisher: ReportPublisher,
+    metrics: PipelineMetrics,
+    accepted: AcceptedSubmissions | None = None,
+) -> FastAPI:
+    index = accepted or AcceptedSubmissions(
+        index_path(settings.state_dir), settings.bootstrap_servers, Topics(settings.topic_namespace),
+        settings.intake_produce_timeout_s, publisher.link,
+    )
+    intake = SubmissionIntake(settings, publisher, metrics, index)
+    app = FastAPI(
+        title="Signalements de points de deal: intake",
+        version=__version__,
+        description="Citizen reports of drug-dealing points from the police portal and Ma brigade numérique.",
+    )
+    limit_body_size(app, settings.intake_max_body_bytes, metrics)
+    count_refused_bodies(app, metrics)
+
+    @app.post("/v1/reports/moncommissariat", status_code=202, response_model=Accepted, responses=RESPONSES)
     def submit_moncommissariat(submission: MonCommissariatSubmission) -> Response:
         """A report from the police portal (moncommissariat)."""
-        return accept(SUBMISSION_CHANNELS[Channel.MONCOMMISSARIAT], submission)
+        return intake.accept(SUBMISSION_CHANNELS[Channel.MONCOMMISSARIAT], submission)
 
-    @app.post("/v1/reports/brigade-numerique", status_code=202, response_model=Accepted, responses=responses)
+    @app.post("/v1/reports/brigade-numerique", status_code=202, response_model=Accepted, responses=RESPONSES)
     def submit_brigade_numerique(submission: BrigadeNumeriqueSubmission) -> Response:
         """A report from a Ma brigade numérique conversation."""
-        return accept(SUBMISSION_CHANNELS[Channel.BRIGADE_NUMERIQUE], submission)
+        return intake.accept(SUBMISSION_CHANNELS[Channel.BRIGADE_NUMERIQUE], submission)
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus_metrics() -> Response:
@@ -184,13 +174,50 @@ def create_intake_app(  # noqa: C901 (its routes are closures over the app's par
     @app.get("/readyz", responses={503: {"model": Problem, "description": "cut off from Kafka: reports get 503"}})
     def ready() -> Response:
         """Readiness: Kafka answered the intake's last exchange and its index of accepted ids is caught up."""
-        if link.connected and index.caught_up:
-            return JSONResponse({"status": "ready"})
-        reason = link.reason if not link.connected else "reading the raw topics for accepted ids"
-        return JSONResponse({"detail": f"not ready: {reason}"}, status_code=503,
-                            headers={"Retry-After": str(RETRY_AFTER_S)})
+        return intake.readiness()
 
     return app
+
+
+def limit_body_size(app: FastAPI, max_bytes: int, metrics: PipelineMetrics) -> None:
+    """413 for a body over ``max_bytes``, declared or sent, counted as a refused record of its channel."""
+
+    @app.middleware("http")
+    async def refuse_large_bodies(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        if request.method == "POST":
+            declared = request.headers.get("content-length")
+            too_big = declared is not None and declared.isdigit() and int(declared) > max_bytes
+            if too_big or len(await request.body()) > max_bytes:
+                count_refused(metrics, request, "body_too_large")
+                return JSONResponse({"detail": f"body larger than {max_bytes} bytes"}, status_code=413)
+        return await call_next(request)
+
+
+def count_refused_bodies(app: FastAPI, metrics: PipelineMetrics) -> None:
+    """A body that is not JSON gets 400 (FastAPI would say 422), an invalid submission 422 with each field and
+    why; both are counted as refused records of their channel."""
+
+    @app.exception_handler(RequestValidationError)
+    async def count_invalid(request: Request, error: RequestValidationError) -> Response:
+        unreadable = [e for e in error.errors() if e.get("type") == "json_invalid"]
+        if unreadable:
+            count_refused(metrics, request, "unreadable")
+            where = unreadable[0].get("ctx", {}).get("error", "invalid JSON")
+            return JSONResponse({"detail": f"the body is not readable JSON: {where}"}, status_code=400)
+        count_refused(metrics, request, "invalid")
+        return await request_validation_exception_handler(request, error)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def count_unreadable(request: Request, error: StarletteHTTPException) -> Response:
+        if error.status_code == 400 and request.method == "POST":
+            count_refused(metrics, request, "unreadable")
+        return await http_exception_handler(request, error)
+
+
+def count_refused(metrics: PipelineMetrics, request: Request, reason: str) -> None:
+    channel = _bounded(request.url.path.rsplit("/", 1)[-1])
+    metrics.records_in.labels(Stage.INTAKE.value, channel).inc()
+    metrics.records_failed.labels(Stage.INTAKE.value, channel, reason).inc()
 
 
 def _bounded(channel: str) -> str:
