@@ -8,7 +8,6 @@ a ``case.updated`` with the others), keyed by the same case id, then closes it h
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 
 from kafka import KafkaProducer
@@ -20,13 +19,13 @@ from consumers.case_store import OPEN, CaseDetail, CaseStore, CaseSummary
 from schemas.channels import Channel, Force
 from schemas.envelope import CASE_HANDLED, CASE_OPENED, CASE_UPDATED, encode
 from schemas.events import CaseHandled, CaseOpened, CaseOutcome, CaseUpdated
+from schemas.identifiers import HANDLING_ID_NAMESPACE, stable_id
 from schemas.topics import Topics
 from signalements.kafka_clients import bootstrap_list
 from signalements.settings import Settings
 from signalements.topic_admin import ensure_topics, unit_topic_config
 
 SOURCE = "/signalements/case-desk"
-HANDLING_NAMESPACE = uuid.UUID("c4a1e9d2-7b3f-4e60-9a85-2f1d0c3b4a59")
 
 
 class CaseDeskError(ValueError):
@@ -35,7 +34,7 @@ class CaseDeskError(ValueError):
 
 def _event_id(*parts: object) -> str:
     # Derived from what is done to which case at which version: running the same command twice sends the same ids.
-    return str(uuid.uuid5(HANDLING_NAMESPACE, ":".join(str(p) for p in parts)))
+    return stable_id(HANDLING_ID_NAMESPACE, *parts)
 
 
 def handling_event(case: CaseDetail, outcome: CaseOutcome, transferred_to: str | None, now: datetime) -> CaseEvent:

@@ -6,7 +6,6 @@ with kafka-python onto real unit queues; only their content is made up (no free 
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -14,10 +13,10 @@ from consumers.case_events import CaseEvent
 from schemas.channels import Channel, Force, ReportKind
 from schemas.envelope import CASE_HANDLED, CASE_OPENED, CASE_UPDATED
 from schemas.events import CaseHandled, CaseOpened, CaseUpdated, case_id_for
+from schemas.identifiers import SYNTHETIC_EVENT_ID_NAMESPACE, stable_id
 from schemas.reports import CanonicalReport, EnrichedReport, Jurisdiction, Place, ResolutionMethod, report_id_for
 
 SOURCE = "/signalements/synthetic"
-EVENT_NAMESPACE = uuid.UUID("3d1c2b7a-6e5f-4a8b-9c0d-1e2f3a4b5c6d")
 
 
 @dataclass(frozen=True)
@@ -35,7 +34,7 @@ SAINT_DENIS = SyntheticUnit("pn-93-pp", "93066", "Saint-Denis", "93", Force.POLI
 
 
 def event_id_for(kind: str, subject: str) -> str:
-    return str(uuid.uuid5(EVENT_NAMESPACE, f"{kind}:{subject}"))
+    return stable_id(SYNTHETIC_EVENT_ID_NAMESPACE, kind, subject)
 
 
 def enriched_report(unit: SyntheticUnit, submission_id: str, at: datetime) -> EnrichedReport:

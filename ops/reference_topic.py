@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import uuid
 from collections.abc import Iterable
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from schemas.envelope import REFERENCE_COMPETENCE, encode
+from schemas.identifiers import REFERENCE_ROW_ID_NAMESPACE, stable_id
 from schemas.reference import CompetenceRow
 from schemas.topics import Topics
 from signalements.kafka_clients import bootstrap_list
@@ -17,13 +17,12 @@ from signalements.topic_admin import ensure_topics, pipeline_topics
 from streams.jurisdiction import Competence
 
 SOURCE = "/signalements/reference"
-EVENT_ID_NAMESPACE = uuid.UUID("3c1d2b7e-6a4f-4f0e-9e2d-8b5a7c6d1e0f")
 
 
 def competence_event_id(row: CompetenceRow) -> str:
     """The same row always has the same event id, so republishing an unchanged table is recognisable."""
     digest = hashlib.sha256(row.model_dump_json().encode()).hexdigest()
-    return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{row.code_commune}:{digest}"))
+    return stable_id(REFERENCE_ROW_ID_NAMESPACE, row.code_commune, digest)
 
 
 def publish_competence(settings: Settings, rows: Iterable[Competence]) -> int:

@@ -8,7 +8,6 @@ dead-letter topic carry a rejected record's original bytes untouched.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ from cloudevents.core.v1.event import CloudEvent
 from pydantic import BaseModel
 
 from schemas.events import CaseHandled, CaseOpened, CaseUpdated, UnroutedReport
+from schemas.identifiers import EVENT_ID_NAMESPACE, stable_id
 from schemas.reference import CompetenceRow
 from schemas.reports import CanonicalReport, EnrichedReport
 from schemas.submissions import BrigadeNumeriqueSubmission, MonCommissariatSubmission
@@ -79,12 +79,11 @@ REDRIVEN_FROM_HEADER: Final = "signalements-redriven-from"
 REDRIVABLE_TYPES: Final = (MONCOMMISSARIAT_SUBMISSION, BRIGADE_NUMERIQUE_SUBMISSION, REPORT_NORMALIZED, REPORT_ENRICHED)
 
 _FORMAT = JSONFormat()
-EVENT_ID_NAMESPACE: Final = uuid.UUID("9a4f3e1c-5d2b-4b8e-a7c6-1e0f2d3c4b5a")
 
 
 def event_id_for(subject: str, event_type: EventType) -> str:
     """The id of the ``event_type`` event about ``subject``: the same on every pass, so consumers apply it once."""
-    return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{event_type.ce_type}:{subject}"))
+    return stable_id(EVENT_ID_NAMESPACE, event_type.ce_type, subject)
 
 
 class EnvelopeError(ValueError):

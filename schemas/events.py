@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import uuid
 from enum import StrEnum
 
 from pydantic import AwareDatetime, Field
 
 from schemas.channels import Channel, Force
+from schemas.identifiers import CASE_ID_NAMESPACE, stable_id
 from schemas.reports import Canonical, CanonicalReport, EnrichedReport
-
-CASE_ID_NAMESPACE = uuid.UUID("0b6f7e3e-93a3-4c5e-8a53-5b3d7a1f9c20")
 
 
 def case_id_for(unit_id: str, case_key: str) -> str:
     """A case id is a function of where and what it is, so reprocessing can never invent a second one."""
-    return str(uuid.uuid5(CASE_ID_NAMESPACE, f"{unit_id}:{case_key}"))
+    return stable_id(CASE_ID_NAMESPACE, unit_id, case_key)
 
 
 class CaseOpened(Canonical):

@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-import uuid
 from enum import StrEnum
 from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from schemas.channels import Channel, Force, ReportKind
+from schemas.identifiers import REPORT_ID_NAMESPACE, stable_id
 from schemas.submissions import ActivityKind, CodeInsee, MessagingPlatform, Postcode
-
-# Report ids are derived from the channel and its submission id, so the same submission always gets the same id
-# whoever sends it and however often: the key to idempotent processing downstream.
-REPORT_ID_NAMESPACE = uuid.UUID("6f1c4a52-3a0e-4d55-9d1e-2c55b0e0d7a1")
 
 E164 = Annotated[str, StringConstraints(pattern=r"^\+[1-9][0-9]{6,14}$")]
 
 
 def report_id_for(channel: Channel, submission_id: str) -> str:
-    return str(uuid.uuid5(REPORT_ID_NAMESPACE, f"{channel.value}:{submission_id}"))
+    # The same submission always gets the same id, whoever sends it and however often.
+    return stable_id(REPORT_ID_NAMESPACE, channel.value, submission_id)
 
 
 class Canonical(BaseModel):

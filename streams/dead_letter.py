@@ -8,14 +8,13 @@ headers follow, each renamed ``original-<name>``.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from schemas.envelope import DEAD_LETTER_SCHEMA, DEAD_LETTER_TYPE
+from schemas.identifiers import DEAD_LETTER_ID_NAMESPACE, stable_id
 
-DEAD_LETTER_NAMESPACE = uuid.UUID("3c2a9c43-1f55-4d38-9c2f-8f3b1c9e0a64")
 ORIGINAL_PREFIX = "original-"  # the refused record's own headers, renamed so they never pass for the letter's
 MAX_REASON_BYTES = 1000
 
@@ -41,7 +40,7 @@ def build_dead_letter(
     source: str,
 ) -> DeadLetter:
     # The id is a function of the record's position, so a reprocessed record yields the same dead letter id.
-    event_id = str(uuid.uuid5(DEAD_LETTER_NAMESPACE, f"{topic}:{partition}:{offset}"))
+    event_id = stable_id(DEAD_LETTER_ID_NAMESPACE, topic, partition, offset)
     original = headers.items() if isinstance(headers, Mapping) else (headers or [])
     envelope = [
         ("ce_specversion", b"1.0"),
