@@ -51,7 +51,7 @@ def cases_list(
 
 @cases_app.command("show")
 def cases_show(
-    case_id: Annotated[str, typer.Argument(help="the case id")],
+    case_id: Annotated[str, typer.Argument(help="the case id, or its short reference from `cases list`")],
     unit: UnitOption,
     database_url: DatabaseUrlOption = None,
     as_json: JsonOption = False,
@@ -63,7 +63,7 @@ def cases_show(
 
     _, store = _open_case_store(unit, database_url)
     try:
-        case = store.get_case(case_id)
+        case = store.get_case(store.resolve_reference(case_id) or case_id)
     finally:
         store.close()
     if case is None:
@@ -100,7 +100,7 @@ def cases_parked(unit: UnitOption, database_url: DatabaseUrlOption = None, as_js
 
 @cases_app.command("handle")
 def cases_handle(
-    case_id: Annotated[str, typer.Argument(help="the case id")],
+    case_id: Annotated[str, typer.Argument(help="the case id, or its short reference from `cases list`")],
     unit: UnitOption,
     outcome: Annotated[str, typer.Option(help="dismantled, unfounded or transferred")],
     to: Annotated[str | None, typer.Option("--to", help="for a transfer: the unit that takes the case")] = None,
@@ -115,7 +115,7 @@ def cases_handle(
         raise typer.BadParameter(f"--outcome must be one of {', '.join(o.value for o in CaseOutcome)}")
     settings, store = _open_case_store(unit, database_url)
     try:
-        handled = handle_case(settings, store, case_id, CaseOutcome(outcome), to)
+        handled = handle_case(settings, store, store.resolve_reference(case_id) or case_id, CaseOutcome(outcome), to)
     except CaseDeskError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from error

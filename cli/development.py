@@ -179,7 +179,16 @@ def bench_dedup(
     main(points=points, seed=seed, throughput_points=throughput_points, recovery_points=recovery_points)
 
 
+def bench_desk(
+    cases: Annotated[int, typer.Option(min=1, help="open cases in the unit's store")] = 10_000,
+) -> None:
+    """The units' desk with a big store: server render time and the browser's first paint (chromium). One JSON line."""
+    from devkit.bench_desk import print_desk_bench
+
+    print_desk_bench(cases)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(broker_app, name="broker", rich_help_panel=PANEL)
-    for command in (demo, generate, bench, bench_intake, bench_consumer, bench_jurisdiction, bench_dedup):
+    for command in (demo, generate, bench, bench_intake, bench_consumer, bench_jurisdiction, bench_dedup, bench_desk):
         app.command(rich_help_panel=PANEL)(command)

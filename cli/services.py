@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from cli.context import configure_logging, consumer_settings, settings_from_environment
+from signalements.settings import Settings
 
 PANEL = "Services"
 
@@ -43,32 +44,52 @@ def worker(loglevel: Annotated[str, typer.Option(help="Faust log level")] = "inf
     run_worker(settings_from_environment(), loglevel=loglevel)
 
 
-def consume(
-    unit: Annotated[list[str] | None, typer.Option("--unit", "-u", help="a unit id (repeat for several)")] = None,
-    departement: Annotated[
-        str | None, typer.Option(help="also every unit competent in this département, and its CROSS (e.g. 75, 2A, 976)")
-    ] = None,
-    database_url: Annotated[
-        str | None, typer.Option(help="shared case store, e.g. postgresql://user@host/db (default: SQLite per unit)")
-    ] = None,
-) -> None:
-    """Run the per-unit consumers (one consumer group per unit, one process), storing their cases locally."""
-    from consumers.unit_consumer import run_unit_consumers
+UnitsOption = Annotated[list[str] | None, typer.Option("--unit", "-u", help="a unit id (repeat for several)")]
+DepartementOption = Annotated[
+    str | None, typer.Option(help="also every unit competent in this département, and its CROSS (e.g. 75, 2A, 976)")
+]
+StoreOption = Annotated[
+    str | None, typer.Option(help="shared case store, e.g. postgresql://user@host/db (default: SQLite per unit)")
+]
+
+
+def chosen_units(settings: Settings, unit: list[str] | None, departement: str | None) -> list[str]:
+    """The ``--unit`` ids, then the units of ``--departement`` and its CROSS; at least one."""
     from consumers.unit_directory import units_of_departement
     from streams.jurisdiction import JurisdictionReference
 
-    settings = consumer_settings(database_url)
-    configure_logging(settings)
     units = list(unit or [])
     if departement:
         reference = JurisdictionReference.from_settings(settings)
         units += [u for u in units_of_departement(reference, departement) if u not in units]
     if not units:
         raise typer.BadParameter("give at least one --unit or a --departement")
+    return units
+
+
+def consume(unit: UnitsOption = None, departement: DepartementOption = None, database_url: StoreOption = None) -> None:
+    """Run the per-unit consumers (one consumer group per unit, one process), storing their cases locally."""
+    from consumers.unit_consumer import run_unit_consumers
+
+    settings = consumer_settings(database_url)
+    configure_logging(settings)
+    units = chosen_units(settings, unit, departement)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     run_unit_consumers(settings, units, stop)
 
+
+def desk(unit: UnitsOption = None, departement: DepartementOption = None, database_url: StoreOption = None) -> None:
+    """Serve the units' desk: their cases as web pages in French, on loopback (SIGNALEMENTS_DESK_PORT)."""
+    from consumers.desk import run_desk
+    from consumers.unit_directory import unit_names
+    from streams.jurisdiction import JurisdictionReference
+
+    settings = consumer_settings(database_url)
+    configure_logging(settings)
+    units = chosen_units(settings, unit, departement)
+    typer.echo(f"desk on http://{settings.desk_host}:{settings.desk_port}/ for {', '.join(units)}", err=True)
+    run_desk(settings, units, unit_names(JurisdictionReference.from_settings(settings)))
 
 
 def lag_exporter() -> None:
@@ -86,5 +107,5 @@ def lag_exporter() -> None:
 
 
 def register(app: typer.Typer) -> None:
-    for command in (topics, intake, worker, consume, lag_exporter):
+    for command in (topics, intake, worker, consume, desk, lag_exporter):
         app.command(rich_help_panel=PANEL)(command)

@@ -120,16 +120,23 @@ def _publish(settings: Settings, sends: list[tuple[str, CaseEvent]]) -> None:
         producer.close()
 
 
+SHORT_REFERENCE = 8  # of a case id: what the list shows and what `cases show` and `cases handle` accept
+
+
 def render_case_list(console: Console, cases: list[CaseSummary]) -> None:
-    table = Table(title=f"{len(cases)} case(s)")
-    table.add_column("case", no_wrap=True, min_width=36)  # operators copy it into `cases show`: never cut it
-    for column in ("kind", "status", "reports", "commune", "first seen", "last seen"):
-        table.add_column(column)
+    """The list as an 80-column terminal shows it: a short case reference, the place first, then what, how often,
+    when (`--json` keeps every field)."""
+    table = Table(title=f"{len(cases)} case(s)", expand=False)
+    table.add_column("ref", no_wrap=True)
+    table.add_column("place", ratio=1, overflow="fold")
+    table.add_column("kind", no_wrap=True)
+    table.add_column("rep.", justify="right", no_wrap=True)
+    table.add_column("last seen (UTC)", no_wrap=True)
     for case in cases:
-        table.add_row(
-            case.case_id, case.kind, case.status, str(case.report_count),
-            f"{case.commune_name} ({case.commune_code})", case.first_seen[:19], case.last_seen[:19],
-        )
+        kind = "network" if case.kind == "delivery_network" else "point"
+        status = "" if case.status == "open" else f" [{case.status}]"
+        table.add_row(case.case_id[:SHORT_REFERENCE], f"{case.place or case.commune_name}{status}", kind,
+                      str(case.report_count), case.last_seen[:16].replace("T", " "))
     console.print(table)
 
 

@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from sqlalchemy.engine import make_url
 
 from consumers.store_schema import (
     applied_events,
+    case_place,
     case_reports,
     cases,
     held_events,
@@ -73,6 +75,17 @@ class CaseSummary(BaseModel):
     last_seen: str
     handled_at: str | None = None
     transferred_to: str | None = None
+    place: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+
+
+class CaseCounts(BaseModel):
+    """The figures at the top of a unit's desk."""
+
+    open: int
+    new_since: int  # cases opened since the given moment (the desk says: since yesterday at this time)
+    handled_since: int  # cases handled since the given moment (the desk says: this month)
 
 
 class CaseDetail(CaseSummary):
@@ -180,6 +193,7 @@ class CaseWriter:
             "report_count": case.report_count, "channels": json.dumps(sorted(c.value for c in case.channels)),
             "commune_code": jurisdiction.commune_code, "commune_name": jurisdiction.commune_name,
             "departement": jurisdiction.departement, "force": jurisdiction.force.value,
+            **case_place(report.place.model_dump(mode="json")),
         })
         self._add_report(case.case_id, case.report)
         self._release_held(case.case_id)
@@ -309,6 +323,17 @@ class CaseStore:
             rows = connection.execute(query.order_by(order, cases.c.last_seen.desc(), cases.c.case_id)).mappings()
             return [CaseSummary.model_validate(dict(row)) for row in rows]
 
+    def resolve_reference(self, reference: str) -> str | None:
+        """The case id a full id or a unique prefix (say the list's short reference) stands for, if any."""
+        if len(reference) >= 36:
+            return reference
+        with self.engine.connect() as connection:
+            found = connection.scalars(
+                select(cases.c.case_id).where(cases.c.unit_id == self.unit_id, cases.c.case_id.startswith(reference))
+                .limit(2)
+            ).all()
+        return found[0] if len(found) == 1 else None
+
     def get_case(self, case_id: str) -> CaseDetail | None:
         with self.engine.connect() as connection:
             row = connection.execute(
@@ -326,6 +351,18 @@ class CaseStore:
         values["channels"] = json.loads(values["channels"])
         values["reports"] = [EnrichedReport.model_validate_json(report) for report in reports]
         return CaseDetail.model_validate(values)
+
+    def counts(self, new_since: datetime, handled_since: datetime) -> CaseCounts:
+        mine = cases.c.unit_id == self.unit_id
+        with self.engine.connect() as connection:
+            def count(*where: Any) -> int:
+                return int(connection.scalar(select(func.count()).select_from(cases).where(mine, *where)) or 0)
+
+            return CaseCounts(
+                open=count(cases.c.status == OPEN),
+                new_since=count(cases.c.opened_at >= utc_text(new_since)),
+                handled_since=count(cases.c.status != OPEN, cases.c.handled_at >= utc_text(handled_since)),
+            )
 
     def open_cases_by_place(self) -> dict[tuple[str, str], int]:
         """Open cases of this unit by (force, département): what the national dashboards rank."""
@@ -364,4 +401,5 @@ def _summary_columns() -> list[Any]:
         cases.c.unit_id, cases.c.case_id, cases.c.kind, cases.c.status, cases.c.case_version, cases.c.report_count,
         cases.c.commune_code, cases.c.commune_name, cases.c.departement, cases.c.force, cases.c.opened_at,
         cases.c.first_seen, cases.c.last_seen, cases.c.handled_at, cases.c.transferred_to,
+        cases.c.place, cases.c.latitude, cases.c.longitude,
     ]

@@ -13,12 +13,14 @@ Times are stored as ISO-8601 UTC text: portable, sortable, and readable by the t
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import (
     Column,
     Connection,
+    Float,
     Integer,
     LargeBinary,
     MetaData,
@@ -67,6 +69,10 @@ cases = Table(
     Column("force", String, nullable=False),
     Column("handled_at", String, nullable=True),
     Column("transferred_to", String, nullable=True),
+    # Version 2: where the case is, from its first report, for the desk's list and map without reading reports.
+    Column("place", String, nullable=True),
+    Column("latitude", Float, nullable=True),
+    Column("longitude", Float, nullable=True),
 )
 case_reports = Table(
     "case_reports", metadata,
@@ -104,12 +110,52 @@ parked_events = Table(
 VERSION_1_TABLES = [applied_events, cases, case_reports, held_events, parked_events]
 
 
+VERSION_2_CASE_COLUMNS = ("place", "latitude", "longitude")
+
+
 def _create_version_1(connection: Connection) -> None:
-    metadata.create_all(connection, tables=VERSION_1_TABLES)
+    # The table objects have today's shape: version 1 is created without the columns later versions add.
+    for table in VERSION_1_TABLES:
+        if table is cases:
+            version_1 = [column.copy() for column in cases.columns if column.name not in VERSION_2_CASE_COLUMNS]
+            Table(cases.name, MetaData(), *version_1).create(connection, checkfirst=True)
+        else:
+            table.create(connection, checkfirst=True)
+
+
+def _add_case_place(connection: Connection) -> None:
+    """Version 2: the place of each case (label, position) from its first report, filled in for existing cases."""
+    for name in VERSION_2_CASE_COLUMNS:
+        column = cases.c[name]
+        kind = column.type.compile(dialect=connection.dialect)
+        connection.execute(text(f"ALTER TABLE cases ADD COLUMN {name} {kind}"))
+    first_reports = connection.execute(
+        select(case_reports.c.unit_id, case_reports.c.case_id, case_reports.c.report)
+        .order_by(case_reports.c.unit_id, case_reports.c.case_id, case_reports.c.received_at)
+    )
+    seen: set[tuple[str, str]] = set()
+    for unit_id, case_id, report in first_reports:
+        if (unit_id, case_id) in seen:
+            continue
+        seen.add((unit_id, case_id))
+        connection.execute(cases.update().where(cases.c.unit_id == unit_id, cases.c.case_id == case_id)
+                           .values(**case_place(json.loads(report)["report"]["place"])))
+
+
+def case_place(place: dict[str, object]) -> dict[str, object]:
+    """A case's place columns from a canonical report's ``place`` (as JSON)."""
+    label = place.get("street_address") or place.get("description") or ""
+    commune = place.get("commune_name") or ""
+    return {
+        "place": ", ".join(str(part) for part in (label, commune) if part) or None,
+        "latitude": place.get("latitude"),
+        "longitude": place.get("longitude"),
+    }
 
 
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _create_version_1),
+    (2, _add_case_place),
 ]
 
 # Any constant works: it only keeps two processes from migrating one PostgreSQL database at the same time.

@@ -16,3 +16,11 @@ def units_of_departement(reference: JurisdictionReference, departement: str) -> 
     if not units:
         raise UnknownDepartement(f"no unit is competent in département {departement!r} (reference {reference.version})")
     return sorted(units | {cross_unit_id_for(wanted)})
+
+
+def unit_names(reference: JurisdictionReference) -> dict[str, str]:
+    """Every unit of the reference by id, with the name officers know it by (a CROSS is named by its département)."""
+    names = {c.unit_id: c.unit_name for c in reference.communes}
+    for departement in sorted({c.departement for c in reference.communes}):
+        names.setdefault(cross_unit_id_for(departement), f"CROSS du département {departement}")
+    return names

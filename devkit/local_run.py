@@ -101,6 +101,8 @@ def run_local_pipeline(settings: Settings, rate: float, duration_s: float) -> No
         # The whole country has thousands of units: the local run serves the demo units only (reference/demo).
         unit_args = [arg for unit_id in reference.demo_unit_ids for arg in ("--unit", unit_id)]
         services.start("consumers", "consume", *unit_args)
+        # The demo units' desk, on the consumers' stores (loopback only).
+        services.start("desk", "desk", *unit_args)
         services.start("lag-exporter", "lag-exporter")
         # The ministry's systems read the national figures while the pipeline runs, as in docker-compose.yml.
         services.start("national-stats", "stats", "serve")
@@ -128,6 +130,10 @@ def _print_banner(settings: Settings, intake_url: str, reference: JurisdictionRe
     stats_url = f"http://{host}:{settings.stats_port}"
     console.print(f"[bold]Statistics[/]     {stats_url}/v1/stats/departements  {stats_url}/v1/stats/monthly")
     console.print("[bold]Status[/]         .venv/bin/signalements status   (live view of throughput, lag, latency)")
+    desk_url = f"http://{settings.desk_host}:{settings.desk_port}"
+    console.print(f"[bold]Desk[/]           {desk_url}/  (loopback only), one page per unit:")
+    for unit_id in reference.demo_unit_ids:
+        console.print(f"                 {desk_url}/unites/{unit_id}")
     console.print(f"[bold]Unit stores[/]    {settings.unit_store_dir}/<unit_id>.sqlite3 for {', '.join(reference.demo_unit_ids)}")
     console.print(f"[bold]Service logs[/]   {settings.log_dir}")
     console.print("Ctrl-C stops everything.\n")

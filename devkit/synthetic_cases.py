@@ -37,12 +37,15 @@ def event_id_for(kind: str, subject: str) -> str:
     return stable_id(SYNTHETIC_EVENT_ID_NAMESPACE, kind, subject)
 
 
-def enriched_report(unit: SyntheticUnit, submission_id: str, at: datetime) -> EnrichedReport:
+def enriched_report(unit: SyntheticUnit, submission_id: str, at: datetime, street: str | None = None,
+                    position: tuple[float, float] | None = None) -> EnrichedReport:
     channel = Channel.MONCOMMISSARIAT if unit.force == Force.POLICE else Channel.BRIGADE_NUMERIQUE
+    latitude, longitude = position or (None, None)
     report = CanonicalReport(
         report_id=report_id_for(channel, submission_id), channel=channel, submission_id=submission_id,
         submitted_at=at, received_at=at, kind=ReportKind.DEALING_POINT,
-        place=Place(commune_code=unit.commune_code, commune_name=unit.commune_name),
+        place=Place(commune_code=unit.commune_code, commune_name=unit.commune_name, street_address=street,
+                    latitude=latitude, longitude=longitude),
     )
     jurisdiction = Jurisdiction(
         commune_code=unit.commune_code, commune_name=unit.commune_name, departement=unit.departement,
@@ -52,9 +55,10 @@ def enriched_report(unit: SyntheticUnit, submission_id: str, at: datetime) -> En
     return EnrichedReport(report=report, jurisdiction=jurisdiction)
 
 
-def case_opened(unit: SyntheticUnit, case_key: str, at: datetime | None = None) -> CaseEvent:
+def case_opened(unit: SyntheticUnit, case_key: str, at: datetime | None = None, street: str | None = None,
+                position: tuple[float, float] | None = None) -> CaseEvent:
     at = at or datetime.now(UTC)
-    enriched = enriched_report(unit, f"{case_key}-1", at)
+    enriched = enriched_report(unit, f"{case_key}-1", at, street, position)
     case = CaseOpened(
         case_id=case_id_for(unit.unit_id, case_key), unit_id=unit.unit_id, opened_at=at, first_seen=at,
         last_seen=at, channels=[enriched.report.channel], report=enriched,

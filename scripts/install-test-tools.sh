@@ -5,7 +5,8 @@
 # unit-tests the rules), tmux (drives `signalements status` in a real terminal),
 # node and npm (run the official AsyncAPI parser on the published AsyncAPI document; rebuild the commune
 # reference from its pinned npm sources, to check the committed one),
-# postgresql (the case stores' PostgreSQL runs start a throwaway cluster of it with initdb/pg_ctl).
+# postgresql (the case stores' PostgreSQL runs start a throwaway cluster of it with initdb/pg_ctl),
+# chromium and its chromedriver (the unit desk's pages are tested in the real browser, headless, by Selenium).
 set -euo pipefail
 missing=()
 command -v docker-compose >/dev/null || missing+=(docker-compose)
@@ -14,6 +15,8 @@ command -v tmux >/dev/null || missing+=(tmux)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "install-test-tools: installing ${missing[*]} from Debian"
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo

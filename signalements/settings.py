@@ -80,6 +80,11 @@ class Settings(BaseSettings):
     stats_database_url: str | None = Field(default=None, description="unset: SQLite in <state_dir>/stats")
     stats_port: int = Field(default=9104, description="the statistics' JSON API and /metrics")
 
+    # The units' desk (consumers/desk.py): loopback only until the broker's access control gives each unit its
+    # own credential.
+    desk_host: str = "127.0.0.1"
+    desk_port: int = Field(default=9105, description="the units' desk (web pages)")
+
     metrics_host: str = "127.0.0.1"
     # kafka-python logs every connection and metadata refresh at INFO: a service's log would be mostly that.
     kafka_client_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(

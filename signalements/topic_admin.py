@@ -6,9 +6,12 @@ stop keeping one case's events in order.
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError
+from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from schemas.topics import Topics
 from signalements.kafka_clients import bootstrap_list
@@ -31,6 +34,37 @@ def pipeline_topics(settings: Settings) -> dict[str, dict[str, str]]:
 
 def unit_topic_config(settings: Settings) -> dict[str, str]:
     return {"retention.ms": str(settings.unit_topic_retention_ms), "min.insync.replicas": "1"}
+
+
+def wait_until_served(settings: Settings, names: list[str], timeout_s: float = 60.0) -> None:
+    """Wait until the broker serves every one of ``names``: known to its metadata, each partition with a leader.
+
+    A topic just created is not in a broker's metadata at once (KRaft replays the creation: seen taking seconds on
+    a new, busy broker). A client that reads the metadata in between takes the topic for missing; Faust then kept
+    "0 partitions" for its changelogs and failed every table write.
+    """
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap_list(settings.bootstrap_servers), client_id="signalements-admin")
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                served = {d["name"] for d in admin.describe_topics(names) if _served(d)}
+            except KafkaError:  # a topic the broker does not know yet: asked again
+                served = set()
+            if served >= set(names):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"topics not served after {timeout_s:.0f}s: {sorted(set(names) - served)}")
+            time.sleep(0.2)
+    finally:
+        admin.close()
+
+
+def _served(description: dict[str, Any]) -> bool:
+    partitions = description.get("partitions") or []
+    leaders = [partition.get("leader_id") for partition in partitions]
+    return description.get("error_code", 0) == 0 and bool(leaders) and all(
+        leader is not None and leader >= 0 for leader in leaders)
 
 
 def ensure_topics(settings: Settings, configs: dict[str, dict[str, str]]) -> list[str]:

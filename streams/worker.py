@@ -14,7 +14,7 @@ from signalements.kafka_link import KafkaLink, KafkaProbe, readiness_of
 from signalements.metrics import PipelineMetrics
 from signalements.service_loop import until_done
 from signalements.settings import Settings
-from signalements.topic_admin import ensure_topics, pipeline_topics
+from signalements.topic_admin import ensure_topics, pipeline_topics, wait_until_served
 from streams.app import create_app
 from streams.case_tables import changelog_topics
 from streams.jurisdiction import JurisdictionReference
@@ -32,6 +32,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     # A worker started before its broker waits for it (and says so) instead of exiting.
     topics = {**pipeline_topics(settings), **changelog_topics(settings)}
     until_done(lambda: ensure_topics(settings, topics), "creating the pipeline's topics")
+    until_done(lambda: wait_until_served(settings, list(topics)), "waiting for the broker to serve the topics")
     app = create_app(settings, metrics, reference)
     logging.getLogger(__name__).info(
         "worker %s on %s, metrics on %s:%d",

@@ -60,7 +60,8 @@ def test_operator_lists_shows_handles_and_transfers_cases(settings: Settings) ->
         assert by_reports == [(busy.key, 3), (middle.key, 2), (recent.key, 1)]
         assert [c["case_id"] for c in listed(settings, "--sort", "last-seen")] == [recent.key, middle.key, busy.key]
         table = cli(settings, "cases", "list", "--unit", PARIS_11.unit_id)
-        assert busy.key in table.stdout and "3 case(s)" in table.stdout
+        assert busy.key[:8] in table.stdout and "3 case(s)" in table.stdout  # the short reference
+        assert max(len(line) for line in table.stdout.splitlines()) <= 80, "fits an 80-column terminal"
 
         shown = cli(settings, "cases", "show", busy.key, "--unit", PARIS_11.unit_id, "--json")
         assert shown.returncode == 0, shown.stderr

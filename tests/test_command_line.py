@@ -17,13 +17,13 @@ SUBCOMMANDS = [
     ["demo"], ["bench"], ["bench-dedup"],
     ["cases", "list"], ["cases", "show"], ["cases", "parked"], ["cases", "handle"], ["stats", "serve"], ["stats", "export"],
     ["bench-consumer"], ["bench-intake"], ["bench-jurisdiction"], ["generate"], ["replay"], ["status"], ["contract"],
-    ["lag-exporter"], ["resolve"], ["reference"], ["dead-letters"], ["unrouted"],
+    ["lag-exporter"], ["desk"], ["bench-desk"], ["resolve"], ["reference"], ["dead-letters"], ["unrouted"],
 ]
 PANELS = {
-    "Services": ["topics", "intake", "worker", "consume", "lag-exporter", "stats"],
+    "Services": ["topics", "intake", "worker", "consume", "desk", "lag-exporter", "stats"],
     "Operator tools": ["status", "contract", "replay", "resolve", "cases", "reference", "dead-letters", "unrouted"],
     "Development and benchmarks": ["demo", "generate", "bench", "bench-intake", "bench-consumer", "bench-jurisdiction",
-                                   "bench-dedup", "broker"],
+                                   "bench-dedup", "bench-desk", "broker"],
 }
 
 

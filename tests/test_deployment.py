@@ -53,7 +53,7 @@ METRICS_JOBS = {
 }
 METRICS_PORT_FIELD = {
     "intake": "intake_port", "worker": "worker_metrics_port", "consume": "consumer_metrics_port",
-    "lag-exporter": "lag_exporter_port", "stats": "stats_port",
+    "lag-exporter": "lag_exporter_port", "stats": "stats_port", "desk": "desk_port",
 }
 STATE_DIR = "/var/lib/signalements"
 
@@ -156,7 +156,7 @@ def local_run_commands() -> tuple[set[str], bool]:
 
 def test_local_run_is_readable() -> None:
     commands, creates_topics = local_run_commands()
-    assert commands == {"intake", "worker", "consume", "lag-exporter", "stats"}
+    assert commands == {"intake", "worker", "consume", "desk", "lag-exporter", "stats"}
     assert creates_topics
 
 

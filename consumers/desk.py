@@ -1,0 +1,253 @@
+"""The units' desk: web pages, in French, for the officers of the units this service serves.
+
+For each unit: its cases (newest activity first, sortable, filtered by kind, status and commune), the counts at
+the top, a map of the cases drawn as plain SVG from their positions (no tile server: the page works on a closed
+network), a page per case (where, what, when, each report, the network's number or handle, the reporter's contact
+where one was kept), and the handling of a case (dismantled, unfounded, transferred to another unit), published
+on the unit's queue exactly as ``signalements cases handle`` does, after a confirmation. The list refreshes itself
+(the page polls a fragment) when new cases arrive.
+
+It reads the unit consumers' case store (SQLite per unit, or the shared PostgreSQL). A unit's pages show that
+unit's cases only; until the broker's access control gives each unit its own credential, the desk listens on
+loopback only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+from fastapi import Depends, FastAPI, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from consumers.case_desk import CaseDeskError, handle_case
+from consumers.case_store import CaseCounts, CaseSort, CaseStore, CaseSummary, store_url_for
+from schemas.events import CaseOutcome
+from signalements.settings import Settings
+
+PARIS = ZoneInfo("Europe/Paris")
+HERE = Path(__file__).parent
+PAGE_SIZE = 200
+MAP_POINTS = 1000  # the most recently active cases drawn on the map (thousands of circles slow every browser)
+MIN_MAP_SPAN_DEGREES = 0.01  # about 1 km
+KINDS = {"dealing_point": "point de deal", "delivery_network": "réseau de livraison"}
+STATUSES = {"open": "ouvert", "dismantled": "démantelé", "unfounded": "infondé", "transferred": "transféré"}
+OUTCOMES = {CaseOutcome.DISMANTLED: "démantelé", CaseOutcome.UNFOUNDED: "infondé", CaseOutcome.TRANSFERRED: "transféré"}
+CHANNELS = {"moncommissariat": "moncommissariat", "brigade-numerique": "Ma brigade numérique"}
+SORTS = {"activite": "dernière activité", "signalements": "nombre de signalements", "nature": "nature"}
+
+
+def paris_time(text: str | datetime | None) -> str:
+    """A stored UTC time as officers read it: Europe/Paris, day first."""
+    if text is None or text == "":
+        return ""
+    moment = text if isinstance(text, datetime) else datetime.fromisoformat(text)
+    return moment.astimezone(PARIS).strftime("%d/%m/%Y %H:%M")
+
+
+@dataclass(frozen=True)
+class MapPoint:
+    case_id: str
+    x: float
+    y: float
+    radius: float
+    label: str
+
+
+def case_map(cases: list[CaseSummary], width: float = 640, height: float = 420, margin: float = 24) -> list[MapPoint]:
+    """The cases with a position, projected on the page around their centre (equirectangular: a unit's territory
+    is small enough), each a circle whose area grows with its report count. At least about a kilometre is shown,
+    so that one case or a few close ones do not fill the map."""
+    located = [case for case in cases if case.latitude is not None and case.longitude is not None]
+    if not located:
+        return []
+    lats = [case.latitude for case in located if case.latitude is not None]
+    lons = [case.longitude for case in located if case.longitude is not None]
+    mid_lat, mid_lon = (min(lats) + max(lats)) / 2, (min(lons) + max(lons)) / 2
+    scale_x = math.cos(math.radians(mid_lat))
+    span_x = max((max(lons) - min(lons)) * scale_x, MIN_MAP_SPAN_DEGREES)
+    span_y = max(max(lats) - min(lats), MIN_MAP_SPAN_DEGREES)
+    zoom = min((width - 2 * margin) / span_x, (height - 2 * margin) / span_y)
+    points = []
+    for case in located:
+        assert case.latitude is not None and case.longitude is not None
+        x = width / 2 + (case.longitude - mid_lon) * scale_x * zoom
+        y = height / 2 - (case.latitude - mid_lat) * zoom
+        label = f"{case.place or case.commune_name} : {case.report_count} signalement(s)"
+        radius = 4 + 2.5 * math.sqrt(case.report_count)
+        points.append(MapPoint(case.case_id, round(x, 1), round(y, 1), round(radius, 1), label))
+    return points
+
+
+def select_cases(cases: list[CaseSummary], kind: str, commune: str, sort: str) -> list[CaseSummary]:
+    chosen = [case for case in cases if (not kind or case.kind == kind) and (not commune or case.commune_code == commune)]
+    if sort == "signalements":
+        return sorted(chosen, key=lambda case: (-case.report_count, case.last_seen), reverse=False)
+    if sort == "nature":
+        return sorted(chosen, key=lambda case: (case.kind, case.last_seen), reverse=False)
+    return sorted(chosen, key=lambda case: case.last_seen, reverse=True)
+
+
+class DeskStores:
+    """One case store per unit served, opened once."""
+
+    def __init__(self, settings: Settings, unit_ids: list[str]) -> None:
+        self.settings = settings
+        self.stores = {
+            unit_id: CaseStore.open(store_url_for(settings.consumer_database_url, settings.unit_store_dir, unit_id), unit_id)
+            for unit_id in unit_ids
+        }
+
+    def of(self, unit_id: str) -> CaseStore | None:
+        return self.stores.get(unit_id)
+
+    def close(self) -> None:
+        for store in self.stores.values():
+            store.close()
+
+
+class UnitDesk:
+    """The pages of the units this desk serves; a unit not served, or a case not in the unit's store, is a 404."""
+
+    def __init__(self, settings: Settings, unit_ids: list[str], unit_names: dict[str, str]) -> None:
+        self.settings = settings
+        self.unit_ids = unit_ids
+        self.unit_names = unit_names
+        self.stores = DeskStores(settings, unit_ids)
+        self.templates = Jinja2Templates(directory=HERE / "desk_templates")
+        self.templates.env.filters["paris"] = paris_time
+        self.templates.env.globals.update(KINDS=KINDS, STATUSES=STATUSES, OUTCOMES=OUTCOMES, CHANNELS=CHANNELS,
+                                          SORTS=SORTS)
+
+    def page(self, request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+        return self.templates.TemplateResponse(request, name, {"unit_names": self.unit_names, **context},
+                                               status_code=status_code)
+
+    def absent(self, request: Request, title: str, message: str, status_code: int = 404) -> HTMLResponse:
+        return self.page(request, "absent.html", status_code, title=title, message=message)
+
+    def name_of(self, unit_id: str) -> str:
+        return self.unit_names.get(unit_id, unit_id)
+
+    def store_of(self, request: Request, unit_id: str) -> CaseStore | HTMLResponse:
+        store = self.stores.of(unit_id)
+        if store is None:
+            return self.absent(request, "Unité non servie", f"L'unité « {unit_id} » n'est pas servie par ce poste.")
+        return store
+
+    def desk(self, request: Request, unit_id: str, filters: DeskFilters, fragment: bool = False) -> HTMLResponse:
+        store = self.store_of(request, unit_id)
+        if isinstance(store, HTMLResponse):
+            return store
+        now = datetime.now(UTC)
+        month_start = now.astimezone(PARIS).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        counts: CaseCounts = store.counts(new_since=now - timedelta(days=1), handled_since=month_start)
+        everything = store.list_cases(sort=CaseSort.LAST_SEEN, status=None if filters.status == "tous" else filters.status)
+        shown = select_cases(everything, filters.kind, filters.commune, filters.sort)
+        context: dict[str, Any] = {
+            "unit_id": unit_id, "counts": counts, "cases": shown[:PAGE_SIZE], "total": len(shown),
+            "points": case_map(sorted(shown, key=lambda case: case.last_seen, reverse=True)[:MAP_POINTS]),
+            "map_capped": len(shown) > MAP_POINTS, "filters": filters, "updated_at": paris_time(now),
+            "communes": sorted({(case.commune_code, case.commune_name) for case in everything}, key=lambda c: c[1]),
+        }
+        if fragment:
+            return self.page(request, "desk_content.html", **context)
+        return self.page(request, "desk.html", title=f"Cas de l'unité {self.name_of(unit_id)}", **context)
+
+    def case(self, request: Request, unit_id: str, case_id: str, message: str = "", error: str = "",
+             status_code: int = 200) -> HTMLResponse:
+        store = self.store_of(request, unit_id)
+        if isinstance(store, HTMLResponse):
+            return store
+        case = store.get_case(case_id)
+        if case is None:  # another unit's case is not in this unit's store: it does not exist here
+            return self.absent(request, "Cas introuvable", f"Aucun cas « {case_id} » dans l'unité {self.name_of(unit_id)}.")
+        return self.page(request, "case.html", status_code, title=f"Cas {case_id[:8]}", unit_id=unit_id, case=case,
+                         message=message, error=error, points=case_map([case]),
+                         transfer_units=sorted(self.unit_names.items()))
+
+    def handle(self, request: Request, unit_id: str, case_id: str, outcome: str, to: str, confirmed: bool) -> Response:
+        """First a confirmation page; once confirmed, published as ``cases handle`` does, then back to the case."""
+        store = self.store_of(request, unit_id)
+        if isinstance(store, HTMLResponse):
+            return store
+        case = store.get_case(case_id)
+        if case is None:
+            return self.absent(request, "Cas introuvable", f"Aucun cas « {case_id} » dans l'unité {self.name_of(unit_id)}.")
+        try:
+            chosen = CaseOutcome(outcome)
+        except ValueError:
+            return self.absent(request, "Traitement inconnu", f"« {outcome} » n'est pas un traitement.", 400)
+        target = to.strip() if chosen is CaseOutcome.TRANSFERRED else ""
+        if not confirmed:
+            return self.page(request, "confirm.html", title="Confirmer le traitement", unit_id=unit_id, case=case,
+                             outcome=chosen, to=target)
+        try:
+            handle_case(self.settings, store, case_id, chosen, target or None)
+        except CaseDeskError as error:
+            return self.case(request, unit_id, case_id, error=str(error), status_code=409)
+        return RedirectResponse(f"/unites/{unit_id}/cas/{case_id}?message=traitement-publie", status_code=303)
+
+
+@dataclass(frozen=True)
+class DeskFilters:
+    kind: str = ""
+    status: str = "open"
+    commune: str = ""
+    sort: str = "activite"
+
+    @property
+    def query(self) -> str:
+        return f"nature={self.kind}&statut={self.status}&commune={self.commune}&tri={self.sort}"
+
+
+def desk_filters(nature: str = "", statut: str = "open", commune: str = "", tri: str = "activite") -> DeskFilters:
+    """The list's filters as the page's form sends them (French parameter names)."""
+    return DeskFilters(kind=nature, status=statut, commune=commune, sort=tri)
+
+
+Filters = Annotated[DeskFilters, Depends(desk_filters)]
+
+
+def create_desk_app(settings: Settings, unit_ids: list[str], unit_names: dict[str, str]) -> FastAPI:
+    desk = UnitDesk(settings, unit_ids, unit_names)
+    app = FastAPI(title="Bureau des unités", docs_url=None, redoc_url=None, openapi_url=None)
+    app.mount("/static", StaticFiles(directory=HERE / "desk_static"), name="static")
+    app.router.add_event_handler("shutdown", desk.stores.close)
+
+    @app.get("/", response_class=HTMLResponse)
+    def units(request: Request) -> HTMLResponse:
+        return desk.page(request, "units.html", title="Bureau des unités", unit_ids=unit_ids)
+
+    @app.get("/unites/{unit_id}", response_class=HTMLResponse)
+    def unit_desk(request: Request, unit_id: str, filters: Filters) -> HTMLResponse:
+        return desk.desk(request, unit_id, filters)
+
+    @app.get("/unites/{unit_id}/liste", response_class=HTMLResponse)
+    def unit_desk_content(request: Request, unit_id: str, filters: Filters) -> HTMLResponse:
+        """The counts, the map and the list alone: what the page fetches to update itself without a reload."""
+        return desk.desk(request, unit_id, filters, fragment=True)
+
+    @app.get("/unites/{unit_id}/cas/{case_id}", response_class=HTMLResponse)
+    def case_page(request: Request, unit_id: str, case_id: str, message: str = "") -> HTMLResponse:
+        return desk.case(request, unit_id, case_id, message=message)
+
+    @app.post("/unites/{unit_id}/cas/{case_id}/traitement", response_class=HTMLResponse)
+    def handle(request: Request, unit_id: str, case_id: str, issue: Annotated[str, Form()],
+               vers: Annotated[str, Form()] = "", confirme: Annotated[str, Form()] = "") -> Response:
+        return desk.handle(request, unit_id, case_id, issue, vers, confirme == "oui")
+
+    return app
+
+
+def run_desk(settings: Settings, unit_ids: list[str], unit_names: dict[str, str]) -> None:
+    import uvicorn
+
+    app = create_desk_app(settings, unit_ids, unit_names)
+    uvicorn.run(app, host=settings.desk_host, port=settings.desk_port, log_level="warning")

@@ -1,0 +1,141 @@
+"""The units' desk (consumers/desk.py) over a real case store: pages in French, a unit's cases only, the map, the
+filters, the counts; and the store's migration that gives every case its place. The same pages in the real browser,
+against the whole pipeline, are in tests/test_desk_browser.py."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, select
+
+from consumers.case_store import CaseStore, store_url_for
+from consumers.desk import case_map, create_desk_app, paris_time
+from consumers.store_schema import MIGRATIONS, cases, migrate
+from devkit.synthetic_cases import CHAMONIX, PARIS_11, case_opened, case_updated
+from signalements.settings import Settings
+
+NAMES = {PARIS_11.unit_id: "Préfecture de police", CHAMONIX.unit_id: "Brigade de Chamonix"}
+
+
+@pytest.fixture
+def desk_settings(tmp_path: Path) -> Settings:
+    return Settings(state_dir=tmp_path, kafka_bootstrap_servers="127.0.0.1:9")
+
+
+def store_with(settings: Settings, unit_id: str, events: list) -> CaseStore:
+    store = CaseStore.open(store_url_for(None, settings.unit_store_dir, unit_id), unit_id)
+    with store.transaction() as writer:
+        for event in events:
+            writer.apply(_decoded(event))
+    return store
+
+
+def _decoded(event):  # noqa: ANN001, ANN202 (a synthetic CaseEvent as the consumer decodes it)
+    from schemas.envelope import decode, encode
+
+    message = encode(event.event_type, event.payload, event_id=event.event_id, source="/tests", key=event.key)
+    return decode(list(message.headers.items()), event.key.encode(), message.value)
+
+
+def test_a_unit_desk_lists_its_cases_place_first_with_counts_and_a_map(desk_settings: Settings) -> None:
+    now = datetime.now(UTC)
+    store_with(desk_settings, PARIS_11.unit_id, [
+        case_opened(PARIS_11, "oberkampf", now - timedelta(hours=2), "12 rue oberkampf", (48.8649, 2.3700)),
+        case_updated(PARIS_11, "oberkampf", 2, now - timedelta(hours=1)),
+        case_opened(PARIS_11, "ancien", now - timedelta(days=3), "3 rue de la roquette", (48.8555, 2.3740)),
+    ]).close()
+    store_with(desk_settings, CHAMONIX.unit_id, [case_opened(CHAMONIX, "gare", now, "place de la gare")]).close()
+    client = TestClient(create_desk_app(desk_settings, [PARIS_11.unit_id], NAMES))
+
+    page = client.get(f"/unites/{PARIS_11.unit_id}")
+    assert page.status_code == 200 and 'lang="fr"' in page.text
+    assert "Préfecture de police" in page.text
+    assert re.search(r'id="nouveaux">1<', page.text) and re.search(r'id="ouverts">2<', page.text)
+    rows = re.findall(r'<tr data-cas="([^"]+)">\s*<td><a [^>]*>([^<]+)</a>', page.text)
+    assert [place for _, place in rows] == ["12 rue oberkampf, Paris 11e Arrondissement",
+                                            "3 rue de la roquette, Paris 11e Arrondissement"]
+    assert len(re.findall(r'<a href="[^"]+" class="point-cas"', page.text)) == 2
+    by_reports = client.get(f"/unites/{PARIS_11.unit_id}", params={"tri": "signalements"}).text
+    assert by_reports.index("oberkampf") < by_reports.index("roquette")
+    fragment = client.get(f"/unites/{PARIS_11.unit_id}/liste", params={"statut": "tous"})
+    assert fragment.status_code == 200 and "<html" not in fragment.text and "oberkampf" in fragment.text
+
+    # Another unit, and another unit's case, do not exist on this desk.
+    assert client.get(f"/unites/{CHAMONIX.unit_id}").status_code == 404
+    chamonix_case = case_opened(CHAMONIX, "gare").payload.case_id
+    assert client.get(f"/unites/{PARIS_11.unit_id}/cas/{chamonix_case}").status_code == 404
+    case_id = rows[0][0]
+    case_page = client.get(f"/unites/{PARIS_11.unit_id}/cas/{case_id}")
+    assert case_page.status_code == 200 and "Traiter le cas" in case_page.text
+    assert paris_time((now - timedelta(hours=2)).isoformat()) in case_page.text
+
+
+def test_handling_asks_for_a_confirmation_first(desk_settings: Settings) -> None:
+    store_with(desk_settings, PARIS_11.unit_id, [case_opened(PARIS_11, "hall")]).close()
+    client = TestClient(create_desk_app(desk_settings, [PARIS_11.unit_id], NAMES))
+    case_id = case_opened(PARIS_11, "hall").payload.case_id
+    answer = client.post(f"/unites/{PARIS_11.unit_id}/cas/{case_id}/traitement", data={"issue": "dismantled"})
+    assert answer.status_code == 200 and "Confirmer" in answer.text and "démantelé" in answer.text
+    store = CaseStore.open(store_url_for(None, desk_settings.unit_store_dir, PARIS_11.unit_id), PARIS_11.unit_id)
+    assert store.get_case(case_id).status == "open"  # nothing published before the confirmation
+    refused = client.post(f"/unites/{PARIS_11.unit_id}/cas/{case_id}/traitement", data={"issue": "lost"})
+    assert refused.status_code == 400
+
+
+def test_the_map_keeps_every_case_inside_and_sizes_it_by_reports() -> None:
+    from consumers.case_store import CaseSummary
+
+    def summary(case_id: str, lat: float, lon: float, reports: int) -> CaseSummary:
+        return CaseSummary(unit_id="u", case_id=case_id, kind="dealing_point", status="open", case_version=1,
+                           report_count=reports, commune_code="75111", commune_name="Paris", departement="75",
+                           force="PN", opened_at="", first_seen="", last_seen="", latitude=lat, longitude=lon)
+
+    points = case_map([summary("a", 48.85, 2.35, 1), summary("b", 48.87, 2.39, 9), summary("c", 48.86, 2.37, 4)])
+    assert all(0 <= p.x <= 640 and 0 <= p.y <= 420 for p in points)
+    north = max(points, key=lambda p: -p.y)
+    assert north.case_id == "b" and north.radius > min(p.radius for p in points)
+
+
+def test_a_store_of_version_1_gets_the_place_of_each_case(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        assert migrate(connection, MIGRATIONS[:1]) == [1]
+    engine.dispose()
+    store = CaseStore.open(url, PARIS_11.unit_id)  # migrates to the latest version
+    with store.transaction() as writer:  # a case written as version 1 would have: no place columns set
+        writer.apply(_decoded(case_opened(PARIS_11, "vieux", street="1 rue haxo", position=(48.87, 2.40))))
+    with store.engine.begin() as connection:
+        connection.execute(cases.update().values(place=None, latitude=None, longitude=None))
+        connection.execute(select(cases.c.case_id))
+        from consumers.store_schema import _add_case_place, schema_migrations
+
+        connection.execute(schema_migrations.delete().where(schema_migrations.c.version == 2))
+        for name in ("place", "latitude", "longitude"):
+            connection.exec_driver_sql(f"ALTER TABLE cases DROP COLUMN {name}")
+        _add_case_place(connection)
+    [case] = store.list_cases()
+    assert (case.place, case.latitude, case.longitude) == ("1 rue haxo, Paris 11e Arrondissement", 48.87, 2.40)
+
+
+def test_the_terminal_list_fits_80_columns_place_first_with_a_short_reference(desk_settings: Settings) -> None:
+    from rich.console import Console
+
+    from consumers.case_desk import SHORT_REFERENCE, render_case_list
+
+    store = store_with(desk_settings, PARIS_11.unit_id, [
+        case_opened(PARIS_11, "long", street="148 boulevard de menilmontant escalier b", position=(48.86, 2.38))])
+    console = Console(width=80, record=True, color_system=None)
+    render_case_list(console, store.list_cases())
+    lines = console.export_text().splitlines()
+    assert max(len(line) for line in lines) <= 80
+    [case] = store.list_cases()
+    reference = case.case_id[:SHORT_REFERENCE]
+    row = next(line for line in lines if reference in line)
+    assert row.index(reference) < row.index("148")  # the reference, then the place
+    assert store.resolve_reference(reference) == case.case_id
+    assert store.resolve_reference("zz") is None
