@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from kafka import KafkaProducer
 from rich.console import Console
 from rich.table import Table
 
@@ -21,7 +20,7 @@ from schemas.envelope import CASE_HANDLED, CASE_OPENED, CASE_UPDATED, encode
 from schemas.events import CaseHandled, CaseOpened, CaseOutcome, CaseUpdated
 from schemas.identifiers import HANDLING_ID_NAMESPACE, stable_id
 from schemas.topics import Topics
-from signalements.kafka_clients import bootstrap_list
+from signalements.kafka_clients import new_producer
 from signalements.settings import Settings
 from signalements.topic_admin import ensure_topics, unit_topic_config
 
@@ -109,7 +108,7 @@ def handle_case(
 
 def _publish(settings: Settings, sends: list[tuple[str, CaseEvent]]) -> None:
     ensure_topics(settings, {topic: unit_topic_config(settings) for topic, _ in sends})
-    producer = KafkaProducer(bootstrap_servers=bootstrap_list(settings.bootstrap_servers), acks="all", retries=5)
+    producer = new_producer(settings.bootstrap_servers, "signalements-case-desk", retries=5)
     try:
         for topic, event in sends:  # in order, each acknowledged before the next
             message = encode(event.event_type, event.payload, event_id=event.event_id, source=SOURCE, key=event.key)

@@ -27,7 +27,7 @@ from consumers.unit_consumer import Unreadable, read_unit_event
 from schemas.envelope import DecodedEvent
 from schemas.events import CaseHandled, CaseOpened, CaseOutcome
 from schemas.topics import Topics
-from signalements.kafka_clients import bootstrap_list
+from signalements.kafka_clients import new_consumer
 from signalements.kafka_link import KafkaLink
 from signalements.metrics import ConsumerMetrics, PipelineMetrics
 from signalements.settings import Settings
@@ -181,11 +181,9 @@ class NationalStatsConsumer:
         CommitAfterStore("national statistics consumer", self._new_consumer, self._store_batch, self.link).run(stop)
 
     def _new_consumer(self) -> KafkaConsumer:
-        consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap_list(self.settings.bootstrap_servers),
+        consumer = new_consumer(
+            self.settings.bootstrap_servers, "national-stats",
             group_id=self.settings.consumer_group("national-stats"),
-            client_id="national-stats",
-            enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=1000,
             # Unit queues appear whenever the router meets a new unit: look for new ones every 5 s, not 5 min.

@@ -36,7 +36,7 @@ from schemas.reasons import ReasonCode
 from schemas.reports import EnrichedReport
 from schemas.topics import Topics
 from schemas.validation import describe_validation_error
-from signalements.kafka_clients import bootstrap_list
+from signalements.kafka_clients import new_consumer
 from signalements.kafka_link import KafkaLink, KafkaProbe, readiness_of
 from signalements.metrics import ConsumerMetrics, PipelineMetrics, Stage
 from signalements.service_loop import CannotContinue
@@ -146,12 +146,9 @@ class UnitConsumer:
     def _new_consumer(self) -> KafkaConsumer:
         # Create the queue if the router has not yet: subscribing to a missing topic would wait for nothing.
         ensure_topics(self.settings, {self.topic: unit_topic_config(self.settings)})
-        return KafkaConsumer(
-            self.topic,
-            bootstrap_servers=bootstrap_list(self.settings.bootstrap_servers),
+        return new_consumer(
+            self.settings.bootstrap_servers, f"unit-consumer.{self.unit_id}", self.topic,
             group_id=self.settings.consumer_group(f"unit-consumer.{self.unit_id}"),
-            client_id=f"unit-consumer.{self.unit_id}",
-            enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=500,
         )

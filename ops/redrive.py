@@ -28,7 +28,7 @@ from enum import StrEnum
 from typing import Any
 
 from cloudevents.core.bindings.kafka import KafkaMessage
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -47,7 +47,7 @@ from schemas.envelope import (
 )
 from schemas.events import UnroutedReport
 from schemas.topics import Topics
-from signalements.kafka_clients import bootstrap_list
+from signalements.kafka_clients import new_consumer
 from signalements.settings import Settings
 from streams.dead_letter import ORIGINAL_PREFIX
 
@@ -112,9 +112,8 @@ def position_of(record: ConsumerRecord) -> str:
 def read_to_current_end(settings: Settings, topic: str, timeout_s: float = 120.0) -> Iterator[ConsumerRecord]:
     """Every record of ``topic`` from its beginning to its end as it is now, in order per partition, no group."""
     try:
-        consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap_list(settings.bootstrap_servers), enable_auto_commit=False,
-            client_id="signalements-redrive", request_timeout_ms=int(settings.intake_produce_timeout_s * 1000) + 5000,
+        consumer = new_consumer(
+            settings.bootstrap_servers, "signalements-redrive", request_timeout_ms=int(settings.intake_produce_timeout_s * 1000) + 5000,
         )
     except KafkaError as error:
         raise RedriveError(f"Kafka is unreachable: {error}") from error

@@ -5,13 +5,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import TopicPartition
 
 from schemas.envelope import REFERENCE_COMPETENCE, encode
 from schemas.identifiers import REFERENCE_ROW_ID_NAMESPACE, stable_id
 from schemas.reference import CompetenceRow
 from schemas.topics import Topics
-from signalements.kafka_clients import bootstrap_list
+from signalements.kafka_clients import new_consumer, new_producer
 from signalements.settings import Settings
 from signalements.topic_admin import ensure_topics, pipeline_topics
 from streams.jurisdiction import Competence
@@ -29,7 +29,7 @@ def publish_competence(settings: Settings, rows: Iterable[Competence]) -> int:
     """Send each row keyed by its code INSEE (acks=all); returns how many. Kafka unreachable raises to the caller."""
     topic = Topics(settings.topic_namespace).reference_competence
     ensure_topics(settings, {topic: pipeline_topics(settings)[topic]})
-    producer = KafkaProducer(bootstrap_servers=bootstrap_list(settings.bootstrap_servers), acks="all", linger_ms=20)
+    producer = new_producer(settings.bootstrap_servers, "signalements-reference", linger_ms=20)
     try:
         futures = []
         for competence in rows:
@@ -53,7 +53,7 @@ def publish_competence(settings: Settings, rows: Iterable[Competence]) -> int:
 def published_record_count(settings: Settings) -> int:
     """Records on the reference topic (before compaction), to tell an empty topic from a published one."""
     topic = Topics(settings.topic_namespace).reference_competence
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap_list(settings.bootstrap_servers), enable_auto_commit=False)
+    consumer = new_consumer(settings.bootstrap_servers, "signalements-reference")
     try:
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or set()]
         if not partitions:

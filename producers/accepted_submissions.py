@@ -32,7 +32,7 @@ from kafka.errors import KafkaError
 
 from schemas.channels import Channel
 from schemas.topics import Topics
-from signalements.kafka_clients import bootstrap_list, close_quietly
+from signalements.kafka_clients import close_quietly, new_consumer
 from signalements.kafka_link import KafkaLink
 
 log = logging.getLogger(__name__)
@@ -182,10 +182,8 @@ class AcceptedSubmissions:
     def _reader(self) -> KafkaConsumer:
         # One consumer for the life of the index: a new one per refresh would reconnect (and log) every few seconds.
         if self._consumer is None:
-            self._consumer = KafkaConsumer(
-                bootstrap_servers=bootstrap_list(self._bootstrap_servers),
-                client_id="signalements-intake-index",
-                enable_auto_commit=False,
+            self._consumer = new_consumer(
+                self._bootstrap_servers, "signalements-intake-index",
                 request_timeout_ms=int(self._timeout_s * 1000) + 1000,
                 bootstrap_timeout_ms=int(self._timeout_s * 1000),
                 consumer_timeout_ms=int(self._timeout_s * 1000),

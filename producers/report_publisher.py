@@ -16,7 +16,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 from kafka.producer.future import FutureRecordMetadata
 
-from signalements.kafka_clients import bootstrap_list, close_quietly
+from signalements.kafka_clients import close_quietly, new_producer
 from signalements.kafka_link import KafkaLink
 
 log = logging.getLogger(__name__)
@@ -52,10 +52,8 @@ class ReportPublisher:
                     # Kafka failed a moment ago: say so at once rather than hold this request for a timeout too.
                     raise PublishError(f"Kafka is unreachable: {self._link.reason}")
                 try:
-                    self._producer = KafkaProducer(
-                        bootstrap_servers=bootstrap_list(self._bootstrap_servers),
-                        client_id=self._client_id,
-                        acks="all",
+                    self._producer = new_producer(
+                        self._bootstrap_servers, self._client_id,
                         enable_idempotence=True,
                         linger_ms=2,
                         max_block_ms=int(self._timeout_s * 1000),

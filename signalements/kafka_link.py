@@ -20,7 +20,7 @@ from collections.abc import Callable
 from kafka import KafkaAdminClient
 from prometheus_client import Gauge
 
-from signalements.kafka_clients import bootstrap_list, close_quietly
+from signalements.kafka_clients import close_quietly, new_admin
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ class KafkaProbe:
     """Every ``interval_s``, ask the cluster for its topics on a client of its own, and report to the link."""
 
     def __init__(self, bootstrap_servers: str, link: KafkaLink, interval_s: float = 5.0, timeout_s: float = 3.0) -> None:
-        self._bootstrap_servers = bootstrap_list(bootstrap_servers)
+        self._bootstrap_servers = bootstrap_servers
         self._link = link
         self._interval_s = interval_s
         self._timeout_ms = int(timeout_s * 1000)
@@ -104,8 +104,8 @@ class KafkaProbe:
     def check(self) -> bool:
         try:
             if self._admin is None:
-                self._admin = KafkaAdminClient(
-                    bootstrap_servers=self._bootstrap_servers, client_id="signalements-probe",
+                self._admin = new_admin(
+                    self._bootstrap_servers, "signalements-probe",
                     request_timeout_ms=self._timeout_ms, bootstrap_timeout_ms=self._timeout_ms,
                 )
             self._admin.list_topics()

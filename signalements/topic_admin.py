@@ -9,12 +9,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from schemas.topics import Topics
-from signalements.kafka_clients import bootstrap_list
+from signalements.kafka_clients import new_admin
 from signalements.settings import Settings
 
 
@@ -43,7 +42,7 @@ def wait_until_served(settings: Settings, names: list[str], timeout_s: float = 6
     a new, busy broker). A client that reads the metadata in between takes the topic for missing; Faust then kept
     "0 partitions" for its changelogs and failed every table write.
     """
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap_list(settings.bootstrap_servers), client_id="signalements-admin")
+    admin = new_admin(settings.bootstrap_servers, "signalements-admin")
     try:
         deadline = time.monotonic() + timeout_s
         while True:
@@ -69,7 +68,7 @@ def _served(description: dict[str, Any]) -> bool:
 
 def ensure_topics(settings: Settings, configs: dict[str, dict[str, str]]) -> list[str]:
     """Create the missing topics; return the names created."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap_list(settings.bootstrap_servers), client_id="signalements-admin")
+    admin = new_admin(settings.bootstrap_servers, "signalements-admin")
     try:
         existing = set(admin.list_topics())
         missing = [

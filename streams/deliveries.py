@@ -34,7 +34,7 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-from signalements.kafka_clients import bootstrap_list, close_quietly
+from signalements.kafka_clients import close_quietly, new_admin
 from signalements.settings import Settings
 from signalements.topic_admin import unit_topic_config
 
@@ -129,8 +129,8 @@ class UnitQueues:
         if self._admin is None:
             # Short timeouts: while the broker is away each attempt fails in seconds, and the queues waiting
             # behind it (one admin thread) are tried again soon after it returns.
-            self._admin = KafkaAdminClient(
-                bootstrap_servers=bootstrap_list(self._settings.bootstrap_servers), client_id="signalements-worker-admin",
+            self._admin = new_admin(
+                self._settings.bootstrap_servers, "signalements-worker-admin",
                 request_timeout_ms=ADMIN_TIMEOUT_MS, bootstrap_timeout_ms=ADMIN_TIMEOUT_MS,
             )
         return self._admin

@@ -78,3 +78,17 @@ def test_the_rule_catches_a_wrong_import(tmp_path: Path) -> None:
         "def f():\n    from devkit.local_run import Services\n", encoding="utf-8")
     assert violations("producers", tmp_path) == [
         "producers.intake imports devkit.local_run", "producers.intake imports streams.app"]
+
+
+def test_the_runtime_makes_its_kafka_clients_in_one_place() -> None:
+    """signalements/kafka_clients.py says once what every connection needs (the access control's settings, next)."""
+    made_elsewhere = []
+    for package in ("schemas", "signalements", "producers", "streams", "consumers", "ops", "cli"):
+        for path in sorted((PROJECT_ROOT / package).rglob("*.py")):
+            if path.name == "kafka_clients.py":
+                continue
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in (
+                        "KafkaProducer", "KafkaConsumer", "KafkaAdminClient"):
+                    made_elsewhere.append(f"{path.relative_to(PROJECT_ROOT)}:{node.lineno} {node.func.id}")
+    assert made_elsewhere == []
