@@ -47,7 +47,7 @@ def wait_until_served(settings: Settings, names: list[str], timeout_s: float = 6
         deadline = time.monotonic() + timeout_s
         while True:
             try:
-                served = {d["name"] for d in admin.describe_topics(names) if _served(d)}
+                served = {d["name"] for d in admin.describe_topics(names) if is_served(d)}
             except KafkaError:  # a topic the broker does not know yet: asked again
                 served = set()
             if served >= set(names):
@@ -59,7 +59,8 @@ def wait_until_served(settings: Settings, names: list[str], timeout_s: float = 6
         admin.close()
 
 
-def _served(description: dict[str, Any]) -> bool:
+def is_served(description: dict[str, Any]) -> bool:
+    """A topic as ``KafkaAdminClient.describe_topics`` describes it: known, and every partition with a leader."""
     partitions = description.get("partitions") or []
     leaders = [partition.get("leader_id") for partition in partitions]
     return description.get("error_code", 0) == 0 and bool(leaders) and all(

@@ -18,9 +18,9 @@ from signalements.service_loop import CannotContinue, keep_running_async
 from signalements.settings import Settings
 from signalements.topic_admin import pipeline_topics
 from streams.case_tables import CaseRouter, is_route_tick
-from streams.deliveries import Deliveries, UnitQueues
+from streams.deliveries import PRODUCER_METADATA_TIMEOUT_S, Deliveries, UnitQueues
 from streams.jurisdiction import JurisdictionReference
-from streams.offset_rewind import SignalementsApp, input_record
+from streams.offset_rewind import SignalementsApp, input_record, producer_knows_leaders
 from streams.reference_table import ReferenceFollower
 from streams.stage_runner import CaseEventWriter, StageRunner
 from streams.stages import Enrich, Normalize, Route, StageStep
@@ -49,7 +49,9 @@ def create_app(settings: Settings, metrics: PipelineMetrics, reference: Jurisdic
     )
     # What the stages write goes through deliveries (streams/deliveries.py), never through Faust's attached sends.
     # The fixed topics exist before the worker starts; a unit queue is made ready before its first record.
-    deliveries = Deliveries(app, UnitQueues(settings, ready=set(pipeline_topics(settings))))
+    queues = UnitQueues(settings, ready=set(pipeline_topics(settings)),
+                        producer_knows=lambda topic: producer_knows_leaders(app, topic, PRODUCER_METADATA_TIMEOUT_S))
+    deliveries = Deliveries(app, queues)
     app.deliveries = deliveries
     runner = StageRunner(topics, metrics, deliveries)
 

@@ -23,7 +23,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
@@ -36,7 +36,7 @@ from kafka.errors import TopicAlreadyExistsError
 
 from signalements.kafka_clients import close_quietly, new_admin
 from signalements.settings import Settings
-from signalements.topic_admin import unit_topic_config
+from signalements.topic_admin import is_served, unit_topic_config
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +69,12 @@ class UnitQueues:
     """Unit queues made ready before their first record: created if missing, then waited for until every partition
     has a leader. Runs the admin client on a thread of its own, so the event loop never waits on it."""
 
-    def __init__(self, settings: Settings, ready: set[str]) -> None:
+    def __init__(self, settings: Settings, ready: set[str],
+                 producer_knows: Callable[[str], Awaitable[bool]] | None = None) -> None:
         self._settings = settings
+        # The admin client sees the leaders first; the worker's producer may not have them in its metadata yet, and a
+        # first send then fails with NotLeaderForPartition (aiokafka was seen stalling after that retry).
+        self._producer_knows = producer_knows
         self._ready = set(ready)
         self._making: dict[str, asyncio.Future[None]] = {}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="unit-queues")
@@ -102,6 +106,8 @@ class UnitQueues:
                 self._drop_admin()
                 await asyncio.sleep(wait)
                 wait = min(wait * 2, RETRY_MAX_S)
+        if self._producer_knows is not None and not await self._producer_knows(topic):
+            log.warning("the producer has no leader for every partition of %s yet; sending anyway", topic)
         self._ready.add(topic)
         del self._making[topic]
         log.info("unit queue %s ready after %.2fs", topic, loop.time() - started)
@@ -117,10 +123,7 @@ class UnitQueues:
             pass
         until = time.monotonic() + QUEUE_READY_TIMEOUT_S
         while time.monotonic() < until:
-            described = admin.describe_topics([topic])
-            leaders = [p.get("leader_id", -1) for d in described if d.get("error_code", 0) == 0
-                       for p in d["partitions"]]
-            if leaders and all(leader is not None and leader >= 0 for leader in leaders):
+            if all(is_served(description) for description in admin.describe_topics([topic])):
                 return
             time.sleep(0.1)
         raise TimeoutError(f"no leader for every partition of {topic} after {QUEUE_READY_TIMEOUT_S:.0f}s")
@@ -174,14 +177,7 @@ class Deliveries:
         task.add_done_callback(lambda _: self._room.release())
 
     async def _deliver(self, record: Outgoing, on_delivered: Callable[[], None] | None) -> None:
-        if not self._queues.is_ready(record.topic):
-            await self._queues.ready(record.topic)
-            from streams.offset_rewind import producer_knows_leaders  # the Faust adapter imports this module
-
-            # The admin client saw the leaders; the producer's own metadata may not have them yet, and a first
-            # send then fails with NotLeaderForPartition (aiokafka was seen stalling after that retry).
-            if not await producer_knows_leaders(self._app, record.topic, PRODUCER_METADATA_TIMEOUT_S):
-                log.warning("the producer has no leader for every partition of %s yet; sending anyway", record.topic)
+        await self._queues.ready(record.topic)
         wait = RETRY_FIRST_S
         while True:
             try:
