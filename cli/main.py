@@ -8,6 +8,7 @@ from importlib.util import find_spec
 import typer
 
 from cli import cases, operations, services, stats
+from cli.access import access_app
 from cli.redrive import dead_letters_app, unrouted_app
 from cli.reference import reference_app, resolve
 
@@ -21,6 +22,7 @@ app.add_typer(stats.stats_app, name="stats", rich_help_panel=services.PANEL)
 operations.register(app)
 app.add_typer(cases.cases_app, name="cases", rich_help_panel=operations.PANEL)
 app.add_typer(reference_app, name="reference", rich_help_panel=operations.PANEL)
+app.add_typer(access_app, name="access", rich_help_panel=operations.PANEL)
 app.command("resolve", rich_help_panel=operations.PANEL)(resolve)
 app.add_typer(dead_letters_app, name="dead-letters", rich_help_panel=operations.PANEL)
 app.add_typer(unrouted_app, name="unrouted", rich_help_panel=operations.PANEL)

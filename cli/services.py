@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from cli.context import configure_logging, consumer_settings, settings_from_environment
+from signalements.kafka_security import Role
 from signalements.settings import Settings
 
 PANEL = "Services"
@@ -21,7 +22,7 @@ def topics() -> None:
     from streams.jurisdiction import CompetenceTable
 
     settings = settings_from_environment()
-    created = ensure_topics(settings, pipeline_topics(settings))
+    created = ensure_topics(settings, Role.ADMIN, pipeline_topics(settings))
     typer.echo("created: " + (", ".join(created) if created else "nothing, all topics exist"))
     # A new cluster gets the competence table on its reference topic; afterwards the topic is the reference.
     published = publish_reference_if_empty(settings, CompetenceTable.load(settings.reference_dir).rows.values())

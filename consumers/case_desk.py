@@ -1,9 +1,11 @@
 """What a unit's operator does with its cases: list, show, and mark handled (dismantled, unfounded, transferred).
 
-Marking a case handled is itself an event, ``case.handled`` on the unit's own queue, so the national statistics see
-it and the unit's consumer applies it like any other (idempotently: the command has already applied it to the
-store). A transfer first puts the whole case on the other unit's queue (a ``case.opened`` with the first report, then
-a ``case.updated`` with the others), keyed by the same case id, then closes it here.
+Marking a case handled is itself an event, ``case.handled``, written as the unit's principal on the unit's own
+actions topic (the only topic it may write); the worker puts it on the unit's queue (streams/action_relay.py), where
+the national statistics see it and the unit's consumer applies it like any other (idempotently: the command has
+already applied it to the store). A transfer first sends the whole case for the other unit (a ``case.opened`` with
+the first report, then a ``case.updated`` with the others), keyed by the same case id, which the worker puts on
+that unit's queue, then closes it here.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from schemas.events import CaseHandled, CaseOpened, CaseOutcome, CaseUpdated
 from schemas.identifiers import HANDLING_ID_NAMESPACE, stable_id
 from schemas.topics import Topics
 from signalements.kafka_clients import new_producer
+from signalements.kafka_security import unit_role
 from signalements.settings import Settings
 from signalements.topic_admin import ensure_topics, unit_topic_config
 
@@ -94,11 +97,12 @@ def handle_case(
     elif transfer_to:
         raise CaseDeskError("--to is only for a transfer")
     handled = handling_event(case, outcome, transfer_to, datetime.now(UTC))
+    actions = topics.actions(store.unit_id)
     sends: list[tuple[str, CaseEvent]] = []
     if transfer_to:
-        sends += [(topics.unit(transfer_to), event) for event in transfer_events(case, transfer_to)]
-    sends.append((topics.unit(store.unit_id), handled))
-    _publish(settings, sends)
+        sends += [(actions, event) for event in transfer_events(case, transfer_to)]
+    sends.append((actions, handled))
+    _publish(settings, unit_role(store.unit_id), sends)
     payload = handled.payload
     assert isinstance(payload, CaseHandled)
     with store.transaction() as writer:
@@ -106,9 +110,9 @@ def handle_case(
     return payload
 
 
-def _publish(settings: Settings, sends: list[tuple[str, CaseEvent]]) -> None:
-    ensure_topics(settings, {topic: unit_topic_config(settings) for topic, _ in sends})
-    producer = new_producer(settings.bootstrap_servers, "signalements-case-desk", retries=5)
+def _publish(settings: Settings, role: str, sends: list[tuple[str, CaseEvent]]) -> None:
+    ensure_topics(settings, role, {topic: unit_topic_config(settings) for topic, _ in sends})
+    producer = new_producer(settings, role, "signalements-case-desk", retries=5)
     try:
         for topic, event in sends:  # in order, each acknowledged before the next
             message = encode(event.event_type, event.payload, event_id=event.event_id, source=SOURCE, key=event.key)

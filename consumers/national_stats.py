@@ -21,14 +21,15 @@ from pydantic import BaseModel
 from sqlalchemy import Column, Connection, Engine, Integer, MetaData, String, Table, case, func, select, update
 
 from consumers.case_store import create_store_engine, insert_ignore
-from consumers.commit_after_store import CommitAfterStore
 from consumers.store_schema import migrate, utc_now
 from consumers.unit_consumer import Unreadable, read_unit_event
 from schemas.envelope import DecodedEvent
 from schemas.events import CaseHandled, CaseOpened, CaseOutcome
 from schemas.topics import Topics
+from signalements.commit_after_store import CommitAfterStore
 from signalements.kafka_clients import new_consumer
 from signalements.kafka_link import KafkaLink
+from signalements.kafka_security import Role
 from signalements.metrics import ConsumerMetrics, PipelineMetrics
 from signalements.settings import Settings
 
@@ -182,7 +183,7 @@ class NationalStatsConsumer:
 
     def _new_consumer(self) -> KafkaConsumer:
         consumer = new_consumer(
-            self.settings.bootstrap_servers, "national-stats",
+            self.settings, Role.NATIONAL_STATS, "national-stats",
             group_id=self.settings.consumer_group("national-stats"),
             auto_offset_reset="earliest",
             max_poll_records=1000,

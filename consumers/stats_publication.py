@@ -25,6 +25,7 @@ from consumers.national_stats import (  # noqa: E402
     start_national_stats,
 )
 from signalements.kafka_link import KafkaLink, KafkaProbe, readiness_of  # noqa: E402
+from signalements.kafka_security import Role
 from signalements.metrics import PipelineMetrics  # noqa: E402
 from signalements.settings import Settings  # noqa: E402
 
@@ -123,7 +124,7 @@ def serve_statistics(settings: Settings, store: NationalStatsStore, stop: thread
     metrics = PipelineMetrics()
     metrics.set_build_info(__version__)
     link = KafkaLink(metrics.kafka_connected, "national statistics")
-    KafkaProbe(settings.bootstrap_servers, link).start(stop)
+    KafkaProbe(settings, Role.NATIONAL_STATS, link).start(stop)
     consumer = start_national_stats(settings, store, stop, metrics, link)
     server = uvicorn.Server(uvicorn.Config(
         create_stats_app(store, metrics, link), host=settings.metrics_host, port=settings.stats_port,

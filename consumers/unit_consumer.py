@@ -19,7 +19,6 @@ from kafka.errors import KafkaError
 from pydantic import ValidationError
 
 from consumers.case_store import ApplyOutcome, CaseStore, CaseWriter, store_url_for
-from consumers.commit_after_store import CommitAfterStore
 from schemas.envelope import (
     CASE_HANDLED,
     CASE_OPENED,
@@ -36,8 +35,10 @@ from schemas.reasons import ReasonCode
 from schemas.reports import EnrichedReport
 from schemas.topics import Topics
 from schemas.validation import describe_validation_error
+from signalements.commit_after_store import CommitAfterStore
 from signalements.kafka_clients import new_consumer
 from signalements.kafka_link import KafkaLink, KafkaProbe, readiness_of
+from signalements.kafka_security import unit_role
 from signalements.metrics import ConsumerMetrics, PipelineMetrics, Stage
 from signalements.service_loop import CannotContinue
 from signalements.settings import Settings
@@ -145,9 +146,9 @@ class UnitConsumer:
 
     def _new_consumer(self) -> KafkaConsumer:
         # Create the queue if the router has not yet: subscribing to a missing topic would wait for nothing.
-        ensure_topics(self.settings, {self.topic: unit_topic_config(self.settings)})
+        ensure_topics(self.settings, unit_role(self.unit_id), {self.topic: unit_topic_config(self.settings)})
         return new_consumer(
-            self.settings.bootstrap_servers, f"unit-consumer.{self.unit_id}", self.topic,
+            self.settings, unit_role(self.unit_id), f"unit-consumer.{self.unit_id}", self.topic,
             group_id=self.settings.consumer_group(f"unit-consumer.{self.unit_id}"),
             auto_offset_reset="earliest",
             max_poll_records=500,
@@ -240,7 +241,7 @@ def run_unit_consumers(settings: Settings, unit_ids: list[str], stop: threading.
     lag_board = LagBoard(consumer_metrics)
     open_cases_board = OpenCasesBoard(metrics)
     link = KafkaLink(metrics.kafka_connected, "unit consumers")
-    KafkaProbe(settings.bootstrap_servers, link).start(stop)
+    KafkaProbe(settings, unit_role(unit_ids[0]), link).start(stop)
     metrics.serve(settings.metrics_host, settings.consumer_metrics_port, readiness_of(link))
     consumers = [
         UnitConsumer(settings, unit_id, metrics, consumer_metrics, lag_board, open_cases_board, link)

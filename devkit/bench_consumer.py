@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from kafka import KafkaProducer
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
@@ -25,8 +24,10 @@ from consumers.unit_consumer import LagBoard, UnitConsumer
 from devkit.local_broker import LocalBroker
 from devkit.synthetic_cases import PARIS_11, case_opened, case_updated
 from devkit.throwaway_postgres import create_database, throwaway_postgres
+from ops.access_control import AccessControl, unit_roles
 from schemas.topics import Topics
-from signalements.kafka_clients import bootstrap_list
+from signalements.kafka_clients import new_producer
+from signalements.kafka_security import Role
 from signalements.metrics import ConsumerMetrics, PipelineMetrics
 from signalements.settings import Settings
 from signalements.topic_admin import ensure_topics, unit_topic_config
@@ -72,12 +73,12 @@ def _broker(settings: Settings) -> Iterator[None]:
 
 def _fill_queue(settings: Settings, cases: int) -> int:
     topic = Topics(settings.topic_namespace).unit(PARIS_11.unit_id)
-    ensure_topics(settings, {topic: unit_topic_config(settings)})
+    ensure_topics(settings, Role.ADMIN, {topic: unit_topic_config(settings)})
+    AccessControl(settings).grant(unit_roles([PARIS_11.unit_id]))
     events = []
     for i in range(cases):
         events += [case_opened(PARIS_11, f"bench-{i}"), case_updated(PARIS_11, f"bench-{i}", 2)]
-    producer = KafkaProducer(bootstrap_servers=bootstrap_list(settings.bootstrap_servers), acks="all", linger_ms=20,
-                             batch_size=256 * 1024)
+    producer = new_producer(settings, Role.ADMIN, "signalements-bench", linger_ms=20, batch_size=256 * 1024)
     try:
         publish(producer, topic, events)
     finally:
@@ -86,7 +87,7 @@ def _fill_queue(settings: Settings, cases: int) -> int:
 
 
 def bench_backend(settings: Settings, backend: str, cases: int, database_url: str | None) -> ConsumerBenchResult:
-    run = settings.model_copy(update={
+    run = settings.pinned_to_cluster().model_copy(update={
         "topic_namespace": f"bench{uuid.uuid4().hex[:8]}.",
         "consumer_database_url": database_url,
     })
@@ -128,18 +129,19 @@ def _bucket_quantile(buckets: list[tuple[float, float]], quantile: float) -> flo
 def bench_lag(settings: Settings, backend: str, rate: float, duration_s: float, database_url: str | None
               ) -> ConsumerLagResult:
     """Offer ``rate`` case events per second for ``duration_s`` to a running consumer; measure report → stored."""
-    run = settings.model_copy(update={
+    run = settings.pinned_to_cluster().model_copy(update={
         "topic_namespace": f"bench{uuid.uuid4().hex[:8]}.", "consumer_database_url": database_url,
     })
     topic = Topics(run.topic_namespace).unit(PARIS_11.unit_id)
-    ensure_topics(run, {topic: unit_topic_config(run)})
+    ensure_topics(run, Role.ADMIN, {topic: unit_topic_config(run)})
+    AccessControl(run).grant(unit_roles([PARIS_11.unit_id]))
     metrics = PipelineMetrics(CollectorRegistry())
     consumer_metrics = ConsumerMetrics(metrics.registry)
     consumer = UnitConsumer(run, PARIS_11.unit_id, metrics, consumer_metrics, LagBoard(consumer_metrics))
     stop = threading.Event()
     thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
     thread.start()
-    producer = KafkaProducer(bootstrap_servers=bootstrap_list(run.bootstrap_servers), acks="all", linger_ms=5)
+    producer = new_producer(run, Role.ADMIN, "signalements-bench", linger_ms=5)
     sent = 0
     try:
         started = time.perf_counter()

@@ -21,6 +21,8 @@ import httpx
 from devkit.local_broker import LocalBroker
 from devkit.local_run import Services, wait_for_http
 from devkit.traffic_generator import GeneratedReport, TrafficGenerator, TrafficMix
+from ops.access_control import AccessControl
+from signalements.kafka_security import Role
 from signalements.settings import Settings
 from signalements.topic_admin import ensure_topics, pipeline_topics
 from streams.jurisdiction import JurisdictionReference
@@ -85,12 +87,12 @@ def run_intake_bench(settings: Settings, reports: int, concurrency: int, warmup:
     if settings.uses_local_broker:
         LocalBroker.from_settings(settings).start()
     namespace = f"bench{uuid.uuid4().hex[:8]}."
-    bench_settings = settings.model_copy(update={
+    bench_settings = settings.pinned_to_cluster().model_copy(update={
         "topic_namespace": namespace,
-        "kafka_bootstrap_servers": settings.bootstrap_servers,
         "state_dir": settings.state_dir / "bench" / namespace.rstrip("."),
     })
-    ensure_topics(bench_settings, pipeline_topics(bench_settings))
+    ensure_topics(bench_settings, Role.ADMIN, pipeline_topics(bench_settings))
+    AccessControl(bench_settings).grant([Role.INTAKE])
     services = Services(bench_settings.log_dir, bench_settings.as_environment())
     url = f"http://{bench_settings.intake_host}:{bench_settings.intake_port}"
     generated = bench_reports(bench_settings, warmup + reports, seed)

@@ -32,18 +32,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer, TopicPartition
 from pydantic import BaseModel
 
 from devkit.local_broker import LocalBroker
 from devkit.local_run import Services
 from devkit.traffic_generator import DEMO_MIX, TrafficGenerator
+from ops.access_control import SERVICE_ROLES, AccessControl, unit_roles
 from schemas.channels import Channel
 from schemas.envelope import encode, kafka_headers
 from schemas.reports import report_id_for
 from schemas.submission_channels import SUBMISSION_CHANNELS
 from schemas.topics import Topics
-from signalements.kafka_clients import bootstrap_list
+from signalements.kafka_clients import bootstrap_list, new_admin, new_consumer, new_producer
+from signalements.kafka_security import Role
 from signalements.settings import Settings
 from signalements.topic_admin import ensure_topics, pipeline_topics, unit_topic_config
 from streams.jurisdiction import JurisdictionReference, Unrouted
@@ -142,12 +144,9 @@ class Produced:
     records: list[Record]
 
 
-def new_producer(bootstrap: str) -> KafkaProducer:
+def bench_producer(settings: Settings) -> KafkaProducer:
     # acks=all like the intake; a short linger lets "as fast as possible" batch instead of one request per record.
-    return KafkaProducer(
-        bootstrap_servers=bootstrap_list(bootstrap), client_id="signalements-bench", acks="all", linger_ms=5,
-        batch_size=256 * 1024,
-    )
+    return new_producer(settings, Role.ADMIN, "signalements-bench", linger_ms=5, batch_size=256 * 1024)
 
 
 def produce(producer: KafkaProducer, records: Iterable[Callable[[datetime], Record]], rate: float = 0.0) -> Produced:
@@ -295,9 +294,12 @@ def run_relay(bootstrap: str, app_id: str, source: str, sink: str, datadir: str,
     """Copy every record of ``source`` to ``sink`` unchanged; the worker's own app settings, without its stages."""
     import faust
 
+    from streams.app import faust_credentials
+
     app = faust.App(
         app_id,
         broker=[f"kafka://{server}" for server in bootstrap_list(bootstrap)],
+        broker_credentials=faust_credentials(Settings(), Role.ADMIN),  # the environment the bench gave it
         store="memory://",
         datadir=datadir,
         web_enabled=False,
@@ -327,7 +329,8 @@ def start_relay(settings: Settings, source: str, sink: str) -> subprocess.Popen[
     ]
     with (settings.log_dir / "relay.log").open("ab") as log:
         return subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            env={**os.environ, **settings.as_environment()},
         )
 
 
@@ -344,12 +347,10 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
 class SinkReader:
     """Reads the relay's output from its beginning, keeping each record's timestamp (when the relay produced it)."""
 
-    def __init__(self, bootstrap: str, topic: str, partitions: int) -> None:
+    def __init__(self, settings: Settings, topic: str, partitions: int) -> None:
         self.seen_ms: dict[bytes, int] = {}
-        self._consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap_list(bootstrap), group_id=None, enable_auto_commit=False,
-            auto_offset_reset="earliest", client_id="signalements-bench-sink",
-        )
+        self._consumer = new_consumer(settings, Role.ADMIN, "signalements-bench-sink", group_id=None,
+                                      auto_offset_reset="earliest")
         self._consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
 
     def poll(self) -> int:
@@ -382,8 +383,7 @@ def relay_figures(produced: Produced, seen_ms: dict[bytes, int]) -> dict[str, fl
 
 def bench_settings(settings: Settings, stamp: str) -> Settings:
     """The given settings in a namespace, state directory and metrics ports of their own (a demo may be running)."""
-    return settings.model_copy(update={
-        "kafka_bootstrap_servers": settings.bootstrap_servers,  # children use this broker, never start one
+    return settings.pinned_to_cluster().model_copy(update={  # children use this broker, never start one
         "topic_namespace": f"{settings.topic_namespace}bench{stamp}.",
         "state_dir": settings.state_dir / "bench" / stamp,
         "worker_metrics_port": free_port(),
@@ -406,12 +406,13 @@ def create_topics(settings: Settings, unit_ids: list[str]) -> None:
     configs = pipeline_topics(settings)
     configs.update({topics.unit(unit_id): unit_topic_config(settings) for unit_id in unit_ids})
     configs.update({name: {} for name in relay_topics(settings)})
-    ensure_topics(settings, configs)
+    ensure_topics(settings, Role.ADMIN, configs)
+    AccessControl(settings).grant([*SERVICE_ROLES, *unit_roles(unit_ids)])
 
 
 def delete_topics(settings: Settings) -> None:
     """Drop the run's topics (the figures and the stores stay): each run would otherwise leave ~20 on the broker."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap_list(settings.bootstrap_servers), client_id="signalements-bench")
+    admin = new_admin(settings, Role.ADMIN, "signalements-bench")
     try:
         names = [name for name in admin.list_topics() if name.startswith(settings.topic_namespace)]
         if names:
@@ -448,7 +449,7 @@ def measure_relay(
 ) -> dict[str, float]:
     source, sink = relay_topics(settings)
     relay = start_relay(settings, source, sink)
-    reader = SinkReader(settings.bootstrap_servers, sink, settings.topic_partitions)
+    reader = SinkReader(settings, sink, settings.topic_partitions)
 
     def alive() -> None:
         if relay.poll() is not None:
@@ -499,7 +500,7 @@ def _run(settings: Settings, reports: int, rate: float) -> dict[str, object]:
     producer: KafkaProducer | None = None
     try:
         create_topics(bench, reference.demo_unit_ids)
-        producer = new_producer(bench.bootstrap_servers)
+        producer = bench_producer(bench)
         services.start("worker", "worker")
         unit_args = [arg for unit_id in reference.demo_unit_ids for arg in ("--unit", unit_id)]
         services.start("consumers", "consume", *unit_args)

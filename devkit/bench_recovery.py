@@ -19,7 +19,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.partitioner import murmur2
 from prometheus_client.parser import text_string_to_metric_families
@@ -28,9 +27,11 @@ from devkit.bench_pipeline import bench_settings, delete_topics, free_port
 from devkit.dedup_traffic import COMMUNES
 from devkit.local_broker import LocalBroker
 from devkit.local_run import Services
+from ops.access_control import SERVICE_ROLES, AccessControl
 from schemas.channels import Channel, Force, ReportKind
 from schemas.reports import CanonicalReport, EnrichedReport, Jurisdiction, Place, ResolutionMethod, report_id_for
-from signalements.kafka_clients import bootstrap_list
+from signalements.kafka_clients import new_admin, new_producer
+from signalements.kafka_security import Role
 from signalements.settings import Settings
 from signalements.topic_admin import ensure_topics, pipeline_topics
 from streams.case_tables import policy_from
@@ -175,8 +176,9 @@ def measure_recovery(settings: Settings, points: int) -> dict[str, object]:
     bench = bench_settings(settings, stamp)
     app_id = bench.consumer_group(bench.worker_id)
     changelog = f"{app_id}-dedup-state-changelog"
-    ensure_topics(bench, pipeline_topics(bench))
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap_list(bench.bootstrap_servers), client_id="signalements-bench")
+    ensure_topics(bench, Role.ADMIN, pipeline_topics(bench))
+    AccessControl(bench).grant(SERVICE_ROLES)
+    admin = new_admin(bench, Role.ADMIN, "signalements-bench")
     try:
         admin.create_topics([NewTopic(changelog, bench.topic_partitions, bench.topic_replication_factor,
                                       topic_configs={"cleanup.policy": "compact"})])
@@ -190,8 +192,8 @@ def measure_recovery(settings: Settings, points: int) -> dict[str, object]:
             commune.unit_id: (murmur2(commune.unit_id.encode()) & 0x7FFFFFFF) % bench.topic_partitions
             for commune in COMMUNES
         }
-        producer = KafkaProducer(bootstrap_servers=bootstrap_list(bench.bootstrap_servers), acks=1, linger_ms=50,
-                                 batch_size=1 << 20, max_request_size=8 << 20)
+        producer = new_producer(bench, Role.ADMIN, "signalements-bench", acks=1, linger_ms=50,
+                                batch_size=1 << 20, max_request_size=8 << 20)
         started, entries = time.perf_counter(), 0
         for unit_id, key, value in point_state_entries(points, bench):
             producer.send(changelog, key=key.encode(), value=value, partition=partition_of[unit_id])

@@ -2,6 +2,11 @@
 
 The jars come from Maven Central through ``broker/pom.xml``; storage is formatted by Kafka's own StorageTool and the
 broker runs as ``java kafka.Kafka`` on loopback. Nothing here is used when KAFKA_BOOTSTRAP_SERVERS is set.
+
+Secured by default: a SASL_SSL listener with a certificate from the development CA (devkit/dev_pki.py), the
+administrator created as a SCRAM-SHA-512 user when the storage is formatted (``--add-scram``), and the
+StandardAuthorizer denying whatever no ACL allows. The other principals and their ACLs are granted afterwards by
+ops/access_control.py. ``secured=False`` is the quick local mode: one PLAINTEXT listener, no authorization.
 """
 
 from __future__ import annotations
@@ -14,16 +19,22 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 
+from devkit.dev_pki import DevelopmentCA, new_password
 from signalements.kafka_clients import bootstrap_list
+from signalements.kafka_security import ADMIN_PRINCIPAL
 from signalements.settings import PROJECT_ROOT, Settings
 
 POM = PROJECT_ROOT / "broker" / "pom.xml"
 LOG4J_CONFIG = PROJECT_ROOT / "broker" / "log4j2.yaml"
 SERVER_PROPERTIES_TEMPLATE = PROJECT_ROOT / "broker" / "server.properties"
+LISTENERS_TEMPLATES = {True: PROJECT_ROOT / "broker" / "listeners-secured.properties",
+                       False: PROJECT_ROOT / "broker" / "listeners-plaintext.properties"}
+NODE_PRINCIPAL = "signalements-broker"
 
 
 class BrokerError(RuntimeError):
@@ -61,6 +72,9 @@ class LocalBroker:
     runtime_dir: Path
     port: int = 9092
     controller_port: int = 9093
+    secured: bool = True
+    secrets_dir: Path | None = None      # unset: <home>/secrets
+    credentials_dir: Path | None = None  # unset: <secrets_dir>/kafka
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LocalBroker:
@@ -69,7 +83,35 @@ class LocalBroker:
             runtime_dir=settings.kafka_runtime_dir,
             port=settings.local_broker_port,
             controller_port=settings.local_controller_port,
+            secured=settings.kafka_security_protocol == "SASL_SSL",
+            secrets_dir=settings.secrets_dir,
+            credentials_dir=settings.credentials_dir,
         )
+
+    @property
+    def secrets(self) -> Path:
+        return self.secrets_dir or self.home / "secrets"
+
+    @property
+    def credentials(self) -> Path:
+        return self.credentials_dir or self.secrets / "kafka"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.secrets / "ca.crt"
+
+    @property
+    def admin_password_file(self) -> Path:
+        return self.credentials / ADMIN_PRINCIPAL
+
+    def client_options(self) -> dict[str, Any]:
+        """kafka-python options of an administrator's client of this broker."""
+        if not self.secured:
+            return {}
+        return {
+            "security_protocol": "SASL_SSL", "ssl_cafile": str(self.ca_file), "sasl_mechanism": "SCRAM-SHA-512",
+            "sasl_plain_username": ADMIN_PRINCIPAL, "sasl_plain_password": self.admin_password_file.read_text().strip(),
+        }
 
     @property
     def bootstrap_servers(self) -> str:
@@ -99,27 +141,58 @@ class LocalBroker:
             "-cp", f"{lib}/*", main_class, *args,
         ]
 
+    @property
+    def _mode_stamp(self) -> Path:
+        return self._data / "signalements-security-mode"
+
+    def _mode(self) -> str:
+        return "secured" if self.secured else "plaintext"
+
     def _write_config(self) -> None:
-        text = SERVER_PROPERTIES_TEMPLATE.read_text().format(
-            port=self.port, controller_port=self.controller_port, data_dir=self._data
-        )
-        self._config.write_text(text)
+        values: dict[str, object] = {"port": self.port, "controller_port": self.controller_port, "data_dir": self._data}
+        if self.secured:
+            ca = DevelopmentCA(self.secrets).ensure()
+            node = ca.issue(NODE_PRINCIPAL, server=True, client=True)  # the controller listener is mutual TLS
+            values.update(admin_password=self._admin_password(), keystore=node.bundle, truststore=ca.certificate_file,
+                          node_principal=NODE_PRINCIPAL)
+        text = SERVER_PROPERTIES_TEMPLATE.read_text() + LISTENERS_TEMPLATES[self.secured].read_text()
+        self._config.touch(mode=0o600, exist_ok=True)  # it holds the administrator's password
+        self._config.write_text(text.format(**values))
+
+    def _admin_password(self) -> str:
+        """The administrator's password, made on first use (``<credentials>/admin``, readable by its owner only)."""
+        if not self.admin_password_file.exists():
+            self.credentials.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self.admin_password_file.touch(mode=0o600)
+            self.admin_password_file.write_text(new_password() + "\n")
+        return self.admin_password_file.read_text().strip()
 
     def format_storage(self) -> None:
-        """Format KRaft storage with a fresh cluster id, unless it is already formatted."""
+        """Format KRaft storage with a fresh cluster id (and the administrator's SCRAM user), unless already done.
+
+        Storage formatted in the other mode is formatted again: a plaintext broker's metadata has no administrator,
+        and no principal could then grant anything. It is a development broker: its data is demo traffic.
+        """
         if (self._data / "meta.properties").exists():
-            return
+            stamp = self._mode_stamp.read_text().strip() if self._mode_stamp.exists() else "plaintext"
+            if stamp == self._mode():
+                return
+            print(f"local broker: storage formatted {stamp}, wanted {self._mode()}: formatting it again", flush=True)
+            shutil.rmtree(self._data)
         self.home.mkdir(parents=True, exist_ok=True)
         self._write_config()
         cluster_id = subprocess.run(
             self._java("kafka.tools.StorageTool", "random-uuid"), capture_output=True, text=True, check=True
         ).stdout.strip().splitlines()[-1]
+        scram = ["--add-scram", f"SCRAM-SHA-512=[name={ADMIN_PRINCIPAL},password={self._admin_password()}]"]
         result = subprocess.run(
-            self._java("kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id, "-c", str(self._config)),
+            self._java("kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id, "-c", str(self._config),
+                       *(scram if self.secured else [])),
             capture_output=True, text=True,
         )
         if result.returncode != 0:
             raise BrokerError(f"formatting KRaft storage failed:\n{result.stdout}\n{result.stderr}")
+        self._mode_stamp.write_text(self._mode() + "\n")
 
     def running_pid(self) -> int | None:
         if not self.pid_file.exists():
@@ -158,7 +231,8 @@ class LocalBroker:
             if process is not None and process.poll() is not None:
                 raise BrokerError(f"the broker exited with code {process.returncode}; see {self.log_file}")
             try:
-                admin = KafkaAdminClient(bootstrap_servers=bootstrap_list(self.bootstrap_servers), request_timeout_ms=3000)
+                admin = KafkaAdminClient(bootstrap_servers=bootstrap_list(self.bootstrap_servers), request_timeout_ms=3000,
+                                         **self.client_options())
                 try:
                     admin.list_topics()
                     return

@@ -16,7 +16,9 @@ from rich.console import Console
 
 from devkit.local_broker import LocalBroker
 from devkit.traffic_generator import DEMO_MIX, TrafficGenerator
+from ops.access_control import SERVICE_ROLES, AccessControl, unit_roles
 from ops.reference_topic import publish_reference_if_empty
+from signalements.kafka_security import Role
 from signalements.settings import Settings
 from signalements.topic_admin import ensure_topics, pipeline_topics
 from streams.jurisdiction import JurisdictionReference
@@ -91,8 +93,11 @@ def run_local_pipeline(settings: Settings, rate: float, duration_s: float) -> No
     if broker is not None:
         console.print("starting Kafka (first run fetches it from Maven Central)…")
         broker.start()
-    ensure_topics(settings, pipeline_topics(settings))
+    ensure_topics(settings, Role.ADMIN, pipeline_topics(settings))
     reference = JurisdictionReference.from_settings(settings)
+    # Each service connects as its own principal with exactly its ACLs, each demo unit as its own (docs/security.md).
+    if settings.kafka_security_protocol == "SASL_SSL":
+        AccessControl(settings).grant([*SERVICE_ROLES, *unit_roles(reference.demo_unit_ids)])
     publish_reference_if_empty(settings, reference.competence.rows.values())
     services = Services(settings.log_dir, settings.as_environment())
     try:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from signalements import __version__
+from signalements.kafka_security import Role
 from signalements.settings import PROJECT_ROOT, Settings
 
 CONTRACT_DIR = PROJECT_ROOT / "schemas" / "contract"
@@ -29,7 +30,7 @@ def intake_openapi() -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as state_dir:
         # Nothing connects: the publisher and the index only reach Kafka when a report is submitted.
         settings = Settings(state_dir=Path(state_dir), kafka_bootstrap_servers="127.0.0.1:9")
-        publisher = ReportPublisher(settings.bootstrap_servers, 1.0)
+        publisher = ReportPublisher(settings, Role.INTAKE, 1.0)
         return create_intake_app(settings, publisher, PipelineMetrics()).openapi()
 
 

@@ -30,6 +30,7 @@ from schemas.channels import Channel
 from schemas.topics import Topics
 from signalements.kafka_clients import close_quietly, new_admin
 from signalements.kafka_link import KafkaLink, readiness_of
+from signalements.kafka_security import Role
 from signalements.metrics import GroupKind, PipelineMetrics, Stage
 from signalements.settings import Settings
 
@@ -199,7 +200,7 @@ def run_lag_exporter(settings: Settings, stop: threading.Event) -> None:
         while not stop.is_set():
             try:
                 if admin is None:
-                    admin = new_admin(settings.bootstrap_servers, "signalements-lag-exporter")
+                    admin = new_admin(settings, Role.MONITORING, "signalements-lag-exporter")
             except KafkaError as error:
                 metrics.lag_collection_errors.labels(type(error).__name__).inc()
                 link.down(f"cannot connect: {type(error).__name__}")

@@ -48,6 +48,7 @@ from schemas.envelope import (
 from schemas.events import UnroutedReport
 from schemas.topics import Topics
 from signalements.kafka_clients import new_consumer
+from signalements.kafka_security import Role
 from signalements.settings import Settings
 from streams.dead_letter import ORIGINAL_PREFIX
 
@@ -113,7 +114,7 @@ def read_to_current_end(settings: Settings, topic: str, timeout_s: float = 120.0
     """Every record of ``topic`` from its beginning to its end as it is now, in order per partition, no group."""
     try:
         consumer = new_consumer(
-            settings.bootstrap_servers, "signalements-redrive", request_timeout_ms=int(settings.intake_produce_timeout_s * 1000) + 5000,
+            settings, Role.ADMIN, "signalements-redrive", request_timeout_ms=int(settings.intake_produce_timeout_s * 1000) + 5000,
         )
     except KafkaError as error:
         raise RedriveError(f"Kafka is unreachable: {error}") from error
@@ -255,7 +256,7 @@ def redrive(
 
 def _send_all(settings: Settings, sending: list[Outgoing]) -> None:
     publisher = ReportPublisher(
-        settings.bootstrap_servers, settings.intake_produce_timeout_s, client_id="signalements-redrive"
+        settings, Role.ADMIN, settings.intake_produce_timeout_s, client_id="signalements-redrive"
     )
     acknowledged = 0
     try:

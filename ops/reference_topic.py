@@ -12,6 +12,7 @@ from schemas.identifiers import REFERENCE_ROW_ID_NAMESPACE, stable_id
 from schemas.reference import CompetenceRow
 from schemas.topics import Topics
 from signalements.kafka_clients import new_consumer, new_producer
+from signalements.kafka_security import Role
 from signalements.settings import Settings
 from signalements.topic_admin import ensure_topics, pipeline_topics
 from streams.jurisdiction import Competence
@@ -28,8 +29,8 @@ def competence_event_id(row: CompetenceRow) -> str:
 def publish_competence(settings: Settings, rows: Iterable[Competence]) -> int:
     """Send each row keyed by its code INSEE (acks=all); returns how many. Kafka unreachable raises to the caller."""
     topic = Topics(settings.topic_namespace).reference_competence
-    ensure_topics(settings, {topic: pipeline_topics(settings)[topic]})
-    producer = new_producer(settings.bootstrap_servers, "signalements-reference", linger_ms=20)
+    ensure_topics(settings, Role.ADMIN, {topic: pipeline_topics(settings)[topic]})
+    producer = new_producer(settings, Role.ADMIN, "signalements-reference", linger_ms=20)
     try:
         futures = []
         for competence in rows:
@@ -53,7 +54,7 @@ def publish_competence(settings: Settings, rows: Iterable[Competence]) -> int:
 def published_record_count(settings: Settings) -> int:
     """Records on the reference topic (before compaction), to tell an empty topic from a published one."""
     topic = Topics(settings.topic_namespace).reference_competence
-    consumer = new_consumer(settings.bootstrap_servers, "signalements-reference")
+    consumer = new_consumer(settings, Role.ADMIN, "signalements-reference")
     try:
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or set()]
         if not partitions:

@@ -34,6 +34,7 @@ from schemas.channels import Channel
 from schemas.topics import Topics
 from signalements.kafka_clients import close_quietly, new_consumer
 from signalements.kafka_link import KafkaLink
+from signalements.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ class Claim:
 
 
 class AcceptedSubmissions:
-    def __init__(self, path: Path, bootstrap_servers: str, topics: Topics, timeout_s: float = 10.0,
+    def __init__(self, path: Path, settings: Settings, role: str, topics: Topics, timeout_s: float = 10.0,
                  link: KafkaLink | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
@@ -74,7 +75,8 @@ class AcceptedSubmissions:
         # the topics, so whatever a power cut loses lies past them and the next catch-up reads it again.
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
-        self._bootstrap_servers = bootstrap_servers
+        self._settings = settings
+        self._role = role
         self._topics = topics
         self._timeout_s = timeout_s
         self._lock = threading.Lock()
@@ -183,7 +185,7 @@ class AcceptedSubmissions:
         # One consumer for the life of the index: a new one per refresh would reconnect (and log) every few seconds.
         if self._consumer is None:
             self._consumer = new_consumer(
-                self._bootstrap_servers, "signalements-intake-index",
+                self._settings, self._role, "signalements-intake-index",
                 request_timeout_ms=int(self._timeout_s * 1000) + 1000,
                 bootstrap_timeout_ms=int(self._timeout_s * 1000),
                 consumer_timeout_ms=int(self._timeout_s * 1000),

@@ -33,6 +33,7 @@ from schemas.submissions import BrigadeNumeriqueSubmission, MonCommissariatSubmi
 from schemas.topics import Topics
 from signalements import __version__
 from signalements.kafka_link import KafkaLink
+from signalements.kafka_security import Role
 from signalements.metrics import PipelineMetrics, Stage
 from signalements.service_loop import until_done
 from signalements.settings import Settings
@@ -140,7 +141,7 @@ def create_intake_app(
     accepted: AcceptedSubmissions | None = None,
 ) -> FastAPI:
     index = accepted or AcceptedSubmissions(
-        index_path(settings.state_dir), settings.bootstrap_servers, Topics(settings.topic_namespace),
+        index_path(settings.state_dir), settings, Role.INTAKE, Topics(settings.topic_namespace),
         settings.intake_produce_timeout_s, publisher.link,
     )
     intake = SubmissionIntake(settings, publisher, metrics, index)
@@ -227,21 +228,21 @@ def _bounded(channel: str) -> str:
 def run_intake(settings: Settings) -> None:
     import uvicorn
 
-    from signalements.topic_admin import ensure_topics, pipeline_topics
+    from signalements.topic_admin import ensure_topics, raw_topics
 
     metrics = PipelineMetrics()
     metrics.set_build_info(__version__)
     stop_refreshing = threading.Event()
     # The intake starts (and answers 503) while Kafka is away; its topics are created once Kafka answers.
     threading.Thread(
-        target=until_done, args=(lambda: ensure_topics(settings, pipeline_topics(settings)),
-                                 "creating the pipeline's topics", stop_refreshing),
+        target=until_done, args=(lambda: ensure_topics(settings, Role.INTAKE, raw_topics(settings)),
+                                 "creating the raw topics", stop_refreshing),
         name="create-topics", daemon=True,
     ).start()
     link = KafkaLink(metrics.kafka_connected, "intake")
-    publisher = ReportPublisher(settings.bootstrap_servers, settings.intake_produce_timeout_s, link)
+    publisher = ReportPublisher(settings, Role.INTAKE, settings.intake_produce_timeout_s, link)
     accepted = AcceptedSubmissions(
-        index_path(settings.state_dir), settings.bootstrap_servers, Topics(settings.topic_namespace),
+        index_path(settings.state_dir), settings, Role.INTAKE, Topics(settings.topic_namespace),
         settings.intake_produce_timeout_s, link,
     )
     try:

@@ -43,6 +43,7 @@ from schemas.submission_channels import SUBMISSION_CHANNELS
 from schemas.submissions import BrigadeNumeriqueSubmission, MonCommissariatSubmission
 from schemas.topics import Topics
 from schemas.validation import describe_validation_error
+from signalements.kafka_security import Role
 from signalements.settings import Settings
 from streams.normalize import NormalizationError, normalize_submission
 
@@ -244,9 +245,9 @@ class ReplayRun:
         self.publisher: ReportPublisher | None = None
         self.index: AcceptedSubmissions | None = None
         if not self.dry_run:
-            self.publisher = ReportPublisher(settings.bootstrap_servers, settings.intake_produce_timeout_s)
+            self.publisher = ReportPublisher(settings, Role.ADMIN, settings.intake_produce_timeout_s)
             self.index = AcceptedSubmissions(
-                index_path(settings.state_dir), settings.bootstrap_servers, self.topics,
+                index_path(settings.state_dir), settings, Role.ADMIN, self.topics,
                 settings.intake_produce_timeout_s,
             )
             self.index.ensure_caught_up()

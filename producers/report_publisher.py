@@ -18,6 +18,7 @@ from kafka.producer.future import FutureRecordMetadata
 
 from signalements.kafka_clients import close_quietly, new_producer
 from signalements.kafka_link import KafkaLink
+from signalements.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +28,10 @@ class PublishError(RuntimeError):
 
 
 class ReportPublisher:
-    def __init__(self, bootstrap_servers: str, timeout_s: float, link: KafkaLink | None = None,
+    def __init__(self, settings: Settings, role: str, timeout_s: float, link: KafkaLink | None = None,
                  client_id: str = "signalements-intake") -> None:
-        self._bootstrap_servers = bootstrap_servers
+        self._settings = settings
+        self._role = role
         self._client_id = client_id
         self._timeout_s = timeout_s
         self._link = link or KafkaLink(None, client_id)
@@ -53,7 +55,7 @@ class ReportPublisher:
                     raise PublishError(f"Kafka is unreachable: {self._link.reason}")
                 try:
                     self._producer = new_producer(
-                        self._bootstrap_servers, self._client_id,
+                        self._settings, self._role, self._client_id,
                         enable_idempotence=True,
                         linger_ms=2,
                         max_block_ms=int(self._timeout_s * 1000),

@@ -23,7 +23,8 @@ class ReasonCode(StrEnum):
 
 # What the worker writes on reports.dlq (a schema it does not read is an envelope it cannot take).
 DEAD_LETTER_REASONS: Final = (ReasonCode.INVALID_ENVELOPE, ReasonCode.INVALID_PAYLOAD, ReasonCode.NORMALIZATION,
-                              ReasonCode.UNEXPECTED_EVENT_TYPE, ReasonCode.INTERNAL_ERROR)
+                              ReasonCode.UNEXPECTED_EVENT_TYPE, ReasonCode.INTERNAL_ERROR,
+                              ReasonCode.WRONG_UNIT)  # an action a unit may not take (streams/action_relay.py)
 # What a unit consumer parks (and the national statistics leave uncounted).
 PARK_REASONS: Final = (ReasonCode.INVALID_ENVELOPE, ReasonCode.UNSUPPORTED_SCHEMA, ReasonCode.UNEXPECTED_EVENT_TYPE,
                        ReasonCode.INVALID_PAYLOAD, ReasonCode.WRONG_UNIT)

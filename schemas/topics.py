@@ -53,6 +53,23 @@ class Topics:
             raise ValueError(f"not a unit id: {unit_id!r}")
         return f"{self.namespace}unit.{unit_id}"
 
+    def actions(self, unit_id: str) -> str:
+        """What one unit's operators do with its cases (handled, transferred): written by that unit only, read by
+        the worker, which puts each action on the queues it concerns (a unit never writes to another's queue)."""
+        if not _UNIT_ID_RE.match(unit_id):
+            raise ValueError(f"not a unit id: {unit_id!r}")
+        return f"{self.namespace}actions.{unit_id}"
+
+    def unit_of_actions(self, topic: str) -> str | None:
+        """The unit whose actions ``topic`` carries (the principal allowed to write it), or None."""
+        prefix = f"{self.namespace}actions."
+        unit_id = topic[len(prefix):] if topic.startswith(prefix) else ""
+        return unit_id if _UNIT_ID_RE.match(unit_id) else None
+
+    @property
+    def actions_pattern(self) -> str:
+        return "^" + re.escape(f"{self.namespace}actions.") + ".*"
+
     @property
     def unit_pattern(self) -> str:
         """Regular expression matching every unit queue (for national consumers)."""

@@ -21,6 +21,7 @@ from kafka import KafkaAdminClient
 from prometheus_client import Gauge
 
 from signalements.kafka_clients import close_quietly, new_admin
+from signalements.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +95,10 @@ class KafkaLink:
 class KafkaProbe:
     """Every ``interval_s``, ask the cluster for its topics on a client of its own, and report to the link."""
 
-    def __init__(self, bootstrap_servers: str, link: KafkaLink, interval_s: float = 5.0, timeout_s: float = 3.0) -> None:
-        self._bootstrap_servers = bootstrap_servers
+    def __init__(self, settings: Settings, role: str, link: KafkaLink, interval_s: float = 5.0,
+                 timeout_s: float = 3.0) -> None:
+        self._settings = settings
+        self._role = role
         self._link = link
         self._interval_s = interval_s
         self._timeout_ms = int(timeout_s * 1000)
@@ -105,7 +108,7 @@ class KafkaProbe:
         try:
             if self._admin is None:
                 self._admin = new_admin(
-                    self._bootstrap_servers, "signalements-probe",
+                    self._settings, self._role, "signalements-probe",
                     request_timeout_ms=self._timeout_ms, bootstrap_timeout_ms=self._timeout_ms,
                 )
             self._admin.list_topics()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -30,6 +30,20 @@ class Settings(BaseSettings):
         pattern=r"^[a-zA-Z0-9._-]*$",
         description="prefix of every topic and consumer group, to run several pipelines on one cluster",
     )
+
+    # Access control (signalements/kafka_security.py, ops/access_control.py, docs/security.md).
+    kafka_security_protocol: Literal["SASL_SSL", "PLAINTEXT"] = Field(
+        default="SASL_SSL", description="SASL_SSL: TLS and a SCRAM user per role; PLAINTEXT only for a cluster without access control"
+    )
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256"] = "SCRAM-SHA-512"
+    kafka_ssl_cafile: Path | None = Field(
+        default=None, description="the CA that signed the brokers' certificates; unset: the local broker's development CA, or the system's for an external cluster"
+    )
+    kafka_credentials_dir: Path | None = Field(
+        default=None, description="one file per principal holding its password; unset: <state_dir>/secrets/kafka"
+    )
+    kafka_username: str | None = Field(default=None, description="connect as this principal instead of the role's (with kafka_password)")
+    kafka_password: SecretStr | None = Field(default=None, description="the password of kafka_username")
 
     # The local development broker (only used when kafka_bootstrap_servers is unset).
     local_broker_port: int = 9092
@@ -115,6 +129,21 @@ class Settings(BaseSettings):
         return self.kafka_bootstrap_servers is None
 
     @property
+    def secrets_dir(self) -> Path:
+        """Development keys, certificates and passwords made by the project (ignored by git)."""
+        return self.state_dir / "secrets"
+
+    @property
+    def credentials_dir(self) -> Path:
+        return self.kafka_credentials_dir or self.secrets_dir / "kafka"
+
+    @property
+    def ca_file(self) -> Path | None:
+        if self.kafka_ssl_cafile is not None:
+            return self.kafka_ssl_cafile
+        return self.secrets_dir / "ca.crt" if self.uses_local_broker else None
+
+    @property
     def unit_store_dir(self) -> Path:
         return self.state_dir / "units"
 
@@ -126,12 +155,21 @@ class Settings(BaseSettings):
         """These settings as environment variables, to hand them to a child service process."""
         env = {
             f"SIGNALEMENTS_{name.upper()}": str(value)
-            for name, value in self.model_dump(exclude={"kafka_bootstrap_servers"}).items()
+            for name, value in self.model_dump(exclude={"kafka_bootstrap_servers", "kafka_password"}).items()
             if value is not None  # an unset optional setting stays unset in the child
         }
+        if self.kafka_password is not None:
+            env["SIGNALEMENTS_KAFKA_PASSWORD"] = self.kafka_password.get_secret_value()
         if self.kafka_bootstrap_servers is not None:
             env["KAFKA_BOOTSTRAP_SERVERS"] = self.kafka_bootstrap_servers
         return env
+
+    def pinned_to_cluster(self) -> Settings:
+        """These settings with the cluster, its CA and the credentials directory said explicitly, so that a copy
+        with another state directory (a benchmark's, a second worker's) still reaches the same cluster."""
+        return self.model_copy(update={
+            "kafka_bootstrap_servers": self.bootstrap_servers, "kafka_ssl_cafile": self.ca_file,
+            "kafka_credentials_dir": self.credentials_dir})
 
     def consumer_group(self, name: str) -> str:
         return f"{self.topic_namespace}{name}"

@@ -31,18 +31,24 @@ def pipeline_topics(settings: Settings) -> dict[str, dict[str, str]]:
     return configs
 
 
+def raw_topics(settings: Settings) -> dict[str, dict[str, str]]:
+    """The raw topics (what the intake writes) and their configs."""
+    raw = set(Topics(settings.topic_namespace).raw_all)
+    return {name: config for name, config in pipeline_topics(settings).items() if name in raw}
+
+
 def unit_topic_config(settings: Settings) -> dict[str, str]:
     return {"retention.ms": str(settings.unit_topic_retention_ms), "min.insync.replicas": "1"}
 
 
-def wait_until_served(settings: Settings, names: list[str], timeout_s: float = 60.0) -> None:
+def wait_until_served(settings: Settings, role: str, names: list[str], timeout_s: float = 60.0) -> None:
     """Wait until the broker serves every one of ``names``: known to its metadata, each partition with a leader.
 
     A topic just created is not in a broker's metadata at once (KRaft replays the creation: seen taking seconds on
     a new, busy broker). A client that reads the metadata in between takes the topic for missing; Faust then kept
     "0 partitions" for its changelogs and failed every table write.
     """
-    admin = new_admin(settings.bootstrap_servers, "signalements-admin")
+    admin = new_admin(settings, role, "signalements-admin")
     try:
         deadline = time.monotonic() + timeout_s
         while True:
@@ -67,9 +73,11 @@ def is_served(description: dict[str, Any]) -> bool:
         leader is not None and leader >= 0 for leader in leaders)
 
 
-def ensure_topics(settings: Settings, configs: dict[str, dict[str, str]]) -> list[str]:
-    """Create the missing topics; return the names created."""
-    admin = new_admin(settings.bootstrap_servers, "signalements-admin")
+def ensure_topics(settings: Settings, role: str, configs: dict[str, dict[str, str]]) -> list[str]:
+    """Create the missing topics as ``role`` (which needs CREATE on them); return the names created.
+
+    A principal only lists the topics it may describe: each role ensures only topics it is granted."""
+    admin = new_admin(settings, role, "signalements-admin")
     try:
         existing = set(admin.list_topics())
         missing = [

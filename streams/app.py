@@ -13,6 +13,7 @@ import faust
 
 from schemas.topics import Topics
 from signalements.kafka_clients import bootstrap_list
+from signalements.kafka_security import Role, credential_for, tls_context
 from signalements.metrics import PipelineMetrics
 from signalements.service_loop import CannotContinue, keep_running_async
 from signalements.settings import Settings
@@ -28,11 +29,23 @@ from streams.stages import Enrich, Normalize, Route, StageStep
 log = logging.getLogger(__name__)
 
 
+def faust_credentials(settings: Settings, role: str) -> faust.SASLCredentials | None:
+    """The worker's principal for Faust's consumer, producer and admin client (they share one set of credentials)."""
+    if settings.kafka_security_protocol == "PLAINTEXT":
+        return None
+    credential = credential_for(settings, role)
+    return faust.SASLCredentials(
+        username=credential.username, password=credential.password, ssl_context=tls_context(settings),
+        mechanism=settings.kafka_sasl_mechanism,
+    )
+
+
 def create_app(settings: Settings, metrics: PipelineMetrics, reference: JurisdictionReference) -> faust.App:
     topics = Topics(settings.topic_namespace)
     app = SignalementsApp(
         settings.consumer_group(settings.worker_id),
         broker=[f"kafka://{server}" for server in bootstrap_list(settings.bootstrap_servers)],
+        broker_credentials=faust_credentials(settings, Role.WORKER),
         store="rocksdb://",
         datadir=str(settings.state_dir / "faust"),
         web_enabled=False,
@@ -57,7 +70,7 @@ def create_app(settings: Settings, metrics: PipelineMetrics, reference: Jurisdic
 
     # The competence table, held by every worker: all of the compacted reference topic, then its live changes.
     follower = ReferenceFollower(
-        settings.bootstrap_servers, topics.reference_competence, reference,
+        settings, topics.reference_competence, reference,
         on_outcome=lambda outcome: metrics.reference_updates.labels(outcome).inc(),
     )
 

@@ -35,6 +35,7 @@ from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 from signalements.kafka_clients import close_quietly, new_admin
+from signalements.kafka_security import Role
 from signalements.settings import Settings
 from signalements.topic_admin import is_served, unit_topic_config
 
@@ -133,7 +134,7 @@ class UnitQueues:
             # Short timeouts: while the broker is away each attempt fails in seconds, and the queues waiting
             # behind it (one admin thread) are tried again soon after it returns.
             self._admin = new_admin(
-                self._settings.bootstrap_servers, "signalements-worker-admin",
+                self._settings, Role.WORKER, "signalements-worker-admin",
                 request_timeout_ms=ADMIN_TIMEOUT_MS, bootstrap_timeout_ms=ADMIN_TIMEOUT_MS,
             )
         return self._admin

@@ -17,6 +17,8 @@ from pydantic import ValidationError
 from schemas.reference import CompetenceRow
 from schemas.validation import describe_validation_error
 from signalements.kafka_clients import bootstrap_list
+from signalements.kafka_security import Role, aiokafka_security
+from signalements.settings import Settings
 from streams.jurisdiction import Competence, JurisdictionReference
 
 log = logging.getLogger(__name__)
@@ -55,9 +57,9 @@ class ReferenceFollower:
     for it, so no report is resolved with a reference older than the topic.
     """
 
-    def __init__(self, bootstrap_servers: str, topic: str, reference: JurisdictionReference,
+    def __init__(self, settings: Settings, topic: str, reference: JurisdictionReference,
                  on_outcome: Callable[[str], None]) -> None:
-        self.bootstrap_servers = bootstrap_servers
+        self.settings = settings
         self.topic = topic
         self.reference = reference
         self.on_outcome = on_outcome
@@ -66,8 +68,9 @@ class ReferenceFollower:
     async def run(self) -> None:
         # Subscribed without a group: aiokafka assigns this consumer every partition of the topic.
         consumer = AIOKafkaConsumer(
-            self.topic, bootstrap_servers=bootstrap_list(self.bootstrap_servers), group_id=None, enable_auto_commit=False,
-            auto_offset_reset="earliest", client_id="signalements-reference-follower",
+            self.topic, bootstrap_servers=bootstrap_list(self.settings.bootstrap_servers), group_id=None,
+            enable_auto_commit=False, auto_offset_reset="earliest", client_id="signalements-reference-follower",
+            **aiokafka_security(self.settings, Role.WORKER),
         )
         await consumer.start()
         try:

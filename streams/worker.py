@@ -11,10 +11,12 @@ from faust.tables.recovery import Recovery
 
 from signalements import __version__
 from signalements.kafka_link import KafkaLink, KafkaProbe, readiness_of
+from signalements.kafka_security import Role
 from signalements.metrics import PipelineMetrics
 from signalements.service_loop import until_done
 from signalements.settings import Settings
 from signalements.topic_admin import ensure_topics, pipeline_topics, wait_until_served
+from streams.action_relay import ActionRelay
 from streams.app import create_app
 from streams.case_tables import changelog_topics
 from streams.jurisdiction import JurisdictionReference
@@ -27,13 +29,15 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     metrics = PipelineMetrics()
     metrics.set_build_info(__version__, reference.version)
     link = KafkaLink(metrics.kafka_connected, "worker")
-    KafkaProbe(settings.bootstrap_servers, link).start()
+    KafkaProbe(settings, Role.WORKER, link).start()
     metrics.serve(settings.metrics_host, settings.worker_metrics_port, readiness_of(link))
     # A worker started before its broker waits for it (and says so) instead of exiting.
     topics = {**pipeline_topics(settings), **changelog_topics(settings)}
-    until_done(lambda: ensure_topics(settings, topics), "creating the pipeline's topics")
-    until_done(lambda: wait_until_served(settings, list(topics)), "waiting for the broker to serve the topics")
+    until_done(lambda: ensure_topics(settings, Role.WORKER, topics), "creating the pipeline's topics")
+    until_done(lambda: wait_until_served(settings, Role.WORKER, list(topics)), "waiting for the broker to serve the topics")
     app = create_app(settings, metrics, reference)
+    # The units' actions (handled, transferred) reach their queues through the worker: a unit writes no queue.
+    ActionRelay(settings, link).start(threading.Event())
     logging.getLogger(__name__).info(
         "worker %s on %s, metrics on %s:%d",
         settings.worker_id, settings.bootstrap_servers, settings.metrics_host, settings.worker_metrics_port,

@@ -4,6 +4,11 @@ Like Quix Streams' suite: the session starts a real broker (the project's own KR
 unless KAFKA_BOOTSTRAP_SERVERS points at one, and every test gets topics of its own, so tests never see each
 other's records. Nothing here skips when Kafka is absent: a broker that cannot start fails the session.
 
+The broker runs secured, as in production: TLS from a development CA made for the session, SCRAM users, the
+StandardAuthorizer. The session's environment says where its CA and its credentials directory are
+(SIGNALEMENTS_KAFKA_SSL_CAFILE, SIGNALEMENTS_KAFKA_CREDENTIALS_DIR), as it would for any client of the project;
+the test process acts as the administrator, each service it starts as its own role (pipeline_probe.py).
+
 The broker starts only if a collected test needs it, so the tests that need neither a broker nor processes
 (``-m "not broker and not processes"``, ``make test-fast``) run in seconds. Each test is marked by what it needs:
 ``broker`` when it uses the broker fixture, ``processes`` when its module starts services or tools
@@ -38,7 +43,7 @@ from signalements.settings import PROJECT_ROOT, Settings
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if external:
+    if external:  # its CA and credentials come from the environment too
         yield external
         return
     broker = LocalBroker(
@@ -49,7 +54,10 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     )
     broker.start()
     try:
-        yield broker.bootstrap_servers
+        with pytest.MonkeyPatch.context() as environment:
+            environment.setenv("SIGNALEMENTS_KAFKA_SSL_CAFILE", str(broker.ca_file))
+            environment.setenv("SIGNALEMENTS_KAFKA_CREDENTIALS_DIR", str(broker.credentials))
+            yield broker.bootstrap_servers
     finally:
         broker.stop()
 

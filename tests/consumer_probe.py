@@ -7,13 +7,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-from kafka import KafkaAdminClient, KafkaProducer
 
 from consumers.case_events import CaseEvent, publish
 from consumers.case_store import CaseStore, store_url_for
 from consumers.unit_consumer import run_unit_consumers
 from devkit.throwaway_postgres import create_database
 from schemas.topics import Topics
+from signalements.kafka_clients import new_admin, new_producer
+from signalements.kafka_security import Role
 from signalements.settings import Settings
 from signalements.topic_admin import ensure_topics, unit_topic_config
 
@@ -42,8 +43,8 @@ def consuming(settings: Settings, unit_ids: list[str]) -> Iterator[threading.Thr
 
 def produce(settings: Settings, unit_id: str, events: list[CaseEvent]) -> None:
     topic = Topics(settings.topic_namespace).unit(unit_id)
-    ensure_topics(settings, {topic: unit_topic_config(settings)})
-    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+    ensure_topics(settings, Role.ADMIN, {topic: unit_topic_config(settings)})
+    producer = new_producer(settings, Role.ADMIN, "tests", acks="all")
     try:
         publish(producer, topic, events)
     finally:
@@ -54,8 +55,8 @@ def produce_raw(
     settings: Settings, unit_id: str, key: bytes, value: bytes | None, headers: list[tuple[str, bytes]]
 ) -> None:
     topic = Topics(settings.topic_namespace).unit(unit_id)
-    ensure_topics(settings, {topic: unit_topic_config(settings)})
-    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+    ensure_topics(settings, Role.ADMIN, {topic: unit_topic_config(settings)})
+    producer = new_producer(settings, Role.ADMIN, "tests", acks="all")
     try:
         producer.send(topic, key=key, value=value, headers=headers).get(timeout=30)
     finally:
@@ -68,7 +69,7 @@ def open_store(settings: Settings, unit_id: str) -> CaseStore:
 
 def committed_offsets(settings: Settings, unit_id: str) -> dict[int, int]:
     """The unit group's committed offset per partition (absent: nothing committed)."""
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = new_admin(settings, Role.ADMIN, "tests")
     try:
         group = settings.consumer_group(f"unit-consumer.{unit_id}")
         offsets = admin.list_group_offsets(group).get(group, {})

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from prometheus_client.parser import text_string_to_metric_families
 
 from devkit.local_run import Services, wait_for_http
+from ops.access_control import SERVICE_ROLES, AccessControl, unit_roles
+from signalements.kafka_clients import new_consumer
+from signalements.kafka_security import Role
 from signalements.settings import Settings
 from signalements.topic_admin import ensure_topics, pipeline_topics
 
@@ -31,7 +35,8 @@ def free_port() -> int:
 
 
 def make_settings(kafka_bootstrap: str, state_dir: Path, **overrides: object) -> Settings:
-    """Settings of an isolated pipeline: its own topic namespace, state directory and ports."""
+    """Settings of an isolated pipeline: its own topic namespace, state directory and ports, and its service
+    principals granted (a unit's are granted with ``grant_units``)."""
     values: dict[str, object] = {
         "kafka_bootstrap_servers": kafka_bootstrap,
         "topic_namespace": f"t{uuid.uuid4().hex[:10]}.",
@@ -42,7 +47,32 @@ def make_settings(kafka_bootstrap: str, state_dir: Path, **overrides: object) ->
         "worker_id": "test-worker",
     }
     values.update(overrides)
-    return Settings(**values)
+    settings = Settings(**values)
+    if settings.kafka_security_protocol != "PLAINTEXT":
+        AccessControl(settings).grant(SERVICE_ROLES)
+    return settings
+
+
+def grant_units(settings: Settings, unit_ids: Iterable[str]) -> None:
+    """Each unit's principal and ACLs (and its queue and actions topic), as `signalements access grant` makes them."""
+    if settings.kafka_security_protocol != "PLAINTEXT":
+        AccessControl(settings).grant(unit_roles(unit_ids))
+
+
+def services_environment(settings: Settings) -> dict[str, str]:
+    """The environment of the services a test starts: its settings, with a credentials directory holding only the
+    pipeline's own principals. The administrator's password is not there: a service that reached for it would
+    fail here as it would in production."""
+    environment = settings.as_environment()
+    if settings.kafka_security_protocol == "PLAINTEXT":
+        return environment
+    own = settings.state_dir / "service-credentials"
+    own.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for path in settings.credentials_dir.glob(f"{settings.topic_namespace}*"):
+        if path.is_file():
+            shutil.copyfile(path, own / path.name)
+    environment["SIGNALEMENTS_KAFKA_CREDENTIALS_DIR"] = str(own)
+    return environment
 
 
 def wait_for(probe: Callable[[], T | None], timeout_s: float = 60, what: str = "condition") -> T:
@@ -57,7 +87,7 @@ def wait_for(probe: Callable[[], T | None], timeout_s: float = 60, what: str = "
 
 def read_topic(settings: Settings, topic: str, timeout_s: float = 5) -> list[ConsumerRecord]:
     """Every record currently on ``topic``, read from the beginning without a consumer group."""
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False)
+    consumer = new_consumer(settings, Role.ADMIN, "tests-read-topic")
     try:
         partitions = consumer.partitions_for_topic(topic) or set()
         assigned = [TopicPartition(topic, p) for p in partitions]
@@ -148,8 +178,9 @@ def running_pipeline(
     ``cross_unit_ids`` run in a consumer process of their own, on a metrics port nobody scrapes: their queues are
     read (so nothing lags) without their copies of each report adding to the territorial units' counts.
     """
-    ensure_topics(settings, pipeline_topics(settings))
-    services = Services(log_dir or settings.log_dir, settings.as_environment())
+    ensure_topics(settings, Role.ADMIN, pipeline_topics(settings))
+    grant_units(settings, [*unit_ids, *cross_unit_ids])
+    services = Services(log_dir or settings.log_dir, services_environment(settings))
     try:
         services.start("intake", "intake")
         services.start("worker", "worker")

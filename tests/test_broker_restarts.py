@@ -28,6 +28,7 @@ from pipeline_probe import free_port, make_settings, metric, query_store, scrape
 from devkit.local_broker import LocalBroker
 from devkit.local_run import Services, wait_for_http
 from ops.status import status_once
+from signalements.kafka_security import Role
 from signalements.settings import PROJECT_ROOT
 from signalements.topic_admin import ensure_topics, pipeline_topics
 
@@ -158,7 +159,7 @@ def test_every_service_rides_out_three_broker_restarts(tmp_path: Path) -> None:
     sender = threading.Thread(target=traffic.run, name="traffic", daemon=True)
     recoveries: list[float] = []
     try:
-        ensure_topics(settings, pipeline_topics(settings))
+        ensure_topics(settings, Role.ADMIN, pipeline_topics(settings))
         services.start("intake", "intake")
         services.start("worker", "worker")
         services.start("consumers", "consume", *[arg for unit in UNITS for arg in ("--unit", unit)])

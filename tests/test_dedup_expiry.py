@@ -6,12 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from kafka import KafkaProducer
 from pipeline_probe import make_settings, read_topic, wait_for
 
 from devkit.dedup_traffic import TrafficShape, ground_truth_traffic
 from devkit.local_run import Services
 from schemas.topics import Topics
+from signalements.kafka_clients import new_producer
+from signalements.kafka_security import Role
 from signalements.topic_admin import ensure_topics, pipeline_topics
 
 # Starts the pipeline's services, a broker or external tools as processes (see tests/conftest.py).
@@ -24,14 +25,14 @@ def test_closed_cases_are_deleted_from_the_state_and_its_changelog(kafka_bootstr
         # a case keeps its pending reports until they are sent: a short throttle sends them
         dedup_update_throttle_s=0.5,
     )
-    ensure_topics(settings, pipeline_topics(settings))
+    ensure_topics(settings, Role.ADMIN, pipeline_topics(settings))
     traffic = ground_truth_traffic(TrafficShape(points=5, max_reports_per_point=2, retry_rate=0, resubmission_rate=0), seed=3)
     topics = Topics(settings.topic_namespace)
     changelog = f"{settings.consumer_group(settings.worker_id)}-dedup-state-changelog"
     services = Services(settings.log_dir, settings.as_environment())
     try:
         services.start("worker", "worker")
-        producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+        producer = new_producer(settings, Role.ADMIN, "tests", acks="all")
         for report in traffic:
             topic, key, value, headers = report.raw_record(topics)
             producer.send(topic, key=key, value=value, headers=headers)

@@ -24,7 +24,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from kafka import KafkaProducer
 from pipeline_probe import free_port, make_settings, metric, read_topic, scrape, wait_for
 
 from devkit.dedup_traffic import TrafficShape, TruthReport, ground_truth_traffic, report_groups
@@ -32,6 +31,8 @@ from devkit.local_run import Services
 from schemas.envelope import decode, read_attributes
 from schemas.events import CaseOpened, CaseUpdated
 from schemas.topics import Topics
+from signalements.kafka_clients import new_producer
+from signalements.kafka_security import Role
 from signalements.settings import Settings
 from signalements.topic_admin import ensure_topics, pipeline_topics
 
@@ -156,7 +157,7 @@ class TrafficSender(threading.Thread):
         self.error: BaseException | None = None
 
     def run(self) -> None:
-        producer = KafkaProducer(bootstrap_servers=self.settings.bootstrap_servers, acks="all")
+        producer = new_producer(self.settings, Role.ADMIN, "tests", acks="all")
         topics = Topics(self.settings.topic_namespace)
         try:
             for report in self.traffic:
@@ -189,7 +190,7 @@ def fault_settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
     # A short throttle, so that updates both go out at once and accumulate while the traffic flows.
     # A short session timeout, so that a killed worker's partitions are given to its successor within seconds.
     settings = make_settings(kafka_bootstrap, tmp_path, dedup_update_throttle_s=1.0, worker_session_timeout_s=10.0)
-    ensure_topics(settings, pipeline_topics(settings))
+    ensure_topics(settings, Role.ADMIN, pipeline_topics(settings))
     return settings
 
 

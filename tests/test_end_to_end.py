@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
-from kafka import KafkaProducer
 from pipeline_probe import (
     PipelineFactory,
     RunningPipeline,
@@ -28,6 +27,8 @@ from schemas.envelope import decode, read_attributes
 from schemas.events import CaseOpened, CaseUpdated
 from schemas.reports import report_id_for
 from schemas.topics import Topics
+from signalements.kafka_clients import new_producer
+from signalements.kafka_security import Role
 
 UNITS = ["pn-75-pp", "gn-74-chamonix-mont-blanc", "cross-75", "cross-74"]
 
@@ -116,7 +117,7 @@ def test_same_submission_twice_is_stored_once(pipeline: RunningPipeline) -> None
     topics = Topics(pipeline.settings.topic_namespace)
     raw_records = read_topic(pipeline.settings, topics.raw(Channel.MONCOMMISSARIAT))
     [raw] = [r for r in raw_records if r.key == body["submission_id"].encode()]
-    producer = KafkaProducer(bootstrap_servers=pipeline.settings.bootstrap_servers, acks="all")
+    producer = new_producer(pipeline.settings, Role.ADMIN, "tests", acks="all")
     producer.send(raw.topic, key=raw.key, value=raw.value, headers=list(raw.headers)).get(timeout=30)
     producer.close()
 
@@ -141,7 +142,7 @@ def test_same_submission_twice_is_stored_once(pipeline: RunningPipeline) -> None
 def test_unparseable_record_goes_to_dead_letter_with_original_bytes(pipeline: RunningPipeline) -> None:
     topics = Topics(pipeline.settings.topic_namespace)
     garbage = b"\xff\xfenot json at all"
-    producer = KafkaProducer(bootstrap_servers=pipeline.settings.bootstrap_servers, acks="all")
+    producer = new_producer(pipeline.settings, Role.ADMIN, "tests", acks="all")
     producer.send(
         topics.raw(Channel.MONCOMMISSARIAT), key=b"bad-1", value=garbage,
         headers=[("ce_type", b"fr.interieur.signalements.submission.moncommissariat"), ("ce_id", b"x"),
@@ -189,7 +190,7 @@ def test_a_valid_report_in_a_broken_envelope_is_dead_lettered_never_routed(
             "ce_time": datetime.now(UTC).isoformat().encode()}
     headers = [(name, value) for name, value in {**good, **broken}.items() if value is not None]
     key = body["submission_id"].encode()
-    producer = KafkaProducer(bootstrap_servers=pipeline.settings.bootstrap_servers, acks="all")
+    producer = new_producer(pipeline.settings, Role.ADMIN, "tests", acks="all")
     producer.send(topics.raw(Channel.MONCOMMISSARIAT), key=key, value=json.dumps(body).encode(),
                   headers=headers).get(timeout=10)
     producer.close()

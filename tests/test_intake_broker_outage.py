@@ -18,6 +18,7 @@ from devkit.local_broker import LocalBroker
 from devkit.local_run import Services, wait_for_http
 from schemas.channels import Channel
 from schemas.topics import Topics
+from signalements.kafka_security import Role
 from signalements.settings import PROJECT_ROOT
 from signalements.topic_admin import ensure_topics, pipeline_topics
 
@@ -45,7 +46,7 @@ def test_broker_outage_gives_503_then_recovery_without_loss(tmp_path: Path) -> N
     accepted: dict[str, str] = {}  # submission id → report id
     unanswered: list[tuple[str, dict, str]] = []
     try:
-        ensure_topics(settings, pipeline_topics(settings))
+        ensure_topics(settings, Role.ADMIN, pipeline_topics(settings))
         services.start("intake", "intake")
         wait_for_http(f"{url}/healthz", services)
         with httpx.Client(base_url=url, timeout=30) as client:

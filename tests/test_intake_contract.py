@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from kafka import KafkaProducer
 from pipeline_probe import make_settings, metric, parse_metrics, read_topic
 from sample_submissions import conversation_delivery_network, portal_dealing_point
 
@@ -22,6 +21,8 @@ from schemas.envelope import MONCOMMISSARIAT_SUBMISSION, decode, encode, kafka_h
 from schemas.reports import report_id_for
 from schemas.submissions import MonCommissariatSubmission
 from schemas.topics import Topics
+from signalements.kafka_clients import new_producer
+from signalements.kafka_security import Role
 from signalements.metrics import PipelineMetrics
 from signalements.settings import Settings
 from signalements.topic_admin import ensure_topics, pipeline_topics
@@ -30,9 +31,9 @@ from signalements.topic_admin import ensure_topics, pipeline_topics
 @contextmanager
 def intake(settings: Settings) -> Iterator[TestClient]:
     """A fresh intake process's worth of state: its publisher, its index (from the state dir) and its metrics."""
-    publisher = ReportPublisher(settings.bootstrap_servers, settings.intake_produce_timeout_s)
+    publisher = ReportPublisher(settings, Role.INTAKE, settings.intake_produce_timeout_s)
     index = AcceptedSubmissions(
-        index_path(settings.state_dir), settings.bootstrap_servers, Topics(settings.topic_namespace)
+        index_path(settings.state_dir), settings, Role.INTAKE, Topics(settings.topic_namespace)
     )
     try:
         yield TestClient(create_intake_app(settings, publisher, PipelineMetrics(), index))
@@ -43,7 +44,7 @@ def intake(settings: Settings) -> Iterator[TestClient]:
 
 @pytest.fixture
 def topics_ready(settings: Settings) -> Settings:
-    ensure_topics(settings, pipeline_topics(settings))
+    ensure_topics(settings, Role.ADMIN, pipeline_topics(settings))
     return settings
 
 
@@ -123,7 +124,7 @@ def test_a_submission_produced_directly_to_the_raw_topic_is_a_duplicate_at_the_i
         MONCOMMISSARIAT_SUBMISSION, submission, event_id=report_id_for(Channel.MONCOMMISSARIAT, body["submission_id"]),
         source=SOURCE, key=body["submission_id"],
     )
-    producer = KafkaProducer(bootstrap_servers=topics_ready.bootstrap_servers, acks="all")
+    producer = new_producer(topics_ready, Role.ADMIN, "tests", acks="all")
     producer.send(
         Topics(topics_ready.topic_namespace).raw(Channel.MONCOMMISSARIAT),
         key=body["submission_id"].encode(), value=message.value, headers=kafka_headers(message),
@@ -168,7 +169,7 @@ def test_an_id_accepted_by_another_instance_is_learnt_in_the_background(
 
     # Another intake instance: its own index, caught up before the submission exists, then refreshing.
     other = AcceptedSubmissions(
-        index_path(tmp_path / "other-instance"), topics_ready.bootstrap_servers, Topics(topics_ready.topic_namespace)
+        index_path(tmp_path / "other-instance"), topics_ready, Role.INTAKE, Topics(topics_ready.topic_namespace)
     )
     other.ensure_caught_up()
     body = portal_dealing_point()

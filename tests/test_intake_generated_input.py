@@ -26,6 +26,7 @@ from producers.report_publisher import ReportPublisher
 from schemas.channels import Channel
 from schemas.reports import report_id_for
 from schemas.topics import Topics
+from signalements.kafka_security import Role
 from signalements.metrics import PipelineMetrics
 from signalements.settings import Settings
 from signalements.topic_admin import ensure_topics, pipeline_topics
@@ -37,10 +38,10 @@ CHECKS = [
 
 
 def test_generated_requests_never_fail_the_server_and_accepted_reports_are_on_kafka(settings: Settings) -> None:
-    ensure_topics(settings, pipeline_topics(settings))
+    ensure_topics(settings, Role.ADMIN, pipeline_topics(settings))
     topics = Topics(settings.topic_namespace)
-    publisher = ReportPublisher(settings.bootstrap_servers, settings.intake_produce_timeout_s)
-    index = AcceptedSubmissions(index_path(settings.state_dir), settings.bootstrap_servers, topics)
+    publisher = ReportPublisher(settings, Role.INTAKE, settings.intake_produce_timeout_s)
+    index = AcceptedSubmissions(index_path(settings.state_dir), settings, Role.INTAKE, topics)
     app = create_intake_app(settings, publisher, PipelineMetrics(), index)
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     accepted: dict[tuple[Channel, str], str] = {}

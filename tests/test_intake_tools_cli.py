@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from pipeline_probe import free_port
 
+from signalements.kafka_security import Role
 from signalements.settings import PROJECT_ROOT, Settings
 
 # Starts the pipeline's services, a broker or external tools as processes (see tests/conftest.py).
@@ -48,7 +49,7 @@ def test_generate_sends_to_a_running_intake_and_the_answers_match_the_truth(
     from devkit.local_run import Services, wait_for_http
     from signalements.topic_admin import ensure_topics, pipeline_topics
 
-    ensure_topics(settings, pipeline_topics(settings))
+    ensure_topics(settings, Role.ADMIN, pipeline_topics(settings))
     services = Services(tmp_path / "log", settings.as_environment())
     url = f"http://{settings.intake_host}:{settings.intake_port}"
     truth = tmp_path / "truth.jsonl"

@@ -12,6 +12,7 @@ from sample_submissions import portal_dealing_point
 from producers.intake import create_intake_app
 from producers.report_publisher import ReportPublisher
 from signalements.kafka_link import KafkaLink
+from signalements.kafka_security import Role
 from signalements.metrics import PipelineMetrics
 
 
@@ -19,7 +20,7 @@ def test_intake_answers_503_when_no_broker_listens(tmp_path: Path) -> None:
     nobody = f"127.0.0.1:{free_port()}"
     settings = make_settings(nobody, tmp_path, intake_produce_timeout_s=1.0)
     metrics = PipelineMetrics()
-    publisher = ReportPublisher(settings.bootstrap_servers, settings.intake_produce_timeout_s,
+    publisher = ReportPublisher(settings, Role.INTAKE, settings.intake_produce_timeout_s,
                                 KafkaLink(metrics.kafka_connected, "intake"))
     client = TestClient(create_intake_app(settings, publisher, metrics))
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from pipeline_probe import parse_metrics, wait_for
 from prometheus_client import generate_latest
 
@@ -16,6 +15,8 @@ from ops.lag_exporter import (
 )
 from schemas.channels import Channel
 from schemas.topics import Topics
+from signalements.kafka_clients import new_admin, new_consumer, new_producer
+from signalements.kafka_security import Role
 from signalements.metrics import PipelineMetrics
 from signalements.settings import Settings
 from signalements.topic_admin import ensure_topics, pipeline_topics, unit_topic_config
@@ -24,7 +25,7 @@ POLICE_UNIT, GENDARMERIE_UNIT = "pn-75-pp", "gn-74-chamonix-mont-blanc"
 
 
 def produce(settings: Settings, topic: str, count: int) -> None:
-    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+    producer = new_producer(settings, Role.ADMIN, "tests", acks="all")
     try:
         for index in range(count):
             producer.send(topic, key=f"k{index}".encode(), value=b"{}")
@@ -35,8 +36,8 @@ def produce(settings: Settings, topic: str, count: int) -> None:
 
 def consume_and_commit(settings: Settings, topic: str, group: str, count: int) -> None:
     """A consumer of ``group`` that reads ``count`` records and commits exactly their offsets."""
-    consumer = KafkaConsumer(
-        topic, bootstrap_servers=settings.bootstrap_servers, group_id=group,
+    consumer = new_consumer(
+        settings, Role.ADMIN, "tests", topic, group_id=group,
         enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=1,
     )
     try:
@@ -66,8 +67,8 @@ def value(samples: list[tuple[str, dict[str, str], float]], name: str, **labels:
 
 def test_lag_by_stage_force_and_departement(settings: Settings) -> None:
     topics = Topics(settings.topic_namespace)
-    ensure_topics(settings, pipeline_topics(settings))
-    ensure_topics(settings, {topics.unit(u): unit_topic_config(settings) for u in (POLICE_UNIT, GENDARMERIE_UNIT)})
+    ensure_topics(settings, Role.ADMIN, pipeline_topics(settings))
+    ensure_topics(settings, Role.ADMIN, {topics.unit(u): unit_topic_config(settings) for u in (POLICE_UNIT, GENDARMERIE_UNIT)})
     produce(settings, topics.raw(Channel.MONCOMMISSARIAT), 4)
     produce(settings, topics.normalized, 2)
     produce(settings, topics.unit(POLICE_UNIT), 7)
@@ -75,7 +76,7 @@ def test_lag_by_stage_force_and_departement(settings: Settings) -> None:
     # The gendarmerie unit's consumer has read 3 of its 5 cases; the police unit's consumer never ran.
     consume_and_commit(settings, topics.unit(GENDARMERIE_UNIT), settings.consumer_group(f"unit-consumer.{GENDARMERIE_UNIT}"), 3)
 
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = new_admin(settings, Role.ADMIN, "tests")
     metrics = PipelineMetrics()
     try:
         reader = ConsumerLagReader(settings, admin, unit_places_from_reference(settings))
@@ -101,10 +102,10 @@ def test_lag_by_stage_force_and_departement(settings: Settings) -> None:
 
 def test_a_deleted_unit_queue_disappears_from_the_lag(settings: Settings) -> None:
     topics = Topics(settings.topic_namespace)
-    ensure_topics(settings, pipeline_topics(settings))
-    ensure_topics(settings, {topics.unit(u): unit_topic_config(settings) for u in (POLICE_UNIT, GENDARMERIE_UNIT)})
+    ensure_topics(settings, Role.ADMIN, pipeline_topics(settings))
+    ensure_topics(settings, Role.ADMIN, {topics.unit(u): unit_topic_config(settings) for u in (POLICE_UNIT, GENDARMERIE_UNIT)})
     produce(settings, topics.unit(GENDARMERIE_UNIT), 3)
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = new_admin(settings, Role.ADMIN, "tests")
     metrics = PipelineMetrics()
     publisher = LagPublisher(metrics)
     try:

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import TopicPartition
 from pipeline_probe import wait_for
 
 from devkit.local_run import Services
@@ -30,6 +30,8 @@ from schemas.events import CaseOpened
 from schemas.reports import report_id_for
 from schemas.submissions import MonCommissariatSubmission
 from schemas.topics import Topics
+from signalements.kafka_clients import new_consumer, new_producer
+from signalements.kafka_security import Role
 from signalements.settings import Settings
 from signalements.topic_admin import ensure_topics, pipeline_topics
 from streams.jurisdiction import CommuneCompetence, JurisdictionReference
@@ -78,7 +80,7 @@ def submission(commune: CommuneCompetence) -> MonCommissariatSubmission:
 
 def opened_cases(settings: Settings, unit_topics: list[str], topics: Topics) -> dict[str, dict[str, float]]:
     """For each unit queue: report id -> append time of its case.opened (one consumer reads them all)."""
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False)
+    consumer = new_consumer(settings, Role.ADMIN, "tests", enable_auto_commit=False)
     try:
         existing = consumer.topics()
         assigned = [TopicPartition(topic, p) for topic in unit_topics if topic in existing
@@ -105,15 +107,15 @@ def opened_cases(settings: Settings, unit_topics: list[str], topics: Topics) -> 
 @pytest.mark.timeout(900)
 def test_first_cases_of_new_units_all_reach_their_queues(settings: Settings, busy_cores: None) -> None:
     topics = Topics(settings.topic_namespace)
-    ensure_topics(settings, pipeline_topics(settings))
+    ensure_topics(settings, Role.ADMIN, pipeline_topics(settings))
     services = Services(settings.log_dir, settings.as_environment())
-    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+    producer = new_producer(settings, Role.ADMIN, "tests", acks="all")
     longest_s = 0.0
     try:
         services.start("worker", "worker")
         for round_number in range(ROUNDS):
             communes = new_units(settings, UNITS_PER_ROUND, skip=round_number + 1)
-            lister = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
+            lister = new_consumer(settings, Role.ADMIN, "tests")
             listed = set(lister.topics())
             lister.close()
             existing = [commune.unit_id for commune in communes if topics.unit(commune.unit_id) in listed]

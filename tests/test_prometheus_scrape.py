@@ -14,13 +14,14 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from kafka import KafkaProducer
 from pipeline_probe import RunningPipeline, wait_for
 from prometheus_server import PrometheusServer, observed_pipeline
 from sample_submissions import conversation_delivery_network, distinct_point, portal_dealing_point
 
 from schemas.channels import Channel
 from schemas.topics import Topics
+from signalements.kafka_clients import new_producer
+from signalements.kafka_security import Role
 
 # Every report also goes to its département's CROSS queue: those run too, or their queues would lag forever.
 UNITS = ["pn-75-pp", "pn-93-pp", "gn-74-chamonix-mont-blanc"]
@@ -82,7 +83,7 @@ def test_prometheus_sees_the_traffic_that_was_sent(observed: tuple[RunningPipeli
     invalid["report"]["place"]["citycode"] = "7511"
     assert pipeline.post_report(MONCOMMISSARIAT, invalid) == 422
     # Unreadable, produced directly by an "integrated system": dead-lettered by the worker.
-    producer = KafkaProducer(bootstrap_servers=pipeline.settings.bootstrap_servers, acks="all")
+    producer = new_producer(pipeline.settings, Role.ADMIN, "tests", acks="all")
     producer.send(Topics(pipeline.settings.topic_namespace).raw(Channel.BRIGADE_NUMERIQUE), key=b"bad", value=b"{oops")
     producer.flush(timeout=30)
     producer.close()
@@ -131,7 +132,7 @@ def test_prometheus_sees_the_traffic_that_was_sent(observed: tuple[RunningPipeli
 
 def test_lag_and_alerts_on_the_running_pipeline(observed: tuple[RunningPipeline, PrometheusServer]) -> None:
     pipeline, prometheus = observed
-    producer = KafkaProducer(bootstrap_servers=pipeline.settings.bootstrap_servers, acks="all")
+    producer = new_producer(pipeline.settings, Role.ADMIN, "tests", acks="all")
     producer.send(Topics(pipeline.settings.topic_namespace).raw(Channel.MONCOMMISSARIAT), key=b"bad2", value=b"[]")
     producer.flush(timeout=30)
     producer.close()

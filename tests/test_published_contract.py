@@ -21,6 +21,7 @@ from schemas.envelope import (
     EVENT_TYPES,
     MONCOMMISSARIAT_SUBMISSION,
 )
+from signalements.kafka_security import Role
 from signalements.metrics import PipelineMetrics
 from signalements.settings import PROJECT_ROOT
 
@@ -30,7 +31,7 @@ pytestmark = pytest.mark.processes
 
 def test_the_committed_openapi_document_is_the_one_the_intake_serves(tmp_path: Path) -> None:
     settings = make_settings("127.0.0.1:9", tmp_path)
-    publisher = ReportPublisher(settings.bootstrap_servers, 1.0)
+    publisher = ReportPublisher(settings, Role.INTAKE, 1.0)
     served = TestClient(create_intake_app(settings, publisher, PipelineMetrics())).get("/openapi.json").json()
 
     committed = json.loads((CONTRACT_DIR / OPENAPI_FILE).read_text(encoding="utf-8"))

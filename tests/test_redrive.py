@@ -12,7 +12,6 @@ from typing import Any
 
 import httpx
 import pytest
-from kafka import KafkaProducer
 from pipeline_probe import (
     PipelineFactory,
     RunningPipeline,
@@ -32,6 +31,8 @@ from schemas.envelope import MONCOMMISSARIAT_SUBMISSION, REDRIVEN_FROM_HEADER, e
 from schemas.reports import report_id_for
 from schemas.submissions import MonCommissariatSubmission
 from schemas.topics import Topics
+from signalements.kafka_clients import new_producer
+from signalements.kafka_security import Role
 from signalements.settings import PROJECT_ROOT, Settings
 from streams.dead_letter import build_dead_letter
 from streams.jurisdiction import Competence
@@ -96,7 +97,7 @@ def test_dead_letters_go_back_where_they_came_from_and_never_twice(pipeline: Run
         stage="normalize", reason_code="internal_error", reason="KeyError", topic=raw_topic, partition=0, offset=7,
         key=submission.submission_id.encode(), value=original.value, headers=dict(original.headers), source="/test",
     )
-    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+    producer = new_producer(settings, Role.ADMIN, "tests", acks="all")
     producer.send(topics.dead_letter, key=letter.key, value=letter.value, headers=letter.headers).get(timeout=30)
     # And a record no fix will make readable: the worker dead-letters it itself.
     producer.send(raw_topic, key=b"no-envelope", value=b'{"submission_id": "no-envelope"}').get(timeout=30)

@@ -24,6 +24,8 @@ from schemas.channels import Force
 from schemas.envelope import decode
 from schemas.reference import CompetenceRow
 from schemas.topics import Topics
+from signalements.kafka_clients import new_producer
+from signalements.kafka_security import Role
 from signalements.settings import Settings
 from streams.jurisdiction import Competence, CompetenceTable
 
@@ -103,12 +105,11 @@ def test_a_commune_changing_unit_takes_effect_in_the_running_worker(kafka_bootst
 
 
 def test_an_invalid_row_on_the_reference_topic_is_refused_and_counted(kafka_bootstrap: str, tmp_path: Path) -> None:
-    from kafka import KafkaProducer
 
     settings = make_settings(kafka_bootstrap, tmp_path)
     # No wait for the worker: the row may arrive while it starts, which must not stop its streams either.
     with running_pipeline(settings, ["gn-38-vif"]) as pipeline:
-        producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+        producer = new_producer(settings, Role.ADMIN, "tests", acks="all")
         bad = {"code_commune": "38545", "libelle_commune": "Vif", "institution": "XX", "id_service": "38-vif",
                "service": "Brigade", "code_postal": "38450", "codes_postaux": "38450"}
         producer.send(Topics(settings.topic_namespace).reference_competence, key=b"38545",

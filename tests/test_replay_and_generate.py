@@ -18,6 +18,7 @@ from producers.replay import Outcome, replay_export
 from schemas.channels import Channel
 from schemas.envelope import decode
 from schemas.topics import Topics
+from signalements.kafka_security import Role
 from signalements.settings import PROJECT_ROOT, Settings
 from signalements.topic_admin import ensure_topics, pipeline_topics
 from streams.jurisdiction import JurisdictionReference
@@ -34,7 +35,7 @@ def write_lines(path: Path, lines: list[str]) -> Path:
 def test_replay_of_json_lines_accepts_valid_lines_and_names_each_rejected_one(
     settings: Settings, tmp_path: Path
 ) -> None:
-    ensure_topics(settings, pipeline_topics(settings))
+    ensure_topics(settings, Role.ADMIN, pipeline_topics(settings))
     portal, conversation = portal_dealing_point(), conversation_delivery_network()
     bad_postcode = portal_dealing_point()
     bad_postcode["report"]["place"]["postcode"] = "ABCDE"
@@ -73,7 +74,7 @@ def test_replay_of_json_lines_accepts_valid_lines_and_names_each_rejected_one(
 
 
 def test_replay_reads_csv_with_dotted_columns(settings: Settings, tmp_path: Path) -> None:
-    ensure_topics(settings, pipeline_topics(settings))
+    ensure_topics(settings, Role.ADMIN, pipeline_topics(settings))
     source = tmp_path / "export.csv"
     columns = ["channel", "submission_id", "submitted_at", "report.kind", "report.place.label", "report.place.postcode",
                "report.place.citycode", "report.place.city", "report.place.latitude", "report.place.longitude",
@@ -98,7 +99,7 @@ def test_replay_reads_csv_with_dotted_columns(settings: Settings, tmp_path: Path
 
 
 def test_dry_run_validates_without_writing(settings: Settings, tmp_path: Path) -> None:
-    ensure_topics(settings, pipeline_topics(settings))
+    ensure_topics(settings, Role.ADMIN, pipeline_topics(settings))
     source = write_lines(tmp_path / "export.jsonl", [json.dumps(portal_dealing_point()), "[]"])
 
     result = subprocess.run(

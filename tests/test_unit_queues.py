@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 from consumer_probe import committed_offsets, open_store, produce
-from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType
 from pipeline_probe import read_topic, wait_for
 
@@ -18,6 +17,8 @@ from consumers.unit_directory import UnknownDepartement, units_of_departement
 from devkit.synthetic_cases import PARIS_11, SyntheticUnit, case_opened, case_updated
 from schemas.channels import Force
 from schemas.topics import Topics
+from signalements.kafka_clients import new_admin
+from signalements.kafka_security import Role
 from signalements.settings import Settings
 from signalements.topic_admin import ensure_topics, unit_topic_config
 from streams.jurisdiction import JurisdictionReference
@@ -33,10 +34,10 @@ def test_a_unit_queue_is_created_on_first_use_with_its_configuration(settings: S
     settings = settings.model_copy(update={"topic_partitions": 4, "unit_topic_retention_ms": 123_456_789})
     topic = Topics(settings.topic_namespace).unit("gn-2a-sartene")
 
-    assert ensure_topics(settings, {topic: unit_topic_config(settings)}) == [topic]
-    assert ensure_topics(settings, {topic: unit_topic_config(settings)}) == []  # the second service creates nothing
+    assert ensure_topics(settings, Role.ADMIN, {topic: unit_topic_config(settings)}) == [topic]
+    assert ensure_topics(settings, Role.ADMIN, {topic: unit_topic_config(settings)}) == []  # the second service creates nothing
 
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = new_admin(settings, Role.ADMIN, "tests")
     try:
         described = admin.describe_topics([topic])[0]
         configs = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])

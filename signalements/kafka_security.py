@@ -1,0 +1,95 @@
+"""Who a Kafka client is and how it proves it: the principal of each service role, its password, TLS trust.
+
+Every client of the project connects as the principal of its role (``intake``, ``worker``, ``unit-<unit id>``…),
+prefixed by the topic namespace so that several pipelines on one cluster never share a principal. Passwords are
+read from files named after the principal in one credentials directory (how Docker and Kubernetes mount secrets),
+or for a service that runs as one principal from ``SIGNALEMENTS_KAFKA_USERNAME``/``SIGNALEMENTS_KAFKA_PASSWORD``;
+never from a command-line argument. The administrator is the cluster's one super user and is not namespaced.
+
+What each role may do on the broker is granted by ``ops/access_control.py``.
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from signalements.settings import Settings
+
+
+class Role(StrEnum):
+    INTAKE = "intake"
+    WORKER = "worker"
+    NATIONAL_STATS = "national-stats"
+    MONITORING = "monitoring"
+    ADMIN = "admin"
+
+
+ADMIN_PRINCIPAL = "admin"
+
+
+def unit_role(unit_id: str) -> str:
+    """The role of one unit's consumer and desk: it reads that unit's queue and writes that unit's actions."""
+    return f"unit-{unit_id}"
+
+
+def principal_name(settings: Settings, role: str) -> str:
+    return ADMIN_PRINCIPAL if role == Role.ADMIN else f"{settings.topic_namespace}{role}"
+
+
+class KafkaCredentialError(RuntimeError):
+    """A role's password is missing: the service cannot connect, and says which file it expected."""
+
+
+@dataclass(frozen=True)
+class KafkaCredential:
+    username: str
+    password: str
+
+    def __repr__(self) -> str:  # never a password in a log line or a traceback
+        return f"KafkaCredential(username={self.username!r})"
+
+
+def credential_for(settings: Settings, role: str) -> KafkaCredential:
+    """The username and password the role connects with."""
+    if settings.kafka_username is not None and settings.kafka_password is not None:
+        return KafkaCredential(settings.kafka_username, settings.kafka_password.get_secret_value())
+    username = principal_name(settings, role)
+    path = settings.credentials_dir / username
+    try:
+        password = path.read_text().strip()
+    except FileNotFoundError:
+        raise KafkaCredentialError(
+            f"no Kafka password for principal {username!r}: expected the file {path} "
+            "(grant it with `signalements access grant`, or set SIGNALEMENTS_KAFKA_USERNAME and _PASSWORD)"
+        ) from None
+    if not password:
+        raise KafkaCredentialError(f"the Kafka password file {path} of principal {username!r} is empty")
+    return KafkaCredential(username, password)
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext:
+    """Verifies the broker's certificate and host name against the configured CA (or the system's)."""
+    cafile = settings.ca_file
+    return ssl.create_default_context(cafile=str(cafile) if cafile is not None else None)
+
+
+def kafka_python_security(settings: Settings, role: str) -> dict[str, Any]:
+    """The options of a kafka-python client of ``role``."""
+    if settings.kafka_security_protocol == "PLAINTEXT":
+        return {"security_protocol": "PLAINTEXT"}
+    credential = credential_for(settings, role)
+    return {
+        "security_protocol": "SASL_SSL",
+        "ssl_context": tls_context(settings),
+        "sasl_mechanism": settings.kafka_sasl_mechanism,
+        "sasl_plain_username": credential.username,
+        "sasl_plain_password": credential.password,
+    }
+
+
+def aiokafka_security(settings: Settings, role: str) -> dict[str, Any]:
+    """The same for an aiokafka client (its option names are kafka-python's)."""
+    return kafka_python_security(settings, role)
