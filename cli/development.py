@@ -105,7 +105,10 @@ def generate(
     else:
         assert send_to is not None
         reports, for_truth = tee(generator.reports(count))
-        summary["statuses"] = send_traffic(reports, send_to, rate)
+        from devkit.intake_key import development_headers
+
+        # The development kit's own intake client, in the state directory the local intake reads its clients from.
+        summary["statuses"] = send_traffic(reports, send_to, rate, development_headers(settings))
         if truth is not None:
             with truth.open("w", encoding="utf-8") as facts:
                 facts.writelines(json.dumps(r.truth, ensure_ascii=False) + "\n" for r in for_truth)
@@ -188,7 +191,19 @@ def bench_desk(
     print_desk_bench(cases)
 
 
+def compose_secrets() -> None:
+    """Make the secrets docker-compose.yml mounts (CA, broker certificate, passwords) in deploy/secrets/, if missing."""
+    from devkit.compose_secrets import SECRETS_DIR, make_compose_secrets
+    from streams.jurisdiction import read_demo_unit_ids
+
+    created = make_compose_secrets(read_demo_unit_ids(settings_from_environment().reference_dir))
+    for name in created:
+        typer.echo(f"created {SECRETS_DIR / name}")
+    typer.echo(f"{len(created)} file(s) created in {SECRETS_DIR}", err=True)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(broker_app, name="broker", rich_help_panel=PANEL)
-    for command in (demo, generate, bench, bench_intake, bench_consumer, bench_jurisdiction, bench_dedup, bench_desk):
+    for command in (demo, generate, bench, bench_intake, bench_consumer, bench_jurisdiction, bench_dedup, bench_desk,
+                    compose_secrets):
         app.command(rich_help_panel=PANEL)(command)

@@ -9,6 +9,7 @@ import typer
 
 from cli import cases, operations, services, stats
 from cli.access import access_app
+from cli.intake_clients import intake_clients_app
 from cli.redrive import dead_letters_app, unrouted_app
 from cli.reference import reference_app, resolve
 
@@ -23,6 +24,7 @@ operations.register(app)
 app.add_typer(cases.cases_app, name="cases", rich_help_panel=operations.PANEL)
 app.add_typer(reference_app, name="reference", rich_help_panel=operations.PANEL)
 app.add_typer(access_app, name="access", rich_help_panel=operations.PANEL)
+app.add_typer(intake_clients_app, name="intake-clients", rich_help_panel=operations.PANEL)
 app.command("resolve", rich_help_panel=operations.PANEL)(resolve)
 app.add_typer(dead_letters_app, name="dead-letters", rich_help_panel=operations.PANEL)
 app.add_typer(unrouted_app, name="unrouted", rich_help_panel=operations.PANEL)
@@ -33,5 +35,17 @@ if find_spec("devkit") is not None:
     development.register(app)
 
 
+def main() -> None:
+    """The console script: a Kafka credential or certificate problem is one clear line and exit code 2, not a
+    traceback (and never a retry loop)."""
+    from signalements.kafka_security import KafkaAccessRefused, KafkaCredentialError
+
+    try:
+        app()
+    except (KafkaAccessRefused, KafkaCredentialError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise SystemExit(2) from None
+
+
 if __name__ == "__main__":
-    app()
+    main()

@@ -25,7 +25,7 @@ from consumers.national_stats import (  # noqa: E402
     start_national_stats,
 )
 from signalements.kafka_link import KafkaLink, KafkaProbe, readiness_of  # noqa: E402
-from signalements.kafka_security import Role
+from signalements.kafka_security import Role, check_access
 from signalements.metrics import PipelineMetrics  # noqa: E402
 from signalements.settings import Settings  # noqa: E402
 
@@ -121,6 +121,7 @@ def serve_statistics(settings: Settings, store: NationalStatsStore, stop: thread
     """Run the statistics consumer and serve its figures (and /metrics) on 127.0.0.1 until stopped."""
     from signalements import __version__
 
+    check_access(settings, Role.NATIONAL_STATS)
     metrics = PipelineMetrics()
     metrics.set_build_info(__version__)
     link = KafkaLink(metrics.kafka_connected, "national statistics")

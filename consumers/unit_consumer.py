@@ -38,7 +38,7 @@ from schemas.validation import describe_validation_error
 from signalements.commit_after_store import CommitAfterStore
 from signalements.kafka_clients import new_consumer
 from signalements.kafka_link import KafkaLink, KafkaProbe, readiness_of
-from signalements.kafka_security import unit_role
+from signalements.kafka_security import check_access, unit_role
 from signalements.metrics import ConsumerMetrics, PipelineMetrics, Stage
 from signalements.service_loop import CannotContinue
 from signalements.settings import Settings
@@ -235,6 +235,8 @@ def run_unit_consumers(settings: Settings, unit_ids: list[str], stop: threading.
     from signalements import __version__
 
     stop = stop or threading.Event()
+    for unit_id in unit_ids:  # a refused credential is a configuration error: said at once, never retried
+        check_access(settings, unit_role(unit_id))
     metrics = PipelineMetrics()
     metrics.set_build_info(__version__)
     consumer_metrics = ConsumerMetrics(metrics.registry)

@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from devkit.intake_key import development_headers
 from devkit.local_broker import LocalBroker
 from devkit.local_run import Services, wait_for_http
 from devkit.traffic_generator import GeneratedReport, TrafficGenerator, TrafficMix
@@ -60,7 +61,7 @@ def bench_reports(settings: Settings, count: int, seed: int) -> list[GeneratedRe
     return list(TrafficGenerator(communes, mix, seed=seed, run_tag=f"b{uuid.uuid4().hex[:8]}").reports(count))
 
 
-async def post_all(url: str, reports: list[GeneratedReport], concurrency: int) -> BenchResult:
+async def post_all(url: str, reports: list[GeneratedReport], concurrency: int, headers: dict[str, str]) -> BenchResult:
     queue: asyncio.Queue[GeneratedReport] = asyncio.Queue()
     for report in reports:
         queue.put_nowait(report)
@@ -76,7 +77,7 @@ async def post_all(url: str, reports: list[GeneratedReport], concurrency: int) -
             latencies.append(time.perf_counter() - started)
             statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
 
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits, headers=headers) as client:
         started = time.perf_counter()
         await asyncio.gather(*(client_loop(client) for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
@@ -100,8 +101,8 @@ def run_intake_bench(settings: Settings, reports: int, concurrency: int, warmup:
         services.start("intake", "intake")
         wait_for_http(f"{url}/healthz", services)
         if warmup:
-            asyncio.run(post_all(url, generated[:warmup], concurrency))
-        result = asyncio.run(post_all(url, generated[warmup:], concurrency))
+            asyncio.run(post_all(url, generated[:warmup], concurrency, development_headers(bench_settings)))
+        result = asyncio.run(post_all(url, generated[warmup:], concurrency, development_headers(bench_settings)))
     finally:
         services.stop()
     figures = result.as_dict(reports, concurrency)

@@ -90,8 +90,9 @@ class DevelopmentCA:
         self.certificate_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
         return self
 
-    def issue(self, common_name: str, *, server: bool = True, client: bool = False) -> IssuedCertificate:
-        """A certificate for ``common_name`` valid for the loopback names, kept if already issued."""
+    def issue(self, common_name: str, *, server: bool = True, client: bool = False,
+              dns_names: tuple[str, ...] = ()) -> IssuedCertificate:
+        """A certificate for ``common_name`` valid for the loopback names (and ``dns_names``), kept if issued."""
         issued = IssuedCertificate(self.folder / f"{common_name}.crt", self.folder / f"{common_name}.key",
                                    self.folder / f"{common_name}.pem")
         if issued.certificate.exists() and issued.key.exists() and issued.bundle.exists():
@@ -102,7 +103,7 @@ class DevelopmentCA:
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.now(UTC)
         usages = ([ExtendedKeyUsageOID.SERVER_AUTH] if server else []) + ([ExtendedKeyUsageOID.CLIENT_AUTH] if client else [])
-        names: list[x509.GeneralName] = [x509.DNSName(name) for name in LOOPBACK_NAMES]
+        names: list[x509.GeneralName] = [x509.DNSName(name) for name in (*LOOPBACK_NAMES, *dns_names)]
         names += [x509.IPAddress(ipaddress.ip_address(address)) for address in LOOPBACK_ADDRESSES]
         certificate = (
             x509.CertificateBuilder()

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 from rich.console import Console
 
+from devkit.intake_key import development_headers
 from devkit.local_broker import LocalBroker
 from devkit.traffic_generator import DEMO_MIX, TrafficGenerator
 from ops.access_control import SERVICE_ROLES, AccessControl, unit_roles
@@ -155,7 +156,7 @@ def _feed_demo_traffic(
     sent = accepted = rejected = 0
     started = time.monotonic()
     next_summary = started + 2
-    with httpx.Client(base_url=intake_url, timeout=15) as client:
+    with httpx.Client(base_url=intake_url, timeout=15, headers=development_headers(settings)) as client:
         while duration_s <= 0 or time.monotonic() - started < duration_s:
             submission = next(submissions)
             response = client.post(submission.path, json=submission.submission)

@@ -367,11 +367,13 @@ def write_traffic(reports: Iterator[GeneratedReport], out: Path, truth: Path | N
     return written
 
 
-def send_traffic(reports: Iterator[GeneratedReport], intake_url: str, rate: float) -> dict[str, int]:
-    """Post each report to a running intake (paced at ``rate`` per second, 0 = no pacing); count the answers."""
+def send_traffic(reports: Iterator[GeneratedReport], intake_url: str, rate: float,
+                 headers: dict[str, str]) -> dict[str, int]:
+    """Post each report to a running intake (paced at ``rate`` per second, 0 = no pacing) with the client's
+    credential in ``headers``; count the answers."""
     statuses: dict[str, int] = {}
     started = time.monotonic()
-    with httpx.Client(base_url=intake_url, timeout=30) as client:
+    with httpx.Client(base_url=intake_url, timeout=30, headers=headers) as client:
         for sent, report in enumerate(reports):
             if rate > 0:
                 delay = started + sent / rate - time.monotonic()

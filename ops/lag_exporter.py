@@ -30,7 +30,7 @@ from schemas.channels import Channel
 from schemas.topics import Topics
 from signalements.kafka_clients import close_quietly, new_admin
 from signalements.kafka_link import KafkaLink, readiness_of
-from signalements.kafka_security import Role
+from signalements.kafka_security import Role, check_access
 from signalements.metrics import GroupKind, PipelineMetrics, Stage
 from signalements.settings import Settings
 
@@ -193,6 +193,7 @@ def run_lag_exporter(settings: Settings, stop: threading.Event) -> None:
     link = KafkaLink(metrics.kafka_connected, "lag exporter")
     publisher = LagPublisher(metrics)
     metrics.serve(settings.metrics_host, settings.lag_exporter_port, readiness_of(link))
+    check_access(settings, Role.MONITORING)
     log.info("lag exporter on %s:%d, reading %s every %.1fs", settings.metrics_host,
              settings.lag_exporter_port, settings.bootstrap_servers, settings.lag_exporter_interval_s)
     admin: KafkaAdminClient | None = None

@@ -15,15 +15,17 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Literal
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request, Response, Security
 from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from producers.accepted_submissions import AcceptedSubmissions, IndexUnavailable, index_path
+from producers.intake_clients import API_KEY_HEADER, IntakeClients
 from producers.report_publisher import PublishError, ReportPublisher
 from schemas.channels import Channel
 from schemas.envelope import encode
@@ -33,7 +35,7 @@ from schemas.submissions import BrigadeNumeriqueSubmission, MonCommissariatSubmi
 from schemas.topics import Topics
 from signalements import __version__
 from signalements.kafka_link import KafkaLink
-from signalements.kafka_security import Role
+from signalements.kafka_security import Role, check_access
 from signalements.metrics import PipelineMetrics, Stage
 from signalements.service_loop import until_done
 from signalements.settings import Settings
@@ -123,6 +125,8 @@ class SubmissionIntake:
 
 RESPONSES: dict[int | str, dict[str, object]] = {
     400: {"model": Problem, "description": "the body is not readable JSON"},
+    401: {"model": Problem, "description": f"no {API_KEY_HEADER} header, or a key no client holds: nothing written"},
+    403: {"model": Problem, "description": "this client may not post to this channel: nothing written"},
     200: {"model": Duplicate, "description": "already accepted under this submission id: nothing written again"},
     202: {"model": Accepted, "description": "accepted: durably written to Kafka"},
     413: {"model": Problem, "description": "body too large"},
@@ -152,13 +156,18 @@ def create_intake_app(
     )
     limit_body_size(app, settings.intake_max_body_bytes, metrics)
     count_refused_bodies(app, metrics)
+    # Added last, so it runs first: an unauthenticated request learns nothing about its body.
+    require_client_keys(app, IntakeClients(settings.intake_clients_path), metrics)
+    authenticated = [Security(API_KEY)]
 
-    @app.post("/v1/reports/moncommissariat", status_code=202, response_model=Accepted, responses=RESPONSES)
+    @app.post("/v1/reports/moncommissariat", status_code=202, response_model=Accepted, responses=RESPONSES,
+              dependencies=authenticated)
     def submit_moncommissariat(submission: MonCommissariatSubmission) -> Response:
         """A report from the police portal (moncommissariat)."""
         return intake.accept(SUBMISSION_CHANNELS[Channel.MONCOMMISSARIAT], submission)
 
-    @app.post("/v1/reports/brigade-numerique", status_code=202, response_model=Accepted, responses=RESPONSES)
+    @app.post("/v1/reports/brigade-numerique", status_code=202, response_model=Accepted, responses=RESPONSES,
+              dependencies=authenticated)
     def submit_brigade_numerique(submission: BrigadeNumeriqueSubmission) -> Response:
         """A report from a Ma brigade numérique conversation."""
         return intake.accept(SUBMISSION_CHANNELS[Channel.BRIGADE_NUMERIQUE], submission)
@@ -178,6 +187,35 @@ def create_intake_app(
         return intake.readiness()
 
     return app
+
+
+# Declares the scheme in the OpenAPI document; ``require_client_keys`` enforces it, before the body is read.
+API_KEY = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, scheme_name="IntakeClientKey",
+                       description="the integrated client's API key (`signalements intake-clients add`)")
+
+
+def require_client_keys(app: FastAPI, clients: IntakeClients, metrics: PipelineMetrics) -> None:
+    """401 without a known key, 403 for a channel the client may not post to; counted by client and reason."""
+
+    @app.middleware("http")
+    async def authenticate(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        if request.method != "POST" or not request.url.path.startswith("/v1/reports/"):
+            return await call_next(request)
+        channel = _bounded(request.url.path.rsplit("/", 1)[-1])
+        key = request.headers.get(API_KEY_HEADER)
+        client = clients.identify(key) if key else None
+        if client is None:
+            reason = "missing_key" if not key else "unknown_key"
+            metrics.intake_auth_refused.labels("unknown", channel, reason).inc()
+            count_refused(metrics, request, "unauthenticated")
+            return JSONResponse(
+                {"detail": f"no {API_KEY_HEADER} header" if not key else f"this {API_KEY_HEADER} is not a client's"},
+                status_code=401, headers={"WWW-Authenticate": f'ApiKey header="{API_KEY_HEADER}"'})
+        if channel not in {c.value for c in client.channels}:
+            metrics.intake_auth_refused.labels(client.name, channel, "channel_not_allowed").inc()
+            count_refused(metrics, request, "forbidden")
+            return JSONResponse({"detail": f"client {client.name} may not post to {channel}"}, status_code=403)
+        return await call_next(request)
 
 
 def limit_body_size(app: FastAPI, max_bytes: int, metrics: PipelineMetrics) -> None:
@@ -230,6 +268,7 @@ def run_intake(settings: Settings) -> None:
 
     from signalements.topic_admin import ensure_topics, raw_topics
 
+    check_access(settings, Role.INTAKE)  # a refused credential is a configuration error: said at once, never retried
     metrics = PipelineMetrics()
     metrics.set_build_info(__version__)
     stop_refreshing = threading.Event()
@@ -252,7 +291,10 @@ def run_intake(settings: Settings) -> None:
     refresher = accepted.keep_refreshing(settings.intake_index_refresh_s, stop_refreshing)
     app = create_intake_app(settings, publisher, metrics, accepted)
     try:
-        uvicorn.run(app, host=settings.intake_host, port=settings.intake_port, log_level="warning")
+        # TLS when given a certificate; otherwise plain HTTP, for a loopback or a network only the portals reach.
+        certificate, key = settings.intake_tls_certfile, settings.intake_tls_keyfile
+        uvicorn.run(app, host=settings.intake_host, port=settings.intake_port, log_level="warning",
+                    ssl_certfile=str(certificate) if certificate else None, ssl_keyfile=str(key) if key else None)
     finally:
         stop_refreshing.set()
         refresher.join(timeout=settings.intake_produce_timeout_s * 2)

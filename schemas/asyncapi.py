@@ -72,7 +72,15 @@ TOPICS: tuple[TopicContract, ...] = (
     TopicContract(
         "unitQueue", "unit.{unitId}", "the case id (a case's events stay in order)",
         (CASE_OPENED, CASE_UPDATED, CASE_HANDLED),
-        "One queue per competent unit: the cases it must handle.", "receive",
+        "One queue per competent unit: the cases it must handle. Only the worker writes it; a transferred case's "
+        "events carry the header signalements-transferred-from (the unit it came from).", "receive",
+    ),
+    TopicContract(
+        "unitActions", "actions.{unitId}", "the case id",
+        (CASE_HANDLED, CASE_OPENED, CASE_UPDATED),
+        "What one unit's operators do with its cases, written by that unit's principal only: case.handled of its "
+        "own cases; for a transfer, the case.opened and case.updated addressed to the receiving unit. The worker "
+        "puts each on the queue it concerns; anything else is dead-lettered (wrong_unit).", "send",
     ),
     TopicContract(
         "unrouted", "reports.unrouted", "the report id", (REPORT_UNROUTED,),

@@ -11,6 +11,7 @@ What each role may do on the broker is granted by ``ops/access_control.py``.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from dataclasses import dataclass
 from enum import StrEnum
@@ -40,7 +41,7 @@ def principal_name(settings: Settings, role: str) -> str:
 
 
 class KafkaCredentialError(RuntimeError):
-    """A role's password is missing: the service cannot connect, and says which file it expected."""
+    """A role's password or the CA file is missing: the service cannot connect, and says which file it expected."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,9 @@ def credential_for(settings: Settings, role: str) -> KafkaCredential:
 def tls_context(settings: Settings) -> ssl.SSLContext:
     """Verifies the broker's certificate and host name against the configured CA (or the system's)."""
     cafile = settings.ca_file
+    if cafile is not None and not cafile.is_file():
+        raise KafkaCredentialError(f"the CA file {cafile} does not exist (SIGNALEMENTS_KAFKA_SSL_CAFILE; the local "
+                                   "broker makes its own when it first starts)")
     return ssl.create_default_context(cafile=str(cafile) if cafile is not None else None)
 
 
@@ -93,3 +97,47 @@ def kafka_python_security(settings: Settings, role: str) -> dict[str, Any]:
 def aiokafka_security(settings: Settings, role: str) -> dict[str, Any]:
     """The same for an aiokafka client (its option names are kafka-python's)."""
     return kafka_python_security(settings, role)
+
+
+class KafkaAccessRefused(RuntimeError):
+    """The broker refused who we are (wrong password, unknown user) or we refused the broker (untrusted certificate).
+
+    Not a transient failure: retrying would loop forever on a configuration error, so services stop and say why.
+    """
+
+
+async def _try_handshake(settings: Settings, role: str, host: str, port: int, timeout_s: float) -> None:
+    from aiokafka.conn import create_conn
+    from aiokafka.errors import KafkaError as AIOKafkaError
+
+    options = kafka_python_security(settings, role)
+    try:
+        conn = await asyncio.wait_for(create_conn(
+            host, port, client_id="signalements-access-check", request_timeout_ms=int(timeout_s * 1000),
+            **options), timeout_s)
+    except ssl.SSLCertVerificationError as error:
+        raise KafkaAccessRefused(
+            f"the certificate of the broker {host}:{port} is not trusted ({error.verify_message}); "
+            f"the CA file in use is {settings.ca_file or 'the system store'} (SIGNALEMENTS_KAFKA_SSL_CAFILE)") from None
+    except ssl.SSLError as error:
+        raise KafkaAccessRefused(f"TLS with the broker {host}:{port} failed: {error}") from None
+    except AIOKafkaError as error:
+        name = type(error).__name__
+        if "Authentication" in name or "Authorization" in name or "Sasl" in name:
+            raise KafkaAccessRefused(
+                f"the broker {host}:{port} refused principal {options.get('sasl_plain_username')!r}: {error}") from None
+        return  # anything else (the broker away): the service's own retries handle it
+    except (OSError, TimeoutError):
+        return
+    conn.close()
+
+
+def check_access(settings: Settings, role: str, timeout_s: float = 10.0) -> None:
+    """Connect once to the first broker as ``role``: raise KafkaAccessRefused, with why, if the broker refuses the
+    credentials or its certificate is not trusted; return if it accepts or cannot be reached (a broker away is
+    the retrying services' business, a refused credential is not)."""
+    if settings.kafka_security_protocol == "PLAINTEXT":
+        return
+    first = settings.bootstrap_servers.split(",")[0].strip()
+    host, _, port = first.rpartition(":")
+    asyncio.run(_try_handshake(settings, role, host, int(port), timeout_s))

@@ -77,6 +77,11 @@ class PipelineMetrics:
             "Time the intake waits for Kafka to acknowledge one record (acks=all)",
             ["channel"], buckets=STAGE_BUCKETS, registry=r,
         )
+        self.intake_auth_refused = Counter(
+            "signalements_intake_auth_refused",
+            "Reports the intake refused for their credential (401 missing or unknown key, 403 channel not allowed)",
+            ["client", "channel", "reason"], registry=r,
+        )
         self.dead_letters = Counter(
             "signalements_dead_letters", "Records sent to the dead-letter topic, by stage and reason",
             ["stage", "reason"], registry=r,

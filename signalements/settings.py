@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     intake_port: int = 8080
     intake_max_body_bytes: int = 64 * 1024
     intake_produce_timeout_s: float = 10.0
+    intake_clients_file: Path | None = Field(
+        default=None, description="the integrated clients, their hashed API keys and channels; unset: <state_dir>/secrets/intake-clients.json"
+    )
+    intake_tls_certfile: Path | None = Field(default=None, description="serve the intake over TLS with this certificate (PEM)")
+    intake_tls_keyfile: Path | None = Field(default=None, description="the private key of intake_tls_certfile (PEM)")
     intake_index_refresh_s: float = Field(
         default=5.0, gt=0, description="how often the intake reads the raw topics for ids accepted elsewhere"
     )
@@ -142,6 +147,10 @@ class Settings(BaseSettings):
         if self.kafka_ssl_cafile is not None:
             return self.kafka_ssl_cafile
         return self.secrets_dir / "ca.crt" if self.uses_local_broker else None
+
+    @property
+    def intake_clients_path(self) -> Path:
+        return self.intake_clients_file or self.secrets_dir / "intake-clients.json"
 
     @property
     def unit_store_dir(self) -> Path:

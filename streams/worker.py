@@ -11,7 +11,7 @@ from faust.tables.recovery import Recovery
 
 from signalements import __version__
 from signalements.kafka_link import KafkaLink, KafkaProbe, readiness_of
-from signalements.kafka_security import Role
+from signalements.kafka_security import Role, check_access
 from signalements.metrics import PipelineMetrics
 from signalements.service_loop import until_done
 from signalements.settings import Settings
@@ -25,6 +25,7 @@ from streams.jurisdiction import JurisdictionReference
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     # Faust creates its data directory but not the parents: a new machine's state directory may not exist yet.
     settings.state_dir.mkdir(parents=True, exist_ok=True)
+    check_access(settings, Role.WORKER)  # a refused credential is a configuration error: said at once, never retried
     reference = JurisdictionReference.from_settings(settings)
     metrics = PipelineMetrics()
     metrics.set_build_info(__version__, reference.version)

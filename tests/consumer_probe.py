@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
+from pipeline_probe import grant_units
 
 from consumers.case_events import CaseEvent, publish
 from consumers.case_store import CaseStore, store_url_for
@@ -17,11 +18,14 @@ from signalements.kafka_clients import new_admin, new_producer
 from signalements.kafka_security import Role
 from signalements.settings import Settings
 from signalements.topic_admin import ensure_topics, unit_topic_config
+from streams.action_relay import ActionRelay
 
 
 @contextmanager
 def consuming(settings: Settings, unit_ids: list[str]) -> Iterator[threading.Thread]:
-    """The unit consumers of ``unit_ids`` running in this process (the same code the command runs)."""
+    """The unit consumers of ``unit_ids`` running in this process (the same code the command runs), each as its
+    unit's principal."""
+    grant_units(settings, unit_ids)
     stop = threading.Event()
     failures: list[BaseException] = []
 
@@ -39,6 +43,19 @@ def consuming(settings: Settings, unit_ids: list[str]) -> Iterator[threading.Thr
         stop.set()
         thread.join(timeout=60)
     assert not failures, failures
+
+
+@contextmanager
+def relaying_actions(settings: Settings) -> Iterator[None]:
+    """The worker's action relay running in this process, as the worker's principal: what units write on their
+    actions topics reaches the queues (streams/action_relay.py)."""
+    stop = threading.Event()
+    thread = ActionRelay(settings).start(stop)
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=30)
 
 
 def produce(settings: Settings, unit_id: str, events: list[CaseEvent]) -> None:

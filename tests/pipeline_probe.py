@@ -18,6 +18,7 @@ from kafka import TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from prometheus_client.parser import text_string_to_metric_families
 
+from devkit.intake_key import development_headers, development_key
 from devkit.local_run import Services, wait_for_http
 from ops.access_control import SERVICE_ROLES, AccessControl, unit_roles
 from signalements.kafka_clients import new_consumer
@@ -34,9 +35,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def make_settings(kafka_bootstrap: str, state_dir: Path, **overrides: object) -> Settings:
+def make_settings(kafka_bootstrap: str, state_dir: Path, grant: bool = True, **overrides: object) -> Settings:
     """Settings of an isolated pipeline: its own topic namespace, state directory and ports, and its service
-    principals granted (a unit's are granted with ``grant_units``)."""
+    principals granted unless told not to (a unit's are granted with ``grant_units``)."""
     values: dict[str, object] = {
         "kafka_bootstrap_servers": kafka_bootstrap,
         "topic_namespace": f"t{uuid.uuid4().hex[:10]}.",
@@ -48,8 +49,9 @@ def make_settings(kafka_bootstrap: str, state_dir: Path, **overrides: object) ->
     }
     values.update(overrides)
     settings = Settings(**values)
-    if settings.kafka_security_protocol != "PLAINTEXT":
+    if grant and settings.kafka_security_protocol != "PLAINTEXT":
         AccessControl(settings).grant(SERVICE_ROLES)
+    development_key(settings)  # the tests post as the development kit's intake client
     return settings
 
 
@@ -159,9 +161,15 @@ class RunningPipeline:
     def consumer_metrics_url(self) -> str:
         return f"http://{self.settings.metrics_host}:{self.settings.consumer_metrics_port}/metrics"
 
+    @property
+    def intake_headers(self) -> dict[str, str]:
+        """The credential of the tests' intake client (an API key allowed on both channels)."""
+        return development_headers(self.settings)
+
     def post_report(self, channel: str, body: dict[str, Any]) -> int:
         """Submit one report to the intake; the HTTP status."""
-        return httpx.post(f"{self.intake_url}/v1/reports/{channel}", json=body, timeout=15).status_code
+        return httpx.post(f"{self.intake_url}/v1/reports/{channel}", json=body, timeout=15,
+                          headers=self.intake_headers).status_code
 
 
 # The factories of tests/conftest.py: new settings of an isolated pipeline; a running pipeline for some units.

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from pipeline_probe import RunningPipeline, free_port, make_settings, running_pipeline, wait_for
+from pipeline_probe import RunningPipeline, free_port, make_settings, running_pipeline, services_environment, wait_for
 
 from devkit.local_run import Services, wait_for_http
 from signalements.settings import PROJECT_ROOT, Settings
@@ -117,7 +117,7 @@ def running_prometheus(settings: Settings, work_dir: Path) -> Iterator[Prometheu
 @contextmanager
 def running_lag_exporter(settings: Settings) -> Iterator[None]:
     """``signalements lag-exporter`` as a process (the pipeline probe starts intake, worker and consumers only)."""
-    exporter = Services(settings.log_dir, settings.as_environment())
+    exporter = Services(settings.log_dir, services_environment(settings))
     try:
         exporter.start("lag-exporter", "lag-exporter")
         wait_for_http(f"http://{settings.metrics_host}:{settings.lag_exporter_port}/metrics", exporter)
@@ -129,7 +129,7 @@ def running_lag_exporter(settings: Settings) -> Iterator[None]:
 @contextmanager
 def running_national_stats(settings: Settings) -> Iterator[None]:
     """``signalements stats serve`` as a process, as the local run starts it."""
-    stats = Services(settings.log_dir, settings.as_environment())
+    stats = Services(settings.log_dir, services_environment(settings))
     try:
         stats.start("national-stats", "stats", "serve")
         wait_for_http(f"http://{settings.metrics_host}:{settings.stats_port}/healthz", stats)

@@ -56,6 +56,7 @@ def test_every_topic_of_the_code_is_a_channel_with_its_events(parsed: dict[str, 
         *topics.raw_all, topics.normalized, topics.enriched, topics.unrouted, topics.dead_letter,
         topics.reference_competence,
         topics.unit("pn-x").replace("pn-x", "{unitId}"),  # one channel for every unit queue
+        topics.actions("pn-x").replace("pn-x", "{unitId}"),  # and for every unit's actions
     }
     assert {channel["address"] for channel in parsed["channels"].values()} == expected_addresses
     for topic in TOPICS:

@@ -23,8 +23,18 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from pipeline_probe import free_port, make_settings, metric, query_store, scrape, wait_for
+from pipeline_probe import (
+    free_port,
+    grant_units,
+    make_settings,
+    metric,
+    query_store,
+    scrape,
+    services_environment,
+    wait_for,
+)
 
+from devkit.intake_key import development_headers
 from devkit.local_broker import LocalBroker
 from devkit.local_run import Services, wait_for_http
 from ops.status import status_once
@@ -80,6 +90,7 @@ class Traffic:
     """An integrated system posting reports: retries what got 503, as its Retry-After says."""
 
     url: str
+    headers: dict[str, str]  # the client's credential
     accepted: dict[str, str] = field(default_factory=dict)  # report id -> unit id
     answers: dict[int, int] = field(default_factory=dict)
     slowest_s: float = 0.0
@@ -90,7 +101,7 @@ class Traffic:
 
     def run(self) -> None:
         numbers = itertools.count(1)
-        with httpx.Client(base_url=self.url, timeout=60) as client:
+        with httpx.Client(base_url=self.url, timeout=60, headers=self.headers) as client:
             started = time.monotonic()
             for sent in itertools.count():
                 if self.stop.is_set():
@@ -142,8 +153,10 @@ def test_every_service_rides_out_three_broker_restarts(tmp_path: Path) -> None:
     settings = make_settings(
         broker.bootstrap_servers, tmp_path / "state", intake_produce_timeout_s=2.0, dedup_update_throttle_s=1.0,
         worker_commit_interval_s=1.0, lag_exporter_port=free_port(), stats_port=free_port(),
+        kafka_ssl_cafile=broker.ca_file, kafka_credentials_dir=broker.credentials,
     )
-    services = Services(tmp_path / "log", settings.as_environment())
+    grant_units(settings, UNITS)
+    services = Services(tmp_path / "log", services_environment(settings))
     host = settings.metrics_host
     intake = f"http://{settings.intake_host}:{settings.intake_port}"
     gauges = {
@@ -155,7 +168,7 @@ def test_every_service_rides_out_three_broker_restarts(tmp_path: Path) -> None:
     }
     ready_routes = [f"{intake}/readyz", f"http://{host}:{settings.stats_port}/readyz",
                     f"http://{host}:{settings.consumer_metrics_port}/readyz"]
-    traffic = Traffic(intake)
+    traffic = Traffic(intake, development_headers(settings))
     sender = threading.Thread(target=traffic.run, name="traffic", daemon=True)
     recoveries: list[float] = []
     try:
@@ -194,7 +207,7 @@ def test_every_service_rides_out_three_broker_restarts(tmp_path: Path) -> None:
 
         traffic.stop.set()
         sender.join(timeout=60)
-        with httpx.Client(base_url=intake, timeout=60) as client:
+        with httpx.Client(base_url=intake, timeout=60, headers=traffic.headers) as client:
             while traffic.retry:  # what got 503 last is sent again, as its client would
                 channel, body, _ = traffic.retry.pop(0)
                 traffic.post(client, channel, body)

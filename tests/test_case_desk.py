@@ -9,7 +9,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from consumer_probe import STORE_BACKENDS, consuming, open_store, produce, with_store_backend
+from consumer_probe import STORE_BACKENDS, consuming, open_store, produce, relaying_actions, with_store_backend
 from pipeline_probe import metric, read_topic, scrape, wait_for
 
 from devkit.synthetic_cases import PARIS_11, SAINT_DENIS, case_opened, case_updated
@@ -53,7 +53,7 @@ def test_operator_lists_shows_handles_and_transfers_cases(settings: Settings) ->
     ])
     paris, saint_denis = open_store(settings, PARIS_11.unit_id), open_store(settings, SAINT_DENIS.unit_id)
 
-    with consuming(settings, [PARIS_11.unit_id, SAINT_DENIS.unit_id]):
+    with consuming(settings, [PARIS_11.unit_id, SAINT_DENIS.unit_id]), relaying_actions(settings):
         wait_for(lambda: paris.count("case_reports") == 6, what="the six reports stored")
 
         by_reports = [(c["case_id"], c["report_count"]) for c in listed(settings, "--sort", "reports")]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from pipeline_probe import make_settings, read_topic, wait_for
+from pipeline_probe import make_settings, read_topic, services_environment, wait_for
 
 from devkit.dedup_traffic import TrafficShape, ground_truth_traffic
 from devkit.local_run import Services
@@ -29,7 +29,7 @@ def test_closed_cases_are_deleted_from_the_state_and_its_changelog(kafka_bootstr
     traffic = ground_truth_traffic(TrafficShape(points=5, max_reports_per_point=2, retry_rate=0, resubmission_rate=0), seed=3)
     topics = Topics(settings.topic_namespace)
     changelog = f"{settings.consumer_group(settings.worker_id)}-dedup-state-changelog"
-    services = Services(settings.log_dir, settings.as_environment())
+    services = Services(settings.log_dir, services_environment(settings))
     try:
         services.start("worker", "worker")
         producer = new_producer(settings, Role.ADMIN, "tests", acks="all")

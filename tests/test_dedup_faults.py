@@ -24,7 +24,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from pipeline_probe import free_port, make_settings, metric, read_topic, scrape, wait_for
+from pipeline_probe import free_port, make_settings, metric, read_topic, scrape, services_environment, wait_for
 
 from devkit.dedup_traffic import TrafficShape, TruthReport, ground_truth_traffic, report_groups
 from devkit.local_run import Services
@@ -211,7 +211,7 @@ def final_ledgers(settings: Settings, traffic: list[TruthReport]) -> dict[str, C
 def test_kill_9_in_the_middle_of_the_traffic_loses_and_duplicates_no_case(kafka_bootstrap: str, tmp_path: Path) -> None:
     settings = fault_settings(kafka_bootstrap, tmp_path)
     traffic = fault_traffic(seed=11)
-    services = Services(settings.log_dir, settings.as_environment())
+    services = Services(settings.log_dir, services_environment(settings))
     sender = TrafficSender(settings, traffic)
     try:
         services.start("worker", "worker")
@@ -238,7 +238,7 @@ def test_kill_9_before_the_first_offset_commit_loses_no_report(kafka_bootstrap: 
     sender = TrafficSender(settings, traffic, rate_per_s=1000)
     sender.run()  # the whole backlog first: the restarted worker fetches it at once, while it recovers
     assert sender.error is None and sender.sent == len(traffic)
-    services = Services(settings.log_dir, settings.as_environment())
+    services = Services(settings.log_dir, services_environment(settings))
     try:
         services.start("worker", "worker")
         wait_for(lambda: routed(settings) >= len(traffic) / 4, timeout_s=180, what="a quarter of the traffic routed")
@@ -252,11 +252,11 @@ def test_kill_9_before_the_first_offset_commit_loses_no_report(kafka_bootstrap: 
 def test_rebalance_while_traffic_flows_loses_and_duplicates_no_case(kafka_bootstrap: str, tmp_path: Path) -> None:
     settings = fault_settings(kafka_bootstrap, tmp_path)
     traffic = fault_traffic(seed=12)
-    first = Services(settings.log_dir, settings.as_environment())
+    first = Services(settings.log_dir, services_environment(settings))
     # The second worker is another machine: its own state directory and metrics port, the same consumer group.
     second_port = free_port()
     (tmp_path / "second").mkdir()
-    second_env = {**settings.as_environment(), "SIGNALEMENTS_STATE_DIR": str(tmp_path / "second"),
+    second_env = {**services_environment(settings), "SIGNALEMENTS_STATE_DIR": str(tmp_path / "second"),
                   "SIGNALEMENTS_WORKER_METRICS_PORT": str(second_port)}
     second = Services(settings.log_dir / "second", second_env)
     # slow enough that the traffic still flows while the group rebalances twice

@@ -43,9 +43,13 @@ GRAFANA_DATASOURCE = GRAFANA / "provisioning" / "datasources" / "prometheus.yml"
 GRAFANA_PROVIDER = GRAFANA / "provisioning" / "dashboards" / "signalements.yml"
 DASHBOARD = GRAFANA / "dashboards" / "signalements-pipeline.json"
 
-# The one command of the local run that is not a service: local_run.py creates the topics before starting anything,
-# which the compose file does with a one-shot `topics` service that the others wait for.
+# The commands of the local run that are not services: local_run.py creates the topics and grants the principals
+# before starting anything, which the compose file does with one-shot `topics` and `access` services that the
+# others wait for.
 TOPICS_COMMAND = "topics"
+ACCESS_COMMAND = "access"
+SETUP_COMMANDS = {TOPICS_COMMAND, ACCESS_COMMAND}
+KAFKA_PROPERTIES = PROJECT_ROOT / "deploy" / "kafka" / "server.properties"
 # Prometheus job name -> the `signalements` command whose metrics it scrapes (and Settings field of their port).
 METRICS_JOBS = {
     "intake": "intake", "worker": "worker", "unit-consumer": "consume", "lag-exporter": "lag-exporter",
@@ -141,17 +145,31 @@ def local_run_commands() -> tuple[set[str], bool]:
     run = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "run_local_pipeline")
     commands: set[str] = set()
     creates_topics = False
+    grants = False
     for node in ast.walk(run):
         if not isinstance(node, ast.Call):
             continue
         func = node.func
+        if isinstance(func, ast.Attribute) and func.attr == "grant":
+            grants = True
         if isinstance(func, ast.Attribute) and func.attr == "start" and len(node.args) >= 2:
             command = node.args[1]
             if isinstance(command, ast.Constant) and isinstance(command.value, str):
                 commands.add(command.value)
         if isinstance(func, ast.Name) and func.id == "ensure_topics":
             creates_topics = True
+    assert grants, "the local run grants the principals before starting the services"
     return commands, creates_topics
+
+
+def secret_names(service: dict[str, Any]) -> list[str]:
+    """The secrets a service mounts (docker-compose normalizes each to ``{"source": name}``)."""
+    return sorted(secret["source"] if isinstance(secret, dict) else str(secret) for secret in service.get("secrets", []))
+
+
+def broker_properties() -> dict[str, str]:
+    lines = KAFKA_PROPERTIES.read_text(encoding="utf-8").splitlines()
+    return dict(line.split("=", 1) for line in lines if line.strip() and not line.startswith("#"))
 
 
 def test_local_run_is_readable() -> None:
@@ -166,7 +184,7 @@ def test_docker_compose_config_accepts_the_file(compose: dict[str, Any]) -> None
 
 def test_python_services_run_what_the_local_run_runs(python_services: dict[str, dict[str, Any]]) -> None:
     commands, creates_topics = local_run_commands()
-    expected = commands | ({TOPICS_COMMAND} if creates_topics else set())
+    expected = commands | ({TOPICS_COMMAND} if creates_topics else set()) | {ACCESS_COMMAND}
     running = sorted(service["command"][0] for service in python_services.values())
     assert running == sorted(expected), "one compose service per command of the local run"
     cli_commands = set(typer.main.get_command(cli_app).commands)  # type: ignore[attr-defined]
@@ -179,13 +197,15 @@ def test_python_services_run_what_the_local_run_runs(python_services: dict[str, 
 def test_services_start_after_kafka_and_the_topics(
     services: dict[str, dict[str, Any]], python_services: dict[str, dict[str, Any]]
 ) -> None:
-    topics_name, topics = service_running(python_services, TOPICS_COMMAND)
-    assert topics.get("restart", "no") == "no", "the topic set-up runs once"
+    setup = {service_running(python_services, command)[0] for command in SETUP_COMMANDS}
+    for command in SETUP_COMMANDS:
+        assert service_running(python_services, command)[1].get("restart", "no") == "no", "set-up runs once"
     for name, service in python_services.items():
         depends_on = service.get("depends_on", {})
         assert depends_on.get("kafka", {}).get("condition") == "service_healthy", name
-        if name != topics_name:
-            assert depends_on.get(topics_name, {}).get("condition") == "service_completed_successfully", name
+        if name not in setup:
+            for step in setup:
+                assert depends_on.get(step, {}).get("condition") == "service_completed_successfully", (name, step)
     assert "healthcheck" in services["kafka"]
 
 
@@ -220,7 +240,7 @@ def test_python_services_environment_is_settings(
     services: dict[str, dict[str, Any]], python_services: dict[str, dict[str, Any]]
 ) -> None:
     known = settings_env_names()
-    kafka_listeners = services["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
+    kafka_listeners = broker_properties()["advertised.listeners"]
     for name, service in python_services.items():
         environment = {key: str(value) for key, value in service.get("environment", {}).items()}
         assert set(environment) <= known, f"{name}: not Settings fields: {sorted(set(environment) - known)}"
@@ -237,6 +257,8 @@ def test_python_services_environment_is_settings(
         settings = json.loads(result.stdout)
         assert settings["intake_host"] == "0.0.0.0" and settings["metrics_host"] == "0.0.0.0", name
         assert settings["state_dir"] == STATE_DIR, name
+        assert settings["kafka_security_protocol"] == "SASL_SSL", f"{name} runs secured"
+        assert settings["kafka_ssl_cafile"] == "/run/secrets/ca.crt" and "ca.crt" in secret_names(service), name
 
 
 def test_stateful_services_keep_their_state_in_volumes(
@@ -259,10 +281,50 @@ def test_kafka_is_a_single_kraft_node_like_the_local_broker(services: dict[str, 
     assert version is not None and version.text
     image, _, tag = kafka["image"].rpartition(":")
     assert image == "apache/kafka" and tag == version.text, "the same Kafka release as the local broker"
-    environment = {key: str(value) for key, value in kafka["environment"].items()}
-    assert environment["KAFKA_PROCESS_ROLES"] == "broker,controller"
-    assert environment["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
-    assert "PLAINTEXT://kafka:9092" in environment["KAFKA_ADVERTISED_LISTENERS"].split(",")
+    properties = broker_properties()
+    assert properties["process.roles"] == "broker,controller"
+    assert properties["auto.create.topics.enable"] == "false"
+    assert properties["advertised.listeners"].split(",") == ["SASL_SSL://kafka:9092"], "no plaintext listener"
+    assert properties["authorizer.class.name"] == "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+    assert properties["allow.everyone.if.no.acl.found"] == "false"
+    assert properties["super.users"] == "User:admin;User:kafka"
+    assert properties["listener.security.protocol.map"] == "SASL_SSL:SASL_SSL,CONTROLLER:SSL"
+    # The local broker is secured the same way.
+    local = (PROJECT_ROOT / "broker" / "listeners-secured.properties").read_text(encoding="utf-8")
+    for key in ("authorizer.class.name", "allow.everyone.if.no.acl.found", "sasl.enabled.mechanisms",
+                "listener.security.protocol.map", "ssl.principal.mapping.rules"):
+        assert f"{key}={properties[key]}" in local, key
+    mounted = {target for target in volume_targets(kafka)}
+    assert {"/opt/signalements/server.properties", "/opt/signalements/start.sh"} <= mounted
+
+
+def test_each_service_holds_only_its_own_principals_password(python_services: dict[str, dict[str, Any]],
+                                                           services: dict[str, dict[str, Any]]) -> None:
+    units = [f"unit-{unit_id}" for unit_id in read_demo_unit_ids(default("reference_dir"))]
+    expected = {
+        "intake": ["intake"], "worker": ["worker"], "consume": units, "desk": units, "lag-exporter": ["monitoring"],
+        "stats": ["national-stats"], TOPICS_COMMAND: ["admin"],
+        ACCESS_COMMAND: ["admin", "intake", "worker", "national-stats", "monitoring", *units],
+    }
+    for command, principals in expected.items():
+        name, service = service_running(python_services, command)
+        assert secret_names(service) == sorted(["ca.crt", *principals]), name
+    assert secret_names(services["kafka"]) == ["admin", "ca.crt", "kafka.pem"]
+    _, access = service_running(python_services, ACCESS_COMMAND)
+    command = access["command"]
+    assert command[:3] == ["access", "grant", "--services"] and set(command[3::2]) == {"--unit"}, command
+    assert [f"unit-{unit_id}" for unit_id in command[4::2]] == units, "every demo unit is granted"
+
+
+def test_compose_secrets_makes_every_file_the_compose_file_mounts(compose: dict[str, Any], tmp_path: Path) -> None:
+    from devkit.compose_secrets import SECRETS_DIR, make_compose_secrets
+
+    created = make_compose_secrets(read_demo_unit_ids(default("reference_dir")), tmp_path)
+    mounted = {Path(secret["file"]).resolve().relative_to(SECRETS_DIR.resolve()).as_posix()
+               for secret in compose["secrets"].values()}
+    assert mounted == set(created) - {"ca.key"} and mounted <= set(created)
+    assert make_compose_secrets(read_demo_unit_ids(default("reference_dir")), tmp_path) == []  # kept, not remade
+    assert (tmp_path / "kafka" / "admin").stat().st_mode & 0o077 == 0, "passwords readable by their owner only"
 
 
 def test_dockerfile_builds_the_signalements_command() -> None:

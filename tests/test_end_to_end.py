@@ -58,7 +58,7 @@ def elsewhere(body: dict, n: int) -> dict:
 
 def test_portal_report_reaches_the_competent_unit_store(pipeline: RunningPipeline) -> None:
     body = portal_dealing_point()
-    response = httpx.post(f"{pipeline.intake_url}/v1/reports/moncommissariat", json=body, timeout=15)
+    response = httpx.post(f"{pipeline.intake_url}/v1/reports/moncommissariat", headers=pipeline.intake_headers, json=body, timeout=15)
 
     assert response.status_code == 202, response.text
     report_id = response.json()["report_id"]
@@ -87,7 +87,7 @@ def test_portal_report_reaches_the_competent_unit_store(pipeline: RunningPipelin
 
 def test_brigade_numerique_report_resolves_by_postcode_and_name(pipeline: RunningPipeline) -> None:
     body = conversation_delivery_network(commune="chamonix-mont-blanc", postcode="74400")
-    response = httpx.post(f"{pipeline.intake_url}/v1/reports/brigade-numerique", json=body, timeout=15)
+    response = httpx.post(f"{pipeline.intake_url}/v1/reports/brigade-numerique", headers=pipeline.intake_headers, json=body, timeout=15)
 
     assert response.status_code == 202, response.text
     report_id = response.json()["report_id"]
@@ -107,8 +107,8 @@ def test_brigade_numerique_report_resolves_by_postcode_and_name(pipeline: Runnin
 
 def test_same_submission_twice_is_stored_once(pipeline: RunningPipeline) -> None:
     body = elsewhere(portal_dealing_point(), 1)
-    first = httpx.post(f"{pipeline.intake_url}/v1/reports/moncommissariat", json=body, timeout=15)
-    second = httpx.post(f"{pipeline.intake_url}/v1/reports/moncommissariat", json=body, timeout=15)
+    first = httpx.post(f"{pipeline.intake_url}/v1/reports/moncommissariat", headers=pipeline.intake_headers, json=body, timeout=15)
+    second = httpx.post(f"{pipeline.intake_url}/v1/reports/moncommissariat", headers=pipeline.intake_headers, json=body, timeout=15)
     assert (first.status_code, second.status_code) == (202, 200)  # the intake writes it once
     report_id = first.json()["report_id"]
     assert second.json() == {"report_id": report_id, "status": "duplicate"}
@@ -209,7 +209,7 @@ def test_a_body_that_is_not_json_is_400_and_counted_unreadable(pipeline: Running
     before = metric(scrape(f"{pipeline.intake_url}/metrics"), "signalements_stage_records_failed_total",
                     stage="intake", reason="unreadable")
     response = httpx.post(f"{pipeline.intake_url}/v1/reports/moncommissariat", content=b'{"submission_id": ',
-                          headers={"content-type": "application/json"}, timeout=15)
+                          headers={**pipeline.intake_headers, "content-type": "application/json"}, timeout=15)
     assert response.status_code == 400
     assert "not readable JSON" in response.json()["detail"]
     after = metric(scrape(f"{pipeline.intake_url}/metrics"), "signalements_stage_records_failed_total",
@@ -221,7 +221,7 @@ def test_report_without_a_competent_unit_goes_to_unrouted(pipeline: RunningPipel
     # 99999 is no code INSEE, and no commune of 74400 is called Lyon: nothing to route to.
     body = portal_dealing_point(citycode="99999", postcode="74400", city="Lyon")
     del body["report"]["place"]["latitude"], body["report"]["place"]["longitude"]
-    response = httpx.post(f"{pipeline.intake_url}/v1/reports/moncommissariat", json=body, timeout=15)
+    response = httpx.post(f"{pipeline.intake_url}/v1/reports/moncommissariat", headers=pipeline.intake_headers, json=body, timeout=15)
     assert response.status_code == 202
     report_id = response.json()["report_id"]
     topic = Topics(pipeline.settings.topic_namespace).unrouted
@@ -237,7 +237,7 @@ def test_report_without_a_competent_unit_goes_to_unrouted(pipeline: RunningPipel
 
 def test_every_service_counts_its_stage(pipeline: RunningPipeline) -> None:
     body = elsewhere(portal_dealing_point(), 2)
-    response = httpx.post(f"{pipeline.intake_url}/v1/reports/moncommissariat", json=body, timeout=15)
+    response = httpx.post(f"{pipeline.intake_url}/v1/reports/moncommissariat", headers=pipeline.intake_headers, json=body, timeout=15)
     wait_for(lambda: stored_report(pipeline, "pn-75-pp", response.json()["report_id"]), what="the case")
 
     intake = scrape(f"{pipeline.intake_url}/metrics")
@@ -270,7 +270,7 @@ def test_two_citizens_reporting_one_point_make_one_case_then_an_update(pipeline:
     second["reporter"] = {"email": "voisin@example.org", "consent_to_recontact": True}
     ids = []
     for body in (first, second):
-        response = httpx.post(f"{pipeline.intake_url}/v1/reports/moncommissariat", json=body, timeout=15)
+        response = httpx.post(f"{pipeline.intake_url}/v1/reports/moncommissariat", headers=pipeline.intake_headers, json=body, timeout=15)
         assert response.status_code == 202, response.text
         ids.append(response.json()["report_id"])
     unit_topic = Topics(pipeline.settings.topic_namespace).unit("pn-75-pp")
@@ -301,12 +301,12 @@ def test_invalid_submission_is_refused_with_the_field_and_the_reason(pipeline: R
     phone_body = conversation_delivery_network()
     phone_body["report"]["contact"]["phone"] = "06 12"
 
-    bad_code = httpx.post(f"{pipeline.intake_url}/v1/reports/moncommissariat", json=body, timeout=15)
-    bad_phone = httpx.post(f"{pipeline.intake_url}/v1/reports/brigade-numerique", json=phone_body, timeout=15)
+    bad_code = httpx.post(f"{pipeline.intake_url}/v1/reports/moncommissariat", headers=pipeline.intake_headers, json=body, timeout=15)
+    bad_phone = httpx.post(f"{pipeline.intake_url}/v1/reports/brigade-numerique", headers=pipeline.intake_headers, json=phone_body, timeout=15)
     too_big = httpx.post(
         f"{pipeline.intake_url}/v1/reports/moncommissariat",
         content=b"{" + b" " * (pipeline.settings.intake_max_body_bytes + 1) + b"}",
-        headers={"content-type": "application/json"}, timeout=15,
+        headers={**pipeline.intake_headers, "content-type": "application/json"}, timeout=15,
     )
 
     assert bad_code.status_code == 422

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from pipeline_probe import free_port, make_settings, read_topic, wait_for
+from pipeline_probe import free_port, make_settings, read_topic, services_environment, wait_for
 from sample_submissions import conversation_delivery_network, portal_dealing_point
 
+from devkit.intake_key import development_headers
 from devkit.local_broker import LocalBroker
 from devkit.local_run import Services, wait_for_http
 from schemas.channels import Channel
@@ -40,8 +41,9 @@ def test_broker_outage_gives_503_then_recovery_without_loss(tmp_path: Path) -> N
         controller_port=free_port(),
     )
     broker.start()
-    settings = make_settings(broker.bootstrap_servers, tmp_path / "state", intake_produce_timeout_s=2.0)
-    services = Services(tmp_path / "log", settings.as_environment())
+    settings = make_settings(broker.bootstrap_servers, tmp_path / "state", intake_produce_timeout_s=2.0,
+                             kafka_ssl_cafile=broker.ca_file, kafka_credentials_dir=broker.credentials)
+    services = Services(tmp_path / "log", services_environment(settings))
     url = f"http://{settings.intake_host}:{settings.intake_port}"
     accepted: dict[str, str] = {}  # submission id → report id
     unanswered: list[tuple[str, dict, str]] = []
@@ -49,7 +51,7 @@ def test_broker_outage_gives_503_then_recovery_without_loss(tmp_path: Path) -> N
         ensure_topics(settings, Role.ADMIN, pipeline_topics(settings))
         services.start("intake", "intake")
         wait_for_http(f"{url}/healthz", services)
-        with httpx.Client(base_url=url, timeout=30) as client:
+        with httpx.Client(base_url=url, timeout=30, headers=development_headers(settings)) as client:
             for number in range(10):
                 path, body, submission_id = submission(number)
                 response = client.post(path, json=body)

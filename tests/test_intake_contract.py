@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from pipeline_probe import make_settings, metric, parse_metrics, read_topic
 from sample_submissions import conversation_delivery_network, portal_dealing_point
 
+from devkit.intake_key import development_headers
 from producers.accepted_submissions import AcceptedSubmissions, index_path
 from producers.intake import SOURCE, create_intake_app
 from producers.report_publisher import ReportPublisher
@@ -36,7 +37,7 @@ def intake(settings: Settings) -> Iterator[TestClient]:
         index_path(settings.state_dir), settings, Role.INTAKE, Topics(settings.topic_namespace)
     )
     try:
-        yield TestClient(create_intake_app(settings, publisher, PipelineMetrics(), index))
+        yield TestClient(create_intake_app(settings, publisher, PipelineMetrics(), index), headers=development_headers(settings))
     finally:
         publisher.close()
         index.close()

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from pipeline_probe import free_port
+from pipeline_probe import free_port, services_environment
 
 from signalements.kafka_security import Role
 from signalements.settings import PROJECT_ROOT, Settings
@@ -50,7 +50,7 @@ def test_generate_sends_to_a_running_intake_and_the_answers_match_the_truth(
     from signalements.topic_admin import ensure_topics, pipeline_topics
 
     ensure_topics(settings, Role.ADMIN, pipeline_topics(settings))
-    services = Services(tmp_path / "log", settings.as_environment())
+    services = Services(tmp_path / "log", services_environment(settings))
     url = f"http://{settings.intake_host}:{settings.intake_port}"
     truth = tmp_path / "truth.jsonl"
     try:

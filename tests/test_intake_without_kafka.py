@@ -7,8 +7,10 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 from pipeline_probe import free_port, make_settings, metric, parse_metrics
+from pydantic import SecretStr
 from sample_submissions import portal_dealing_point
 
+from devkit.intake_key import development_headers
 from producers.intake import create_intake_app
 from producers.report_publisher import ReportPublisher
 from signalements.kafka_link import KafkaLink
@@ -18,11 +20,13 @@ from signalements.metrics import PipelineMetrics
 
 def test_intake_answers_503_when_no_broker_listens(tmp_path: Path) -> None:
     nobody = f"127.0.0.1:{free_port()}"
-    settings = make_settings(nobody, tmp_path, intake_produce_timeout_s=1.0)
+    # Secured as always (TLS and SCRAM to a port where nothing listens): the credential is given, the broker absent.
+    settings = make_settings(nobody, tmp_path, grant=False, intake_produce_timeout_s=1.0, kafka_username="intake",
+                             kafka_password=SecretStr("unused"))
     metrics = PipelineMetrics()
     publisher = ReportPublisher(settings, Role.INTAKE, settings.intake_produce_timeout_s,
                                 KafkaLink(metrics.kafka_connected, "intake"))
-    client = TestClient(create_intake_app(settings, publisher, metrics))
+    client = TestClient(create_intake_app(settings, publisher, metrics), headers=development_headers(settings))
 
     response = client.post("/v1/reports/moncommissariat", json=portal_dealing_point())
 

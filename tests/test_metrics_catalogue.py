@@ -16,6 +16,8 @@ ALLOWED_LABELS = {
     "event_type", "partition", "backend",
     # The worker's changelog partitions: active or standby.
     "partition_role",
+    # The intake's integrated clients: a handful, named by the operator (a key no client holds counts as "unknown").
+    "client",
 }
 
 

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 
 import pytest
 from kafka import TopicPartition
-from pipeline_probe import wait_for
+from pipeline_probe import services_environment, wait_for
 
 from devkit.local_run import Services
 from schemas.channels import Channel
@@ -108,7 +108,7 @@ def opened_cases(settings: Settings, unit_topics: list[str], topics: Topics) -> 
 def test_first_cases_of_new_units_all_reach_their_queues(settings: Settings, busy_cores: None) -> None:
     topics = Topics(settings.topic_namespace)
     ensure_topics(settings, Role.ADMIN, pipeline_topics(settings))
-    services = Services(settings.log_dir, settings.as_environment())
+    services = Services(settings.log_dir, services_environment(settings))
     producer = new_producer(settings, Role.ADMIN, "tests", acks="all")
     longest_s = 0.0
     try:

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.processes
 
 
 def test_the_committed_openapi_document_is_the_one_the_intake_serves(tmp_path: Path) -> None:
-    settings = make_settings("127.0.0.1:9", tmp_path)
+    settings = make_settings("127.0.0.1:9", tmp_path, grant=False)
     publisher = ReportPublisher(settings, Role.INTAKE, 1.0)
     served = TestClient(create_intake_app(settings, publisher, PipelineMetrics())).get("/openapi.json").json()
 
@@ -38,7 +38,12 @@ def test_the_committed_openapi_document_is_the_one_the_intake_serves(tmp_path: P
     assert committed == served
     assert set(committed["paths"]) >= {"/v1/reports/moncommissariat", "/v1/reports/brigade-numerique"}
     responses = committed["paths"]["/v1/reports/moncommissariat"]["post"]["responses"]
-    assert set(responses) == {"200", "202", "400", "413", "422", "503"}
+    assert set(responses) == {"200", "202", "400", "401", "403", "413", "422", "503"}
+    # Every report route requires the client's key, declared as a security scheme.
+    assert committed["components"]["securitySchemes"]["IntakeClientKey"] == {
+        "type": "apiKey", "in": "header", "name": "X-Api-Key",
+        "description": "the integrated client's API key (`signalements intake-clients add`)"}
+    assert committed["paths"]["/v1/reports/moncommissariat"]["post"]["security"] == [{"IntakeClientKey": []}]
 
 
 def test_contract_check_passes_on_the_committed_files() -> None:
@@ -85,5 +90,5 @@ def test_asyncapi_document_lists_every_topic() -> None:
     addresses = {channel["address"] for channel in document["channels"].values()}
     assert addresses == {
         "reports.raw.moncommissariat", "reports.raw.brigade-numerique", "reports.normalized", "reports.enriched",
-        "unit.{unitId}", "reports.unrouted", "reports.dlq", "reference.competence",
+        "unit.{unitId}", "actions.{unitId}", "reports.unrouted", "reports.dlq", "reference.competence",
     }

@@ -23,6 +23,7 @@ from pipeline_probe import (
     scrape,
     wait_for,
 )
+from pydantic import SecretStr
 from sample_submissions import portal_dealing_point
 
 from ops.reference_topic import publish_competence
@@ -133,7 +134,7 @@ def test_unrouted_reports_are_routed_again_after_the_reference_is_fixed(pipeline
     settings = pipeline.settings
     body = portal_dealing_point(citycode=VIF.commune_code, postcode="38450", city="Vif")
     del body["report"]["place"]["latitude"], body["report"]["place"]["longitude"]
-    response = httpx.post(f"{pipeline.intake_url}/v1/reports/moncommissariat", json=body, timeout=15)
+    response = httpx.post(f"{pipeline.intake_url}/v1/reports/moncommissariat", headers=pipeline.intake_headers, json=body, timeout=15)
     assert response.status_code == 202, response.text
     report_id = response.json()["report_id"]
 
@@ -159,7 +160,8 @@ def test_unrouted_reports_are_routed_again_after_the_reference_is_fixed(pipeline
 
 
 def test_an_unreachable_broker_is_an_error_not_an_empty_list(tmp_path: Path) -> None:
-    settings = make_settings(f"127.0.0.1:{free_port()}", tmp_path, intake_produce_timeout_s=2.0)
+    settings = make_settings(f"127.0.0.1:{free_port()}", tmp_path, grant=False, intake_produce_timeout_s=2.0,
+                             kafka_username="admin", kafka_password=SecretStr("unused"))
     result = signalements(settings, "dead-letters", "list")
     assert result.returncode == 1
     assert "Kafka is unreachable" in result.stderr

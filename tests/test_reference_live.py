@@ -51,10 +51,11 @@ def reference_updates(pipeline: RunningPipeline, outcome: str) -> float:
     return metric(samples, "signalements_reference_updates_total", outcome=outcome)
 
 
-def post_vif_report(intake_url: str) -> str:
+def post_vif_report(pipeline: RunningPipeline) -> str:
     body = portal_dealing_point(**VIF)
     del body["report"]["place"]["latitude"], body["report"]["place"]["longitude"]
-    response = httpx.post(f"{intake_url}/v1/reports/moncommissariat", json=body, timeout=15)
+    response = httpx.post(f"{pipeline.intake_url}/v1/reports/moncommissariat", json=body, timeout=15,
+                          headers=pipeline.intake_headers)
     assert response.status_code == 202, response.text
     return str(response.json()["report_id"])
 
@@ -74,7 +75,7 @@ def test_a_commune_changing_unit_takes_effect_in_the_running_worker(kafka_bootst
             lambda: reference_updates(pipeline, "unchanged") >= len(table.rows),
             timeout_s=120, what="the worker holding the whole reference topic",
         )
-        before = post_vif_report(pipeline.intake_url)
+        before = post_vif_report(pipeline)
         assert wait_for(lambda: report_units(settings, before, units), what="Vif's report") == {"gn-38-vif": "GN"}
 
         moved = Competence("38545", "Vif", Force.POLICE, "38-grenoble", "Commissariat de police de Grenoble",
@@ -84,7 +85,7 @@ def test_a_commune_changing_unit_takes_effect_in_the_running_worker(kafka_bootst
             lambda: reference_updates(pipeline, "applied") >= 1,
             what="the worker applying the change",
         )
-        after = post_vif_report(pipeline.intake_url)
+        after = post_vif_report(pipeline)
         assert wait_for(lambda: report_units(settings, after, units), what="Vif's next report") == {
             "pn-38-grenoble": "PN"
         }
@@ -119,7 +120,7 @@ def test_an_invalid_row_on_the_reference_topic_is_refused_and_counted(kafka_boot
             lambda: reference_updates(pipeline, "invalid") >= 1,
             what="the invalid row counted",
         )
-        report_id = post_vif_report(pipeline.intake_url)
+        report_id = post_vif_report(pipeline)
         assert wait_for(lambda: report_units(settings, report_id, ["gn-38-vif"]), what="the report") == {
             "gn-38-vif": "GN"
         }

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from faust.types import TP
+from pydantic import SecretStr
 from sample_submissions import conversation_delivery_network, portal_dealing_point
 
 from schemas.channels import Channel
@@ -179,11 +180,14 @@ def test_a_case_goes_to_its_unit_and_to_the_cross_of_its_departement_under_event
 
 def test_the_worker_creates_beforehand_exactly_the_changelog_topics_faust_uses(tmp_path: Path) -> None:
     """Created by Faust on a new cluster, they were read with no partitions and every table write failed."""
+    from devkit.dev_pki import DevelopmentCA
     from signalements.metrics import PipelineMetrics
     from streams.app import create_app
     from streams.case_tables import changelog_topics
 
-    settings = Settings(state_dir=tmp_path, topic_namespace="t.", worker_id="w")
+    settings = Settings(state_dir=tmp_path, topic_namespace="t.", worker_id="w", kafka_username="t.worker",
+                        kafka_password=SecretStr("unused"),  # nothing connects: the app is only built
+                        kafka_ssl_cafile=DevelopmentCA(tmp_path / "ca").ensure().certificate_file)
     app = create_app(settings, PipelineMetrics(), JurisdictionReference.from_settings(settings))
     faust_names = {table.changelog_topic.get_topic_name() for table in app.tables.values()}
     assert faust_names == set(changelog_topics(settings)) == {"t.w-dedup-state-changelog", "t.w-dedup-pending-changelog"}

@@ -1,0 +1,87 @@
+"""Who may post reports to the intake: one API key per integrated client, kept only as its SHA-256, with the
+channels that client may post to.
+
+A key is 256 random bits (``new_key``), so a fast hash is enough: nobody can search that space, and a slow KDF
+(bcrypt, argon2) would add tens of milliseconds to every report for nothing (GitHub's tokens are kept the same way).
+The file is read again when it changes, so adding or revoking a client (``signalements intake-clients``) takes
+effect without a restart. A missing file means no client: every report is refused (401), never accepted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import threading
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from schemas.channels import Channel
+
+API_KEY_HEADER = "X-Api-Key"
+
+
+class IntakeClient(BaseModel):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$", description="bounded: it labels the metrics")
+    key_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    channels: list[Channel] = Field(min_length=1)
+
+
+class IntakeClientList(BaseModel):
+    clients: list[IntakeClient] = []
+
+
+def new_key() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def read_clients(path: Path) -> IntakeClientList:
+    if not path.exists():
+        return IntakeClientList()
+    return IntakeClientList.model_validate_json(path.read_text(encoding="utf-8"))
+
+
+def write_clients(path: Path, clients: IntakeClientList) -> None:
+    """Replace the file atomically (the intake may be reading it), readable by its owner only."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    temporary = path.with_suffix(".tmp")
+    temporary.touch(mode=0o600)
+    temporary.write_text(json.dumps(clients.model_dump(mode="json"), indent=2) + "\n", encoding="utf-8")
+    temporary.replace(path)
+
+
+class IntakeClients:
+    """The clients of a file, re-read when the file changes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._stamp: tuple[int, int] | None = None
+        self._clients: list[IntakeClient] = []
+
+    def identify(self, key: str) -> IntakeClient | None:
+        """The client whose key this is, or None (every hash compared in constant time)."""
+        digest = hash_key(key)
+        found = None
+        for client in self._current():
+            if hmac.compare_digest(client.key_sha256, digest):
+                found = client
+        return found
+
+    def _current(self) -> list[IntakeClient]:
+        try:
+            stat = self.path.stat()
+            stamp: tuple[int, int] | None = (stat.st_mtime_ns, stat.st_size)
+        except FileNotFoundError:
+            stamp = None
+        with self._lock:
+            if stamp != self._stamp:
+                self._clients = read_clients(self.path).clients if stamp is not None else []
+                self._stamp = stamp
+            return self._clients
