@@ -39,10 +39,12 @@ def main() -> None:
     """The console script: a Kafka credential or certificate problem is one clear line and exit code 2, not a
     traceback (and never a retry loop)."""
     from signalements.kafka_security import KafkaAccessRefused, KafkaCredentialError
+    from signalements.reporter_sealing import ReporterKeysMissing
+    from streams.case_tables import IdentifierKeyMissing
 
     try:
         app()
-    except (KafkaAccessRefused, KafkaCredentialError) as error:
+    except (KafkaAccessRefused, KafkaCredentialError, IdentifierKeyMissing, ReporterKeysMissing) as error:
         typer.echo(f"error: {error}", err=True)
         raise SystemExit(2) from None
 

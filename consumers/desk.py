@@ -28,7 +28,9 @@ from fastapi.templating import Jinja2Templates
 
 from consumers.case_desk import CaseDeskError, handle_case
 from consumers.case_store import CaseCounts, CaseSort, CaseStore, CaseSummary, store_url_for
+from schemas.channels import Force
 from schemas.events import CaseOutcome
+from signalements.reporter_sealing import ContactOpener
 from signalements.settings import Settings
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -120,6 +122,8 @@ class UnitDesk:
         self.unit_ids = unit_ids
         self.unit_names = unit_names
         self.stores = DeskStores(settings, unit_ids)
+        # The private keys this desk holds (its units' forces'): a contact is shown only where one opens it.
+        self.openers = {force: ContactOpener.load(settings.reporter_keys_path, force) for force in Force}
         self.templates = Jinja2Templates(directory=HERE / "desk_templates")
         self.templates.env.filters["paris"] = paris_time
         self.templates.env.globals.update(KINDS=KINDS, STATUSES=STATUSES, OUTCOMES=OUTCOMES, CHANNELS=CHANNELS,
@@ -168,8 +172,11 @@ class UnitDesk:
         case = store.get_case(case_id)
         if case is None:  # another unit's case is not in this unit's store: it does not exist here
             return self.absent(request, "Cas introuvable", f"Aucun cas « {case_id} » dans l'unité {self.name_of(unit_id)}.")
+        opener = self.openers[Force(case.force)]
+        contacts = {enriched.report.report_id: contact for enriched in case.reports
+                    if (contact := opener.open(enriched.report.reporter)) is not None}
         return self.page(request, "case.html", status_code, title=f"Cas {case_id[:8]}", unit_id=unit_id, case=case,
-                         message=message, error=error, points=case_map([case]),
+                         message=message, error=error, points=case_map([case]), contacts=contacts,
                          transfer_units=sorted(self.unit_names.items()))
 
     def handle(self, request: Request, unit_id: str, case_id: str, outcome: str, to: str, confirmed: bool) -> Response:

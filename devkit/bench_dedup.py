@@ -28,14 +28,16 @@ from pathlib import Path
 from rocksdict import Rdict
 
 from devkit.dedup_traffic import TrafficShape, TruthReport, distinct_reports, ground_truth_traffic
+from devkit.dev_pki import ensure_development_secrets
 from schemas.channels import Channel
 from schemas.reports import EnrichedReport
 from schemas.submissions import BrigadeNumeriqueSubmission, MonCommissariatSubmission
+from signalements.reporter_sealing import ContactSealer
 from signalements.settings import Settings
 from streams.case_tables import policy_from
 from streams.deduplication import DedupOutcome, DedupPolicy, Effects, decide_report
 from streams.jurisdiction import JurisdictionReference, Unrouted
-from streams.normalize import normalize_submission
+from streams.normalize import ProtectContact, normalize_submission
 
 
 def _say(message: str) -> None:
@@ -71,8 +73,9 @@ class RocksState:
         self.db.close()
 
 
-def enriched_traffic(traffic: Iterable[TruthReport], reference: JurisdictionReference) -> list[tuple[TruthReport, EnrichedReport]]:
-    """The traffic as the route stage receives it: normalized and enriched by the worker's own code."""
+def enriched_traffic(traffic: Iterable[TruthReport], reference: JurisdictionReference, protect: ProtectContact,
+                     ) -> list[tuple[TruthReport, EnrichedReport]]:
+    """The traffic as the route stage receives it: normalized (contacts sealed) and enriched by the worker's code."""
     received_at = datetime.now(UTC)
     enriched: list[tuple[TruthReport, EnrichedReport]] = []
     for truth in traffic:
@@ -80,7 +83,7 @@ def enriched_traffic(traffic: Iterable[TruthReport], reference: JurisdictionRefe
             MonCommissariatSubmission.model_validate(truth.body)
             if truth.channel is Channel.MONCOMMISSARIAT else BrigadeNumeriqueSubmission.model_validate(truth.body)
         )
-        report = normalize_submission(submission, received_at)
+        report = normalize_submission(submission, received_at, protect)
         jurisdiction = reference.resolve_jurisdiction(report.place)
         if isinstance(jurisdiction, Unrouted):
             raise RuntimeError(f"traffic report {truth.submission_id} is unrouted: {jurisdiction.reason}")
@@ -96,12 +99,13 @@ def _pairs(groups: Iterable[Iterable[str]]) -> set[tuple[str, str]]:
     return pairs
 
 
-def measure_quality(traffic: list[TruthReport], reference: JurisdictionReference, policy: DedupPolicy) -> dict[str, object]:
+def measure_quality(traffic: list[TruthReport], reference: JurisdictionReference, policy: DedupPolicy,
+                    protect: ProtectContact) -> dict[str, object]:
     state = DictState()
     case_of: dict[str, str] = {}
     outcomes: Counter[str] = Counter()
     dropped_repeats = 0
-    for truth, enriched in enriched_traffic(traffic, reference):
+    for truth, enriched in enriched_traffic(traffic, reference, protect):
         effects = decide_report(state, enriched, enriched.report.submitted_at, policy)
         state.apply(effects)
         assert effects.outcome is not None
@@ -160,17 +164,19 @@ def measure_throughput(enriched: list[tuple[TruthReport, EnrichedReport]], polic
 
 def run(points: int, seed: int, throughput_points: int, settings: Settings) -> dict[str, object]:
     reference = JurisdictionReference.from_settings(settings)
+    ensure_development_secrets(settings)
     policy = policy_from(settings)
+    protect = ContactSealer.load(settings.reporter_keys_path, policy.identifier_secret).protect
     _say(f"quality: {points} points")
     traffic = ground_truth_traffic(TrafficShape(points=points), seed=seed)
     figures: dict[str, object] = {"policy": {
         "distance_m": policy.distance_m, "h3_resolution": policy.h3_resolution,
         "case_window_days": policy.case_window.days, "resubmission_window_s": policy.resubmission_window.total_seconds(),
     }}
-    figures["quality"] = measure_quality(traffic, reference, policy)
+    figures["quality"] = measure_quality(traffic, reference, policy, protect)
     _say(f"throughput: {throughput_points} points")
     bulk = ground_truth_traffic(TrafficShape(points=throughput_points, max_reports_per_point=3), seed=seed + 1)
-    enriched = enriched_traffic(bulk, reference)
+    enriched = enriched_traffic(bulk, reference, protect)
     workdir = Path(tempfile.mkdtemp(prefix="bench-dedup-", dir=settings.state_dir if settings.state_dir.exists() else None))
     try:
         figures["throughput"] = measure_throughput(enriched, policy, workdir)

@@ -35,6 +35,7 @@ from pathlib import Path
 from kafka import KafkaProducer, TopicPartition
 from pydantic import BaseModel
 
+from devkit.dev_pki import ensure_development_secrets
 from devkit.local_broker import LocalBroker
 from devkit.local_run import Services
 from devkit.traffic_generator import DEMO_MIX, TrafficGenerator
@@ -408,6 +409,7 @@ def create_topics(settings: Settings, unit_ids: list[str]) -> None:
     configs.update({name: {} for name in relay_topics(settings)})
     ensure_topics(settings, Role.ADMIN, configs)
     AccessControl(settings).grant([*SERVICE_ROLES, *unit_roles(unit_ids)])
+    ensure_development_secrets(settings)
 
 
 def delete_topics(settings: Settings) -> None:

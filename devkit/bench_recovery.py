@@ -25,6 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from devkit.bench_pipeline import bench_settings, delete_topics, free_port
 from devkit.dedup_traffic import COMMUNES
+from devkit.dev_pki import ensure_development_secrets
 from devkit.local_broker import LocalBroker
 from devkit.local_run import Services
 from ops.access_control import SERVICE_ROLES, AccessControl
@@ -34,7 +35,7 @@ from signalements.kafka_clients import new_admin, new_producer
 from signalements.kafka_security import Role
 from signalements.settings import Settings
 from signalements.topic_admin import ensure_topics, pipeline_topics
-from streams.case_tables import policy_from
+from streams.case_tables import StateSeal, policy_from
 from streams.deduplication import decide_report
 
 FAUST_TIME = re.compile(r"^\[(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2},\d{3})\]")
@@ -71,6 +72,7 @@ def _templates() -> tuple[EnrichedReport, dict[str, Jurisdiction]]:
 def point_state_entries(count: int, settings: Settings):  # noqa: ANN201 (a generator of state entries)
     """(unit id, key, value) of every state entry of ``count`` distinct points, spread on a lattice over France."""
     policy = policy_from(settings)
+    seal = StateSeal(policy.identifier_secret)  # the worker's state is encrypted at rest: so is what it will read
     template, jurisdictions = _templates()
     units = list(jurisdictions)
     side = int(count**0.5) + 1
@@ -86,7 +88,7 @@ def point_state_entries(count: int, settings: Settings):  # noqa: ANN201 (a gene
         report = template.model_copy(update={"report": canonical, "jurisdiction": jurisdictions[unit_id]})
         effects = decide_report(EmptyState(), report, canonical.submitted_at, policy)
         for key, value in effects.writes.items():
-            yield unit_id, key, value
+            yield unit_id, key, None if value is None else seal.seal(value)
 
 
 def _faust_time(line: str) -> float | None:
@@ -178,6 +180,7 @@ def measure_recovery(settings: Settings, points: int) -> dict[str, object]:
     changelog = f"{app_id}-dedup-state-changelog"
     ensure_topics(bench, Role.ADMIN, pipeline_topics(bench))
     AccessControl(bench).grant(SERVICE_ROLES)
+    ensure_development_secrets(bench)
     admin = new_admin(bench, Role.ADMIN, "signalements-bench")
     try:
         admin.create_topics([NewTopic(changelog, bench.topic_partitions, bench.topic_replication_factor,

@@ -9,18 +9,29 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from devkit.dev_pki import DevelopmentCA, new_password
+from devkit.dev_pki import DEVELOPMENT_KEY_ID, DevelopmentCA, ensure_identifier_key, new_password
 from ops.access_control import SERVICE_ROLES
+from schemas.channels import Force
 from signalements.kafka_security import ADMIN_PRINCIPAL, unit_role
+from signalements.reporter_sealing import write_key_pair
 from signalements.settings import PROJECT_ROOT
 
 SECRETS_DIR = PROJECT_ROOT / "deploy" / "secrets"
-BROKER_NAME = "kafka"  # the compose service, and the host name its certificate is for
+BROKER_NAME = "kafka"
+IDENTIFIER_KEY = "dedup-identifiers.key"  # the workers' HMAC key of phone numbers and handles  # the compose service, and the host name its certificate is for
 
 
 def compose_principals(demo_unit_ids: list[str]) -> list[str]:
     """Every principal docker-compose.yml runs a service as (the namespace is empty there)."""
     return [ADMIN_PRINCIPAL, *SERVICE_ROLES, *(unit_role(unit_id) for unit_id in demo_unit_ids)]
+
+
+def write_new_key_pair(directory: Path, force: Force) -> list[Path]:
+    """The force's development key pair, if it is not there yet; the files made."""
+    public, private = directory / f"{force.value}.{DEVELOPMENT_KEY_ID}.public", directory / f"{force.value}.{DEVELOPMENT_KEY_ID}.private"
+    if public.exists() and private.exists():
+        return []
+    return list(write_key_pair(directory, force, DEVELOPMENT_KEY_ID))
 
 
 def make_compose_secrets(demo_unit_ids: list[str], folder: Path = SECRETS_DIR) -> list[str]:
@@ -34,6 +45,11 @@ def make_compose_secrets(demo_unit_ids: list[str], folder: Path = SECRETS_DIR) -
     broker = ca.issue(BROKER_NAME, server=True, client=True, dns_names=(BROKER_NAME,))
     if not had_broker_certificate:
         created.append(broker.bundle.name)
+    if ensure_identifier_key(folder / IDENTIFIER_KEY):
+        created.append(IDENTIFIER_KEY)
+    for force in Force:  # the workers seal reporters' contacts with the public keys, the units open them
+        for path in write_new_key_pair(folder / "reporter-keys", force):
+            created.append(f"reporter-keys/{path.name}")
     credentials = folder / "kafka"
     credentials.mkdir(parents=True, exist_ok=True, mode=0o700)
     for principal in compose_principals(demo_unit_ids):

@@ -19,6 +19,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from signalements.settings import Settings
+
 LOOPBACK_NAMES = ("localhost",)
 LOOPBACK_ADDRESSES = ("127.0.0.1", "::1")
 VALIDITY = timedelta(days=365)
@@ -128,3 +130,27 @@ class DevelopmentCA:
 def new_password() -> str:
     """A random password for a development principal (URL-safe: no quoting needed in a JAAS line)."""
     return secrets.token_urlsafe(24)
+
+
+def ensure_identifier_key(path: Path) -> bool:
+    """The deduplication's HMAC key (32 random bytes, base64), made if missing; True if made now."""
+    if path.exists():
+        return False
+    import base64
+
+    _write_private(path, base64.b64encode(secrets.token_bytes(32)) + b"\n")
+    return True
+
+
+DEVELOPMENT_KEY_ID = "dev-1"
+
+
+def ensure_development_secrets(settings: Settings) -> None:
+    """What a development worker and unit need beside the broker's: the deduplication's HMAC key, and a key pair
+    per force sealing reporters' contacts."""
+    from schemas.channels import Force
+    from signalements.reporter_sealing import write_key_pair
+
+    ensure_identifier_key(settings.dedup_identifier_key_path)
+    for force in Force:
+        write_key_pair(settings.reporter_keys_path, force, DEVELOPMENT_KEY_ID)

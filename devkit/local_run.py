@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 from rich.console import Console
 
+from devkit.dev_pki import ensure_development_secrets
 from devkit.intake_key import development_headers
 from devkit.local_broker import LocalBroker
 from devkit.traffic_generator import DEMO_MIX, TrafficGenerator
@@ -96,6 +97,7 @@ def run_local_pipeline(settings: Settings, rate: float, duration_s: float) -> No
         broker.start()
     ensure_topics(settings, Role.ADMIN, pipeline_topics(settings))
     reference = JurisdictionReference.from_settings(settings)
+    ensure_development_secrets(settings)  # the HMAC key of phones and handles, the forces' sealing keys
     # Each service connects as its own principal with exactly its ACLs, each demo unit as its own (docs/security.md).
     if settings.kafka_security_protocol == "SASL_SSL":
         AccessControl(settings).grant([*SERVICE_ROLES, *unit_roles(reference.demo_unit_ids)])

@@ -46,8 +46,13 @@ def contract_files() -> dict[str, str]:
 
 
 def write_contract(directory: Path = CONTRACT_DIR) -> list[Path]:
+    """Write every contract file, and remove the ones the code no longer generates."""
     written = []
-    for relative, text in contract_files().items():
+    expected = contract_files()
+    for stale in directory.rglob("*.json") if directory.is_dir() else []:
+        if stale.relative_to(directory).as_posix() not in expected:
+            stale.unlink()
+    for relative, text in expected.items():
         path = directory / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
@@ -56,12 +61,16 @@ def write_contract(directory: Path = CONTRACT_DIR) -> list[Path]:
 
 
 def stale_contract_files(directory: Path = CONTRACT_DIR) -> list[str]:
-    """The contract files that are missing or differ from what the code generates."""
-    return [
+    """The contract files that are missing or differ from what the code generates, and those it no longer
+    generates (a schema version the readers now refuse)."""
+    expected = contract_files()
+    present = {path.relative_to(directory).as_posix() for path in directory.rglob("*.json")} if directory.is_dir() else set()
+    drifted = [
         relative
-        for relative, text in contract_files().items()
+        for relative, text in expected.items()
         if not (directory / relative).exists() or (directory / relative).read_text(encoding="utf-8") != text
     ]
+    return sorted(drifted + sorted(present - set(expected)))
 
 
 def _dump(document: dict[str, Any]) -> str:

@@ -48,11 +48,12 @@ class EventType:
 
 MONCOMMISSARIAT_SUBMISSION = EventType("submission.moncommissariat", MonCommissariatSubmission)
 BRIGADE_NUMERIQUE_SUBMISSION = EventType("submission.brigade-numerique", BrigadeNumeriqueSubmission)
-REPORT_NORMALIZED = EventType("report.normalized", CanonicalReport)
-REPORT_ENRICHED = EventType("report.enriched", EnrichedReport)
-REPORT_UNROUTED = EventType("report.unrouted", UnroutedReport)
-CASE_OPENED = EventType("case.opened", CaseOpened)
-CASE_UPDATED = EventType("case.updated", CaseUpdated)
+# Version 2: the reporter's contact is sealed for each force (``Reporter``), no longer in clear.
+REPORT_NORMALIZED = EventType("report.normalized", CanonicalReport, version=2)
+REPORT_ENRICHED = EventType("report.enriched", EnrichedReport, version=2)
+REPORT_UNROUTED = EventType("report.unrouted", UnroutedReport, version=2)
+CASE_OPENED = EventType("case.opened", CaseOpened, version=2)
+CASE_UPDATED = EventType("case.updated", CaseUpdated, version=2)
 REFERENCE_COMPETENCE = EventType("reference.competence", CompetenceRow)
 CASE_HANDLED = EventType("case.handled", CaseHandled)
 

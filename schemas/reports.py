@@ -44,11 +44,32 @@ class DeliveryNetwork(Canonical):
     platform: MessagingPlatform | None = None
 
 
-class Reporter(Canonical):
-    """Kept only when the citizen consented to be recontacted."""
+class ReporterContact(Canonical):
+    """A consenting reporter's contact in clear: it exists only inside the worker's normalization (sealed at once)
+    and inside the unit's consumer or desk that opens it; no topic past the raw ones carries it."""
 
     email: str | None = None
     phone_e164: E164 | None = None
+
+
+class SealedContact(Canonical):
+    """The contact sealed for one force: a libsodium sealed box (X25519 and XSalsa20-Poly1305) of its JSON, which
+    only the holder of that force's private key ``key_id`` can open, and nobody can alter unnoticed."""
+
+    force: Force
+    key_id: str = Field(pattern=r"^[A-Za-z0-9._-]{1,40}$", description="which of the force's keys (rotation)")
+    sealed: str = Field(description="base64 of the sealed box")
+
+
+class Reporter(Canonical):
+    """Kept only when the citizen consented to be recontacted: sealed for each force, never in clear."""
+
+    contact_hash: str = Field(pattern=r"^[0-9a-f]{32}$",
+                              description="keyed hash (HMAC) of the contact: the same person's reports match")
+    sealed: list[SealedContact] = Field(min_length=1)
+
+    def for_force(self, force: Force) -> SealedContact | None:
+        return next((contact for contact in self.sealed if contact.force == force), None)
 
 
 class CanonicalReport(Canonical):

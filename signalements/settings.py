@@ -87,6 +87,12 @@ class Settings(BaseSettings):
     dedup_resubmission_window_s: float = Field(
         default=24 * 3600.0, ge=0, description="the same person's same report again within this is a resubmission"
     )
+    dedup_identifier_key_file: Path | None = Field(
+        default=None, description="HMAC key of phone numbers, handles and contacts in the dedup state (the same for every worker); unset: <state_dir>/secrets/dedup-identifiers.key"
+    )
+    reporter_keys_dir: Path | None = Field(
+        default=None, description="the forces' keys sealing reporters' contacts (<force>.<key id>.public/.private); unset: <state_dir>/secrets/reporter-keys"
+    )
     dedup_sweep_interval_s: float = Field(default=3600.0, gt=0, description="how often expired dedup state is deleted")
 
     # Per-unit consumers (consumers/).
@@ -153,6 +159,14 @@ class Settings(BaseSettings):
         return self.intake_clients_file or self.secrets_dir / "intake-clients.json"
 
     @property
+    def dedup_identifier_key_path(self) -> Path:
+        return self.dedup_identifier_key_file or self.secrets_dir / "dedup-identifiers.key"
+
+    @property
+    def reporter_keys_path(self) -> Path:
+        return self.reporter_keys_dir or self.secrets_dir / "reporter-keys"
+
+    @property
     def unit_store_dir(self) -> Path:
         return self.state_dir / "units"
 
@@ -174,11 +188,14 @@ class Settings(BaseSettings):
         return env
 
     def pinned_to_cluster(self) -> Settings:
-        """These settings with the cluster, its CA and the credentials directory said explicitly, so that a copy
-        with another state directory (a benchmark's, a second worker's) still reaches the same cluster."""
+        """These settings with the cluster, its CA, the credentials directory and the shared keys said explicitly,
+        so that a copy with another state directory (a benchmark's, a second worker's) still reaches the same
+        cluster with the same secrets (two workers with different identifier keys would never merge a network)."""
         return self.model_copy(update={
             "kafka_bootstrap_servers": self.bootstrap_servers, "kafka_ssl_cafile": self.ca_file,
-            "kafka_credentials_dir": self.credentials_dir})
+            "kafka_credentials_dir": self.credentials_dir,
+            "dedup_identifier_key_file": self.dedup_identifier_key_path, "reporter_keys_dir": self.reporter_keys_path,
+            "intake_clients_file": self.intake_clients_path})
 
     def consumer_group(self, name: str) -> str:
         return f"{self.topic_namespace}{name}"

@@ -15,10 +15,11 @@ from schemas.topics import Topics
 from signalements.kafka_clients import bootstrap_list
 from signalements.kafka_security import Role, credential_for, tls_context
 from signalements.metrics import PipelineMetrics
+from signalements.reporter_sealing import ContactSealer
 from signalements.service_loop import CannotContinue, keep_running_async
 from signalements.settings import Settings
 from signalements.topic_admin import pipeline_topics
-from streams.case_tables import CaseRouter, is_route_tick
+from streams.case_tables import CaseRouter, identifier_secret, is_route_tick
 from streams.deliveries import PRODUCER_METADATA_TIMEOUT_S, Deliveries, UnitQueues
 from streams.jurisdiction import JurisdictionReference
 from streams.offset_rewind import SignalementsApp, input_record, producer_knows_leaders
@@ -88,7 +89,7 @@ def create_app(settings: Settings, metrics: PipelineMetrics, reference: Jurisdic
 
     raw_topic, normalized_topic, enriched_topic = topic(*topics.raw_all), topic(topics.normalized), topic(topics.enriched)
     case_router = CaseRouter(app, settings, metrics, enriched_topic, CaseEventWriter(topics, metrics, deliveries))
-    normalize = Normalize(topics)
+    normalize = Normalize(topics, ContactSealer.load(settings.reporter_keys_path, identifier_secret(settings)).protect)
     enrich = Enrich(topics, reference, follower.caught_up.wait,
                     on_unrouted=lambda reason: metrics.unrouted.labels(reason).inc())
     route = Route(case_router)

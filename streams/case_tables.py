@@ -27,6 +27,7 @@ flush is decided, journaled and sent in the partition's order, so it is recovere
 from __future__ import annotations
 
 import logging
+import os
 import time
 import uuid
 from collections import deque
@@ -35,6 +36,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import faust
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from pydantic import AwareDatetime, BaseModel
 
 from schemas.envelope import CASE_OPENED, CASE_UPDATED, EventType, encode, read_attributes
@@ -140,8 +144,26 @@ def changelog_topics(settings: Settings) -> dict[str, dict[str, str]]:
     return {f"{app_id}-{table}-changelog": {"cleanup.policy": "compact"} for table in (STATE_TABLE, PENDING_TABLE)}
 
 
+class IdentifierKeyMissing(RuntimeError):
+    """Without the shared HMAC key, a worker would key networks its own way and never merge with the others."""
+
+
+def identifier_secret(settings: Settings) -> bytes:
+    path = settings.dedup_identifier_key_path
+    try:
+        secret = path.read_bytes().strip()
+    except FileNotFoundError:
+        raise IdentifierKeyMissing(
+            f"the deduplication's identifier key {path} is missing (SIGNALEMENTS_DEDUP_IDENTIFIER_KEY_FILE): every "
+            "worker needs the same one; make it once with `head -c 32 /dev/urandom | base64 > FILE`") from None
+    if len(secret) < 32:
+        raise IdentifierKeyMissing(f"the identifier key {path} is too short: at least 32 bytes")
+    return secret
+
+
 def policy_from(settings: Settings) -> DedupPolicy:
     return DedupPolicy(
+        identifier_secret=identifier_secret(settings),
         distance_m=settings.dedup_distance_m,
         case_window=timedelta(days=settings.dedup_case_window_days),
         update_throttle=timedelta(seconds=settings.dedup_update_throttle_s),
@@ -152,15 +174,33 @@ def policy_from(settings: Settings) -> DedupPolicy:
 SendCaseEvent = Callable[[InputRecord, EventType, CaseOpened | CaseUpdated, datetime | None], Awaitable[None]]
 
 
+class StateSeal:
+    """The state's values encrypted at rest (AES-256-GCM, a key derived from the identifier secret): the changelog
+    topics and the RocksDB files hold no report, phone number or handle in clear, and a value altered there is
+    refused rather than believed."""
+
+    def __init__(self, secret: bytes) -> None:
+        key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"signalements dedup state").derive(secret)
+        self._aead = AESGCM(key)
+
+    def seal(self, plain: bytes) -> bytes:
+        nonce = os.urandom(12)
+        return nonce + self._aead.encrypt(nonce, plain, None)
+
+    def open(self, sealed: bytes) -> bytes:
+        return self._aead.decrypt(sealed[:12], sealed[12:], None)
+
+
 class TableView:
     """The deduplication state as the pure logic reads it (inside the stream: the record's partition)."""
 
-    def __init__(self, table: faust.types.TableT[Any, Any]) -> None:
+    def __init__(self, table: faust.types.TableT[Any, Any], seal: StateSeal) -> None:
         self.table = table
+        self.seal = seal
 
     def get(self, key: str) -> bytes | None:
         value = self.table.get(key)
-        return None if value is None else bytes(value)
+        return None if value is None else self.seal.open(bytes(value))
 
 
 class CaseRouter:
@@ -184,7 +224,8 @@ class CaseRouter:
         table_options: dict[str, Any] = {"partitions": settings.topic_partitions, "key_type": bytes, "value_type": bytes}
         self.state = app.Table(STATE_TABLE, default=None, **table_options)
         self.pending = app.Table(PENDING_TABLE, default=None, **table_options)
-        self.view = TableView(self.state)
+        self.seal = StateSeal(self.policy.identifier_secret)
+        self.view = TableView(self.state, self.seal)
         self._ticked: dict[str, float] = {}
         self._replaying: set[int] = set()
         self._journals: dict[int, deque[int]] = {}
@@ -234,13 +275,13 @@ class CaseRouter:
             # Once per partition and process: a record decided before a crash or a rebalance is being replayed.
             self._replaying.add(partition)
             log.info("route: replaying journaled decisions on partition %d from offset %d", partition, record.offset)
-        return Journal.model_validate_json(raw)
+        return Journal.model_validate_json(self.seal.open(bytes(raw)))
 
     def _decide(self, record: InputRecord, decide: Callable[[datetime], Effects]) -> Journal:
         # The record's own timestamp, not the clock: deciding it again after a crash must decide the same.
         now = datetime.fromtimestamp(record.timestamp, UTC)
         journal = Journal.of(decide(now))
-        self.state[self._journal_key(record)] = journal.model_dump_json().encode()
+        self.state[self._journal_key(record)] = self.seal.seal(journal.model_dump_json().encode())
         return journal
 
     async def _apply(self, record: InputRecord, journal: Journal) -> None:
@@ -248,7 +289,7 @@ class CaseRouter:
             if value is None:
                 self._delete(key)
             else:
-                self.state[key] = value.encode()
+                self.state[key] = self.seal.seal(value.encode())
         for case_id, hint in journal.pending.items():
             if hint is None:
                 if self.pending.get(case_id) is not None:
@@ -290,7 +331,7 @@ class CaseRouter:
         now = datetime.fromtimestamp(record.timestamp, UTC)
         db = partition_store(self.state, record.partition)
         entries = [
-            (bytes(key).decode(), bytes(value))
+            (bytes(key).decode(), self.seal.open(bytes(value)))
             for key, value in db.items()
             if not bytes(key).startswith((b"wal:", b"__faust"))
         ]

@@ -9,7 +9,11 @@ Three layers, tried in this order for each enriched report of a unit:
    A dealing point with coordinates matches a case whose anchor (its first report's position) is within
    ``distance_m``, looked up in the H3 cells around it rather than scanning; without coordinates, the same commune
    and the same normalized street address (or place description). A delivery network matches on the same E.164
-   phone number or the same messaging handle, whatever the area. A case is open until ``case_window`` after its
+   phone number or the same messaging handle, whatever the area.
+
+Phone numbers, handles and contact fingerprints never appear in the state or its changelog: they are keyed by
+an HMAC-SHA256 with the policy's secret (``identifier_secret``, from a file every worker shares), so whoever reads
+a changelog cannot test a phone number against it without the secret. A case is open until ``case_window`` after its
    last report; a later report opens a new case.
 
 Everything here is a function of the state and of the record (its content and its Kafka timestamp, never the wall
@@ -21,6 +25,7 @@ wiring (``streams.case_tables``) applies them.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import math
 import re
 import unicodedata
@@ -51,6 +56,12 @@ class DedupPolicy:
     case_window: timedelta = timedelta(days=30)
     update_throttle: timedelta = timedelta(minutes=15)
     resubmission_window: timedelta = timedelta(hours=24)
+    # The HMAC key of phone numbers, handles and contact fingerprints in the state (kept out of reprs and logs).
+    identifier_secret: bytes = field(default=b"", repr=False)
+
+    def keyed(self, value: str) -> str:
+        """What the state holds instead of a phone number, a handle or a contact."""
+        return hmac.new(self.identifier_secret, value.encode(), hashlib.sha256).hexdigest()[:32]
 
     @property
     def h3_resolution(self) -> int:
@@ -156,15 +167,16 @@ def normalize_address(text: str) -> str:
     return " ".join(word for word in expanded if word not in FILLER_WORDS)
 
 
-def network_identifiers(report: EnrichedReport) -> list[str]:
+def network_identifiers(report: EnrichedReport, policy: DedupPolicy) -> list[str]:
+    """The delivery network's phone number and handle, each as its keyed hash."""
     delivery = report.report.delivery
     if delivery is None:
         return []
     identifiers = []
     if delivery.phone_e164:
-        identifiers.append(f"phone:{delivery.phone_e164}")
+        identifiers.append(f"phone:{policy.keyed(delivery.phone_e164)}")
     if delivery.handle:
-        identifiers.append(f"handle:{delivery.handle.strip().lstrip('@').lower()}")
+        identifiers.append(f"handle:{policy.keyed(delivery.handle.strip().lstrip('@').lower())}")
     return identifiers
 
 
@@ -182,14 +194,15 @@ def coordinates(report: EnrichedReport) -> tuple[float, float] | None:
     return (place.latitude, place.longitude)
 
 
-def contact_fingerprint(report: EnrichedReport, case_id: str) -> str | None:
-    """Who said what about which case: only a report with a contact can be recognised as the same person's."""
+def contact_fingerprint(report: EnrichedReport, case_id: str, policy: DedupPolicy) -> str | None:
+    """Who said what about which case (a keyed hash): only a report with a contact can be recognised as the same
+    person's. The contact itself is sealed; its keyed hash (``contact_hash``) is what the reports share."""
     reporter = report.report.reporter
-    if reporter is None or not (reporter.email or reporter.phone_e164):
+    if reporter is None:
         return None
     description = normalize_address(report.report.description or "")
-    material = "|".join((case_id, reporter.email or "", reporter.phone_e164 or "", description))
-    return hashlib.sha256(material.encode()).hexdigest()[:32]
+    material = "|".join((case_id, reporter.contact_hash, description))
+    return policy.keyed(material)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -271,7 +284,7 @@ def find_case(view: StateView, report: EnrichedReport, policy: DedupPolicy) -> C
     """The open case this report belongs to, if any."""
     unit_id, moment = report.jurisdiction.unit_id, report.report.submitted_at
     if report.report.kind is ReportKind.DELIVERY_NETWORK:
-        for identifier in network_identifiers(report):
+        for identifier in network_identifiers(report, policy):
             ref = _ref(view, network_key(unit_id, identifier))
             case = _open_case(view, ref.case_id if ref else None, moment, policy)
             if case is not None:
@@ -294,7 +307,7 @@ def _index_report(view: StateView, effects: Effects, case: CaseState, report: En
     unit_id = case.unit_id
     ref = CaseRef(case_id=case.case_id).model_dump_json().encode()
     if case.kind is ReportKind.DELIVERY_NETWORK:
-        for identifier in network_identifiers(report):
+        for identifier in network_identifiers(report, policy):
             key = network_key(unit_id, identifier)
             existing = _ref(view, key)
             if existing is None or existing.case_id != case.case_id:
@@ -325,7 +338,7 @@ def decide_report(view: StateView, report: EnrichedReport, now: datetime, policy
 
     case = find_case(view, report, policy)
     if case is not None:
-        fingerprint = contact_fingerprint(report, case.case_id)
+        fingerprint = contact_fingerprint(report, case.case_id, policy)
         if fingerprint is not None:
             previous = _ref(view, resubmission_key(unit_id, fingerprint))
             if previous and previous.seen_at and canonical.submitted_at - previous.seen_at <= policy.resubmission_window:
@@ -335,7 +348,7 @@ def decide_report(view: StateView, report: EnrichedReport, now: datetime, policy
         _merge(view, effects, case, report, now, policy)
     else:
         case = _open(view, effects, report, now, policy)
-        fingerprint = contact_fingerprint(report, case.case_id)
+        fingerprint = contact_fingerprint(report, case.case_id, policy)
     effects.writes[seen_key(canonical.report_id)] = CaseRef(case_id=case.case_id).model_dump_json().encode()
     if fingerprint is not None:
         effects.writes[resubmission_key(unit_id, fingerprint)] = (

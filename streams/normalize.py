@@ -7,6 +7,7 @@ report. A ``NormalizationError`` names the field and the reason.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -14,7 +15,7 @@ from zoneinfo import ZoneInfo
 import phonenumbers
 
 from schemas.channels import Channel, ReportKind
-from schemas.reports import CanonicalReport, DeliveryNetwork, Place, Reporter, report_id_for
+from schemas.reports import CanonicalReport, DeliveryNetwork, Place, Reporter, ReporterContact, report_id_for
 from schemas.submissions import (
     BrigadeNumeriqueSubmission,
     ConversationDeliveryNetwork,
@@ -23,9 +24,14 @@ from schemas.submissions import (
     MonCommissariatSubmission,
     PortalAddress,
     PortalDeliveryNetwork,
-    ReporterContact,
+)
+from schemas.submissions import (
+    ReporterContact as SubmittedContact,
 )
 from streams.arrondissements import arrondissement_code, refine_city_code, without_cedex
+
+# Seals a consenting reporter's contact for the forces (signalements/reporter_sealing.py: ContactSealer.protect).
+ProtectContact = Callable[[ReporterContact], Reporter]
 
 PARIS = ZoneInfo("Europe/Paris")
 
@@ -110,19 +116,23 @@ def _delivery(contact: DeliveryContact, field: str) -> DeliveryNetwork:
     )
 
 
-def _reporter(contact: ReporterContact | None) -> Reporter | None:
-    # A reporter's details travel only with their consent; otherwise the report is anonymous downstream.
+def _reporter(contact: SubmittedContact | None, protect: ProtectContact | None) -> Reporter | None:
+    # A reporter's details travel only with their consent (otherwise the report is anonymous downstream), and only
+    # sealed for the forces: ``protect`` (the worker's ContactSealer) seals them; without it (the intake, which only
+    # validates) they are checked and dropped.
     if contact is None or not contact.consent_to_recontact:
         return None
     phone = normalize_phone(contact.phone, "reporter.phone") if contact.phone else None
-    return Reporter(email=contact.email.lower() if contact.email else None, phone_e164=phone)
+    clear = ReporterContact(email=contact.email.lower() if contact.email else None, phone_e164=phone)
+    return protect(clear) if protect is not None else None
 
 
 def paris_local_time(text: str) -> datetime:
     return datetime.strptime(text, "%d/%m/%Y %H:%M").replace(tzinfo=PARIS).astimezone(UTC)
 
 
-def normalize_moncommissariat(submission: MonCommissariatSubmission, received_at: datetime) -> CanonicalReport:
+def normalize_moncommissariat(submission: MonCommissariatSubmission, received_at: datetime,
+                              protect: ProtectContact | None = None) -> CanonicalReport:
     report = submission.report
     common: dict[str, Any] = {
         "report_id": report_id_for(Channel.MONCOMMISSARIAT, submission.submission_id),
@@ -132,7 +142,7 @@ def normalize_moncommissariat(submission: MonCommissariatSubmission, received_at
         "received_at": received_at.astimezone(UTC),
         "when_seen": " ".join([*report.days_seen, report.hours_seen or ""]).strip() or None,
         "description": report.description,
-        "reporter": _reporter(submission.reporter),
+        "reporter": _reporter(submission.reporter, protect),
     }
     if isinstance(report, PortalDeliveryNetwork):
         return CanonicalReport(
@@ -149,7 +159,8 @@ def normalize_moncommissariat(submission: MonCommissariatSubmission, received_at
     )
 
 
-def normalize_brigade_numerique(submission: BrigadeNumeriqueSubmission, received_at: datetime) -> CanonicalReport:
+def normalize_brigade_numerique(submission: BrigadeNumeriqueSubmission, received_at: datetime,
+                                protect: ProtectContact | None = None) -> CanonicalReport:
     report = submission.report
     common: dict[str, Any] = {
         "report_id": report_id_for(Channel.BRIGADE_NUMERIQUE, submission.conversation_id),
@@ -159,7 +170,7 @@ def normalize_brigade_numerique(submission: BrigadeNumeriqueSubmission, received
         "received_at": received_at.astimezone(UTC),
         "when_seen": report.when_seen,
         "description": submission.transcript_excerpt,
-        "reporter": _reporter(submission.reporter),
+        "reporter": _reporter(submission.reporter, protect),
     }
     if isinstance(report, ConversationDeliveryNetwork):
         return CanonicalReport(
@@ -177,8 +188,10 @@ def normalize_brigade_numerique(submission: BrigadeNumeriqueSubmission, received
 
 
 def normalize_submission(
-    submission: MonCommissariatSubmission | BrigadeNumeriqueSubmission, received_at: datetime
+    submission: MonCommissariatSubmission | BrigadeNumeriqueSubmission, received_at: datetime,
+    protect: ProtectContact | None = None,
 ) -> CanonicalReport:
+    """The canonical report; a consenting reporter's contact sealed by ``protect``, or dropped without it."""
     if isinstance(submission, MonCommissariatSubmission):
-        return normalize_moncommissariat(submission, received_at)
-    return normalize_brigade_numerique(submission, received_at)
+        return normalize_moncommissariat(submission, received_at, protect)
+    return normalize_brigade_numerique(submission, received_at, protect)

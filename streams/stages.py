@@ -42,7 +42,7 @@ from schemas.validation import describe_validation_error
 from signalements.metrics import Stage
 from streams.deliveries import Outgoing
 from streams.jurisdiction import JurisdictionReference, Unrouted
-from streams.normalize import NormalizationError, normalize_submission
+from streams.normalize import NormalizationError, ProtectContact, normalize_submission
 
 SOURCE = "/signalements/worker"
 
@@ -113,12 +113,14 @@ def channel_label(record: InputRecord) -> str:
 
 
 class Normalize:
-    """A channel's submission → the canonical report, on ``reports.normalized`` keyed by report id."""
+    """A channel's submission → the canonical report, on ``reports.normalized`` keyed by report id; a consenting
+    reporter's contact is sealed for the forces here (``protect``), so no topic past the raw ones holds it."""
 
     stage = Stage.NORMALIZE
 
-    def __init__(self, topics: Topics) -> None:
+    def __init__(self, topics: Topics, protect: ProtectContact) -> None:
         self.topics = topics
+        self.protect = protect
         self.channels = channel_of_raw_topic(topics)
 
     def channel_of(self, record: InputRecord) -> str:
@@ -128,7 +130,7 @@ class Normalize:
         decoded = read_event(record, self.channels[record.topic].event_type)
         submission = cast(MonCommissariatSubmission | BrigadeNumeriqueSubmission, decoded.payload)
         try:
-            report = normalize_submission(submission, decoded.time)
+            report = normalize_submission(submission, decoded.time, self.protect)
         except NormalizationError as error:
             raise StageFailure(ReasonCode.NORMALIZATION, str(error)) from error
         return StageOutput("normalized", [event_record(

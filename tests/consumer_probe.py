@@ -59,6 +59,8 @@ def relaying_actions(settings: Settings) -> Iterator[None]:
 
 
 def produce(settings: Settings, unit_id: str, events: list[CaseEvent]) -> None:
+    """Case events on a unit's queue (as the worker would put them), the unit granted to read them."""
+    grant_units(settings, [unit_id])
     topic = Topics(settings.topic_namespace).unit(unit_id)
     ensure_topics(settings, Role.ADMIN, {topic: unit_topic_config(settings)})
     producer = new_producer(settings, Role.ADMIN, "tests", acks="all")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import sqlite3
@@ -18,6 +19,7 @@ from kafka import TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from prometheus_client.parser import text_string_to_metric_families
 
+from devkit.dev_pki import ensure_development_secrets
 from devkit.intake_key import development_headers, development_key
 from devkit.local_run import Services, wait_for_http
 from ops.access_control import SERVICE_ROLES, AccessControl, unit_roles
@@ -48,11 +50,19 @@ def make_settings(kafka_bootstrap: str, state_dir: Path, grant: bool = True, **o
         "worker_id": "test-worker",
     }
     values.update(overrides)
-    settings = Settings(**values)
+    settings = Settings(**values).pinned_to_cluster()  # a second worker on another state directory shares its keys
     if grant and settings.kafka_security_protocol != "PLAINTEXT":
         AccessControl(settings).grant(SERVICE_ROLES)
     development_key(settings)  # the tests post as the development kit's intake client
+    ensure_development_secrets(settings)
     return settings
+
+
+def broker_access_environment() -> dict[str, str]:
+    """Where the session's broker CA and credentials are (tests/conftest.py), for a command run in a bare
+    environment."""
+    names = ("SIGNALEMENTS_KAFKA_SSL_CAFILE", "SIGNALEMENTS_KAFKA_CREDENTIALS_DIR")
+    return {name: os.environ[name] for name in names if name in os.environ}
 
 
 def grant_units(settings: Settings, unit_ids: Iterable[str]) -> None:

@@ -7,6 +7,11 @@ import uuid
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
+from nacl.public import PrivateKey
+
+from schemas.channels import Force
+from signalements.reporter_sealing import ContactOpener, ContactSealer
+
 
 def portal_dealing_point(citycode: str = "75111", postcode: str = "75011", city: str = "Paris 11e Arrondissement") -> dict:
     return {
@@ -70,3 +75,13 @@ def distinct_point(body: dict) -> dict:
     else:
         report["place"]["description"] = f"devant le {200 + n} de la grande rue"
     return body
+
+
+# Reporters' contacts are sealed by the worker's normalization: a sealer with keys made for the test session, and
+# the openers of each force that hold the matching private keys.
+_SEALING_KEYS = {force: PrivateKey.generate() for force in Force}
+SEALER = ContactSealer({force: ("tests", key.public_key) for force, key in _SEALING_KEYS.items()}, b"t" * 32)
+
+
+def opener(force: Force) -> ContactOpener:
+    return ContactOpener(force, {"tests": _SEALING_KEYS[force]})

@@ -18,12 +18,14 @@ SUBCOMMANDS = [
     ["cases", "list"], ["cases", "show"], ["cases", "parked"], ["cases", "handle"], ["stats", "serve"], ["stats", "export"],
     ["bench-consumer"], ["bench-intake"], ["bench-jurisdiction"], ["generate"], ["replay"], ["status"], ["contract"],
     ["lag-exporter"], ["desk"], ["bench-desk"], ["resolve"], ["reference"], ["dead-letters"], ["unrouted"],
+    ["access", "grant"], ["access", "revoke"], ["access", "show"], ["intake-clients", "add"], ["compose-secrets"],
 ]
 PANELS = {
     "Services": ["topics", "intake", "worker", "consume", "desk", "lag-exporter", "stats"],
-    "Operator tools": ["status", "contract", "replay", "resolve", "cases", "reference", "dead-letters", "unrouted"],
+    "Operator tools": ["status", "contract", "replay", "resolve", "cases", "reference", "dead-letters", "unrouted",
+                       "access", "intake-clients"],
     "Development and benchmarks": ["demo", "generate", "bench", "bench-intake", "bench-consumer", "bench-jurisdiction",
-                                   "bench-dedup", "bench-desk", "broker"],
+                                   "bench-dedup", "bench-desk", "compose-secrets", "broker"],
 }
 
 

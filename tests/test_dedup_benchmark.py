@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from pipeline_probe import broker_access_environment
 
 from signalements.settings import PROJECT_ROOT
 
@@ -18,7 +19,8 @@ RECOVERY_POINTS = 400
 
 
 def test_bench_dedup_measures_recovery_takeover_and_restart(kafka_bootstrap: str, tmp_path: Path) -> None:
-    env = {"PATH": "", "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "SIGNALEMENTS_STATE_DIR": str(tmp_path)}
+    env = {"PATH": "", "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "SIGNALEMENTS_STATE_DIR": str(tmp_path),
+           **broker_access_environment()}
     result = subprocess.run(
         [sys.executable, "-m", "cli.main", "bench-dedup", "--points", "40", "--throughput-points", "200",
          "--recovery-points", str(RECOVERY_POINTS)],

@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
+from sample_submissions import SEALER
+
 from schemas.channels import Channel, Force, ReportKind
 from schemas.events import CaseOpened, CaseUpdated, case_id_for
 from schemas.reports import (
@@ -13,7 +15,7 @@ from schemas.reports import (
     EnrichedReport,
     Jurisdiction,
     Place,
-    Reporter,
+    ReporterContact,
     ResolutionMethod,
     report_id_for,
 )
@@ -65,7 +67,7 @@ def report(
         ),
         delivery=DeliveryNetwork(phone_e164=phone, handle=handle) if kind is ReportKind.DELIVERY_NETWORK else None,
         description=description,
-        reporter=Reporter(email=email) if email else None,
+        reporter=SEALER.protect(ReporterContact(email=email)) if email else None,
     )
     jurisdiction = Jurisdiction(
         commune_code="75111", commune_name="Paris 11e", departement="75", force=Force.POLICE, unit_id=unit_id,
@@ -255,7 +257,7 @@ def test_merging_meets_its_precision_and_recall_on_noisy_ground_truth() -> None:
     from streams.jurisdiction import JurisdictionReference
 
     traffic = ground_truth_traffic(TrafficShape(points=400), seed=5)
-    quality = measure_quality(traffic, JurisdictionReference.from_settings(Settings()), POLICY)
+    quality = measure_quality(traffic, JurisdictionReference.from_settings(Settings()), POLICY, SEALER.protect)
 
     assert quality["precision"] >= 0.98 and quality["recall"] >= 0.95, quality
     assert quality["repeats_dropped"] == quality["repeats"] > 0

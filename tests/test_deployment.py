@@ -302,7 +302,9 @@ def test_each_service_holds_only_its_own_principals_password(python_services: di
                                                            services: dict[str, dict[str, Any]]) -> None:
     units = [f"unit-{unit_id}" for unit_id in read_demo_unit_ids(default("reference_dir"))]
     expected = {
-        "intake": ["intake"], "worker": ["worker"], "consume": units, "desk": units, "lag-exporter": ["monitoring"],
+        "intake": ["intake"], "worker": ["worker", "dedup-identifiers.key", "PN.dev-1.public", "GN.dev-1.public"],
+        "consume": units,  # it stores the sealed contacts as they come: no key
+        "desk": [*units, "PN.dev-1.private", "GN.dev-1.private"], "lag-exporter": ["monitoring"],
         "stats": ["national-stats"], TOPICS_COMMAND: ["admin"],
         ACCESS_COMMAND: ["admin", "intake", "worker", "national-stats", "monitoring", *units],
     }

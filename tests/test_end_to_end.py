@@ -22,13 +22,14 @@ from pipeline_probe import (
 )
 from sample_submissions import conversation_delivery_network, portal_dealing_point
 
-from schemas.channels import Channel
+from schemas.channels import Channel, Force
 from schemas.envelope import decode, read_attributes
 from schemas.events import CaseOpened, CaseUpdated
-from schemas.reports import report_id_for
+from schemas.reports import Reporter, ReporterContact, report_id_for
 from schemas.topics import Topics
 from signalements.kafka_clients import new_producer
 from signalements.kafka_security import Role
+from signalements.reporter_sealing import ContactOpener
 
 UNITS = ["pn-75-pp", "gn-74-chamonix-mont-blanc", "cross-75", "cross-74"]
 
@@ -70,7 +71,15 @@ def test_portal_report_reaches_the_competent_unit_store(pipeline: RunningPipelin
     assert enriched["jurisdiction"]["method"] == "code_insee"
     assert enriched["jurisdiction"]["force"] == "PN"
     assert enriched["report"]["place"]["street_address"] == "12 rue oberkampf"
-    assert enriched["report"]["reporter"] == {"email": "citoyen@example.org", "phone_e164": None}
+    # The consenting reporter's contact is stored sealed for each force; the police unit's key opens it.
+    assert "citoyen@example.org" not in str(report_json).lower()
+    reporter = Reporter.model_validate(enriched["report"]["reporter"])
+    assert {sealed.force for sealed in reporter.sealed} == {Force.POLICE, Force.GENDARMERIE}
+    police = ContactOpener.load(pipeline.settings.reporter_keys_path, Force.POLICE)
+    assert police.open(reporter) == ReporterContact(email="citoyen@example.org")
+    private_key = next(pipeline.settings.reporter_keys_path.glob("PN.*.private"))
+    gendarmerie_only = ContactOpener(Force.POLICE, {}).open(reporter)  # without the police private key: nothing
+    assert gendarmerie_only is None and private_key.stat().st_mode & 0o077 == 0
 
     # On the unit's queue: a CloudEvent (binary mode) keyed by its case id.
     unit_records = read_topic(pipeline.settings, Topics(pipeline.settings.topic_namespace).unit("pn-75-pp"))
@@ -79,7 +88,7 @@ def test_portal_report_reaches_the_competent_unit_store(pipeline: RunningPipelin
     attributes = read_attributes(mine[0].headers)
     assert attributes["ce_specversion"] == "1.0"
     assert attributes["ce_type"] == "fr.interieur.signalements.case.opened"
-    assert attributes["ce_dataschema"] == "urn:signalements:schema:case.opened:1"
+    assert attributes["ce_dataschema"] == "urn:signalements:schema:case.opened:2"
     event = decode(mine[0].headers, mine[0].key, mine[0].value)
     assert isinstance(event.payload, CaseOpened)
     assert event.payload.unit_id == "pn-75-pp"

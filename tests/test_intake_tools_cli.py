@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from pipeline_probe import free_port, services_environment
+from pipeline_probe import broker_access_environment, free_port, services_environment
 
 from signalements.kafka_security import Role
 from signalements.settings import PROJECT_ROOT, Settings
@@ -29,6 +30,7 @@ def test_each_tool_has_help(subcommand: str) -> None:
 def test_bench_intake_prints_its_figures_as_json(kafka_bootstrap: str, tmp_path: Path) -> None:
     env = {
         "PATH": "", "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "SIGNALEMENTS_STATE_DIR": str(tmp_path),
+        **broker_access_environment(),
         "SIGNALEMENTS_INTAKE_PORT": str(free_port()),
     }
     result = subprocess.run(
@@ -59,7 +61,7 @@ def test_generate_sends_to_a_running_intake_and_the_answers_match_the_truth(
         result = subprocess.run(
             [sys.executable, "-m", "cli.main", "generate", "--send-to", url, "--count", "120",
              "--truth", str(truth), "--duplicate-share", "0.1", "--invalid-share", "0.1", "--seed", "11"],
-            capture_output=True, text=True, timeout=240, cwd=PROJECT_ROOT,
+            capture_output=True, text=True, timeout=240, cwd=PROJECT_ROOT, env={**os.environ, **settings.as_environment()},
         )
     finally:
         services.stop()

@@ -59,8 +59,11 @@ def test_contract_check_fails_when_a_file_drifts(tmp_path: Path) -> None:
 
     write_contract(tmp_path)
     assert stale_contract_files(tmp_path) == []
-    (tmp_path / JSON_SCHEMA_DIR / "case.opened.v1.json").write_text("{}\n")
-    assert stale_contract_files(tmp_path) == [f"{JSON_SCHEMA_DIR}/case.opened.v1.json"]
+    (tmp_path / JSON_SCHEMA_DIR / "case.handled.v1.json").write_text("{}\n")
+    assert stale_contract_files(tmp_path) == [f"{JSON_SCHEMA_DIR}/case.handled.v1.json"]
+    (tmp_path / JSON_SCHEMA_DIR / "case.opened.v1.json").write_text("{}\n")  # a version no longer published
+    assert stale_contract_files(tmp_path) == [f"{JSON_SCHEMA_DIR}/case.handled.v1.json",
+                                              f"{JSON_SCHEMA_DIR}/case.opened.v1.json"]
 
 
 def test_there_is_one_json_schema_per_event_type_named_by_its_dataschema() -> None:

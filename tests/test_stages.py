@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from faust.types import TP
 from pydantic import SecretStr
-from sample_submissions import conversation_delivery_network, portal_dealing_point
+from sample_submissions import SEALER, conversation_delivery_network, portal_dealing_point
 
 from schemas.channels import Channel
 from schemas.envelope import (
@@ -63,7 +63,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> JurisdictionReference
 
 def normalized_record(channel: Channel, body: dict) -> InputRecord:
     spec = SUBMISSION_CHANNELS[channel]
-    output = run(Normalize(TOPICS)(record_of(spec.raw_topic(TOPICS), spec.event_type, body)))
+    output = run(Normalize(TOPICS, SEALER.protect)(record_of(spec.raw_topic(TOPICS), spec.event_type, body)))
     written = only(output)
     return InputRecord(topic=written.topic, partition=0, offset=8, timestamp=1.7e9, key=written.key,
                        value=written.value, headers=written.headers, tp=TP(written.topic, 0))
@@ -75,7 +75,7 @@ def normalized_record(channel: Channel, body: dict) -> InputRecord:
 ])
 def test_normalize_writes_the_canonical_report_keyed_and_identified_by_its_report_id(channel: Channel, body: dict) -> None:
     spec = SUBMISSION_CHANNELS[channel]
-    normalize = Normalize(TOPICS)
+    normalize = Normalize(TOPICS, SEALER.protect)
     record = record_of(spec.raw_topic(TOPICS), spec.event_type, body)
     assert normalize.channel_of(record) == channel.value
     output = run(normalize(record))
@@ -89,7 +89,7 @@ def test_normalize_writes_the_canonical_report_keyed_and_identified_by_its_repor
 
 
 def test_normalize_refuses_a_record_with_the_reason_a_dead_letter_carries() -> None:
-    normalize = Normalize(TOPICS)
+    normalize = Normalize(TOPICS, SEALER.protect)
     topic = TOPICS.raw(Channel.MONCOMMISSARIAT)
     good = record_of(topic, MONCOMMISSARIAT_SUBMISSION, portal_dealing_point())
     cases = {
@@ -180,7 +180,7 @@ def test_a_case_goes_to_its_unit_and_to_the_cross_of_its_departement_under_event
 
 def test_the_worker_creates_beforehand_exactly_the_changelog_topics_faust_uses(tmp_path: Path) -> None:
     """Created by Faust on a new cluster, they were read with no partitions and every table write failed."""
-    from devkit.dev_pki import DevelopmentCA
+    from devkit.dev_pki import DevelopmentCA, ensure_development_secrets
     from signalements.metrics import PipelineMetrics
     from streams.app import create_app
     from streams.case_tables import changelog_topics
@@ -188,6 +188,7 @@ def test_the_worker_creates_beforehand_exactly_the_changelog_topics_faust_uses(t
     settings = Settings(state_dir=tmp_path, topic_namespace="t.", worker_id="w", kafka_username="t.worker",
                         kafka_password=SecretStr("unused"),  # nothing connects: the app is only built
                         kafka_ssl_cafile=DevelopmentCA(tmp_path / "ca").ensure().certificate_file)
+    ensure_development_secrets(settings)
     app = create_app(settings, PipelineMetrics(), JurisdictionReference.from_settings(settings))
     faust_names = {table.changelog_topic.get_topic_name() for table in app.tables.values()}
     assert faust_names == set(changelog_topics(settings)) == {"t.w-dedup-state-changelog", "t.w-dedup-pending-changelog"}

@@ -23,7 +23,7 @@ from consumer_probe import (
 from pipeline_probe import metric, read_topic, scrape, wait_for
 
 from devkit.synthetic_cases import CHAMONIX, PARIS_11, case_opened, case_updated
-from schemas.envelope import encode
+from schemas.envelope import CASE_OPENED, encode
 from schemas.topics import Topics
 from signalements.settings import Settings
 
@@ -91,11 +91,15 @@ def test_updates_before_their_opening_are_held_then_applied_in_order(settings: S
     assert store.count("applied_events") == 3
 
 
+FUTURE_VERSION = CASE_OPENED.version + 1  # a version of the schema this reader does not know yet
+
+
 def test_unreadable_events_are_parked_with_the_reason_and_never_block_the_queue(settings: Settings) -> None:
     good = case_opened(PARIS_11, "after-the-garbage")
     future = encode(good.event_type, good.payload, event_id="v2", source="/test", key=good.key)
     future_headers = [
-        (k, v if k != "ce_dataschema" else b"urn:signalements:schema:case.opened:2") for k, v in future.headers.items()
+        (k, v if k != "ce_dataschema" else f"urn:signalements:schema:case.opened:{FUTURE_VERSION}".encode())
+        for k, v in future.headers.items()
     ]
     wrong_unit = case_opened(CHAMONIX, "not-ours")
     wrong = encode(wrong_unit.event_type, wrong_unit.payload, event_id="w", source="/test", key=wrong_unit.key)
@@ -121,7 +125,7 @@ def test_unreadable_events_are_parked_with_the_reason_and_never_block_the_queue(
     reasons = sorted(row["reason_code"] for row in store.parked())
     assert reasons == ["invalid_envelope", "invalid_payload", "unsupported_schema", "wrong_unit"]
     by_code = {row["reason_code"]: row["reason"] for row in store.parked()}
-    assert "case.opened:2" in by_code["unsupported_schema"]
+    assert f"case.opened:{FUTURE_VERSION}" in by_code["unsupported_schema"]
     assert "ce_type" in by_code["invalid_envelope"]
     assert metric(samples, "signalements_consumer_parked_events_total") == 4
     assert metric(samples, "signalements_consumer_parked_events_total", reason="unsupported_schema") == 1

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from consumer_probe import committed_offsets, open_store, produce
 from kafka.admin import ConfigResource, ConfigResourceType
-from pipeline_probe import read_topic, wait_for
+from pipeline_probe import grant_units, read_topic, wait_for
 
 from consumers.unit_directory import UnknownDepartement, units_of_departement
 from devkit.synthetic_cases import PARIS_11, SyntheticUnit, case_opened, case_updated
@@ -85,6 +85,10 @@ def test_one_process_consumes_every_unit_of_a_departement_one_group_each(setting
     produce(settings, MAMOUDZOU.unit_id, [mamoudzou])
     produce(settings, DEMBENI.unit_id, [dembeni])
 
+    from consumers.unit_directory import units_of_departement
+    from streams.jurisdiction import JurisdictionReference
+
+    grant_units(settings, units_of_departement(JurisdictionReference.from_settings(settings), "976"))
     log = (tmp_path / "consume.log").open("ab")
     process = subprocess.Popen(
         [sys.executable, "-m", "cli.main", "consume", "--departement", "976"],
