@@ -194,6 +194,16 @@ class LocalBroker:
             raise BrokerError(f"formatting KRaft storage failed:\n{result.stdout}\n{result.stderr}")
         self._mode_stamp.write_text(self._mode() + "\n")
 
+    def cluster_id(self) -> str | None:
+        """The id the storage was formatted with (a new one each time it is formatted)."""
+        meta = self._data / "meta.properties"
+        if not meta.exists():
+            return None
+        for line in meta.read_text().splitlines():
+            if line.startswith("cluster.id="):
+                return line.split("=", 1)[1].strip()
+        return None
+
     def running_pid(self) -> int | None:
         if not self.pid_file.exists():
             return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -89,12 +90,31 @@ def count_stored_cases(store_dir: Path) -> int:
     return total
 
 
+# What the services keep of one cluster: read back against a new one (the local broker formatted again), the
+# worker's RocksDB offsets would be past the new changelogs' end and Faust refuses to start.
+CLUSTER_STATE = ("faust", "intake", "units", "stats")
+
+
+def forget_state_of_another_cluster(settings: Settings, broker: LocalBroker) -> None:
+    """Clear the services' state if it was made against another local cluster than the one now running."""
+    stamp, cluster = settings.state_dir / "cluster-id", broker.cluster_id()
+    made_with = stamp.read_text().strip() if stamp.exists() else None
+    stale = [settings.state_dir / name for name in CLUSTER_STATE if (settings.state_dir / name).exists()]
+    if cluster is not None and made_with != cluster and stale:
+        console.print(f"a new local broker (cluster {cluster}): clearing the services' state of the previous one")
+        for path in stale:
+            shutil.rmtree(path)
+    if cluster is not None:
+        stamp.write_text(cluster + "\n")
+
+
 def run_local_pipeline(settings: Settings, rate: float, duration_s: float) -> None:
     broker = LocalBroker.from_settings(settings) if settings.uses_local_broker else None
     started_broker = broker is not None and broker.running_pid() is None
     if broker is not None:
         console.print("starting Kafka (first run fetches it from Maven Central)…")
         broker.start()
+        forget_state_of_another_cluster(settings, broker)
     ensure_topics(settings, Role.ADMIN, pipeline_topics(settings))
     reference = JurisdictionReference.from_settings(settings)
     ensure_development_secrets(settings)  # the HMAC key of phones and handles, the forces' sealing keys

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -25,7 +26,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from producers.accepted_submissions import AcceptedSubmissions, IndexUnavailable, index_path
-from producers.intake_clients import API_KEY_HEADER, IntakeClients
+from producers.intake_clients import API_KEY_HEADER, ClientRates, IntakeClients
 from producers.report_publisher import PublishError, ReportPublisher
 from schemas.channels import Channel
 from schemas.envelope import encode
@@ -127,6 +128,8 @@ RESPONSES: dict[int | str, dict[str, object]] = {
     400: {"model": Problem, "description": "the body is not readable JSON"},
     401: {"model": Problem, "description": f"no {API_KEY_HEADER} header, or a key no client holds: nothing written"},
     403: {"model": Problem, "description": "this client may not post to this channel: nothing written"},
+    429: {"model": Problem, "description": "this client is over its rate: nothing written; retry after Retry-After",
+          "headers": {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}},
     200: {"model": Duplicate, "description": "already accepted under this submission id: nothing written again"},
     202: {"model": Accepted, "description": "accepted: durably written to Kafka"},
     413: {"model": Problem, "description": "body too large"},
@@ -157,7 +160,8 @@ def create_intake_app(
     limit_body_size(app, settings.intake_max_body_bytes, metrics)
     count_refused_bodies(app, metrics)
     # Added last, so it runs first: an unauthenticated request learns nothing about its body.
-    require_client_keys(app, IntakeClients(settings.intake_clients_path), metrics)
+    require_client_keys(app, IntakeClients(settings.intake_clients_path), metrics,
+                        ClientRates(settings.intake_client_rate_per_s, settings.intake_client_burst))
     authenticated = [Security(API_KEY)]
 
     @app.post("/v1/reports/moncommissariat", status_code=202, response_model=Accepted, responses=RESPONSES,
@@ -194,8 +198,9 @@ API_KEY = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, scheme_name="Intak
                        description="the integrated client's API key (`signalements intake-clients add`)")
 
 
-def require_client_keys(app: FastAPI, clients: IntakeClients, metrics: PipelineMetrics) -> None:
-    """401 without a known key, 403 for a channel the client may not post to; counted by client and reason."""
+def require_client_keys(app: FastAPI, clients: IntakeClients, metrics: PipelineMetrics, rates: ClientRates) -> None:
+    """401 without a known key, 403 for a channel the client may not post to, 429 past the client's rate; counted
+    by client and reason."""
 
     @app.middleware("http")
     async def authenticate(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -215,6 +220,12 @@ def require_client_keys(app: FastAPI, clients: IntakeClients, metrics: PipelineM
             metrics.intake_auth_refused.labels(client.name, channel, "channel_not_allowed").inc()
             count_refused(metrics, request, "forbidden")
             return JSONResponse({"detail": f"client {client.name} may not post to {channel}"}, status_code=403)
+        wait_s = rates.take(client.name)
+        if wait_s > 0:
+            metrics.intake_auth_refused.labels(client.name, channel, "rate_limited").inc()
+            count_refused(metrics, request, "rate_limited")
+            return JSONResponse({"detail": f"client {client.name} is over its rate: retry later"}, status_code=429,
+                                headers={"Retry-After": str(max(1, math.ceil(wait_s)))})
         return await call_next(request)
 
 

@@ -14,6 +14,8 @@ import hmac
 import json
 import secrets
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -54,6 +56,29 @@ def write_clients(path: Path, clients: IntakeClientList) -> None:
     temporary.touch(mode=0o600)
     temporary.write_text(json.dumps(clients.model_dump(mode="json"), indent=2) + "\n", encoding="utf-8")
     temporary.replace(path)
+
+
+class ClientRates:
+    """A token bucket per client: ``rate`` reports a second sustained, ``burst`` at once. A flood from one client
+    (a bot behind a stolen key, a loop in a portal) is refused with 429 before it reaches Kafka, and the other
+    clients are not slowed by it. Per intake process: several intakes each allow that much."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate, self.burst, self._clock = rate, float(burst), clock
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, client: str) -> float:
+        """0 if the client may post now (one token taken), else the seconds until it may."""
+        with self._lock:
+            now = self._clock()
+            tokens, since = self._buckets.get(client, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - since) * self.rate)
+            if tokens >= 1:
+                self._buckets[client] = (tokens - 1, now)
+                return 0.0
+            self._buckets[client] = (tokens, now)
+            return (1 - tokens) / self.rate
 
 
 class IntakeClients:

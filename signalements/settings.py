@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     intake_clients_file: Path | None = Field(
         default=None, description="the integrated clients, their hashed API keys and channels; unset: <state_dir>/secrets/intake-clients.json"
     )
+    intake_client_rate_per_s: float = Field(
+        default=100.0, gt=0, description="reports per second one client may post to one intake process, sustained (429 past it)"
+    )
+    intake_client_burst: int = Field(default=500, ge=1, description="reports one client may post at once above its rate")
     intake_tls_certfile: Path | None = Field(default=None, description="serve the intake over TLS with this certificate (PEM)")
     intake_tls_keyfile: Path | None = Field(default=None, description="the private key of intake_tls_certfile (PEM)")
     intake_index_refresh_s: float = Field(

@@ -105,3 +105,20 @@ def _wait_until_answers(client: httpx.Client, url: str, services: Services) -> i
             time.sleep(0.3)
     raise AssertionError(f"{url} did not answer")
 
+
+
+def test_a_client_over_its_rate_gets_429_and_the_others_are_not_slowed(settings: Settings) -> None:
+    ensure_topics(settings, Role.ADMIN, pipeline_topics(settings))
+    limited = settings.model_copy(update={"intake_client_rate_per_s": 0.5, "intake_client_burst": 2})
+    publisher = ReportPublisher(limited, Role.INTAKE, limited.intake_produce_timeout_s)
+    intake = TestClient(create_intake_app(limited, publisher, PipelineMetrics()))
+    flooder = {API_KEY_HEADER: add_client(limited.intake_clients_path, "robot", [Channel.MONCOMMISSARIAT])}
+    other = {API_KEY_HEADER: add_client(limited.intake_clients_path, "portail", [Channel.MONCOMMISSARIAT])}
+
+    answers = [intake.post(PORTAL, json=portal_dealing_point(), headers=flooder) for _ in range(4)]
+    assert [a.status_code for a in answers] == [202, 202, 429, 429]
+    assert int(answers[2].headers["retry-after"]) >= 1 and "over its rate" in answers[2].json()["detail"]
+    assert intake.post(PORTAL, json=portal_dealing_point(), headers=other).status_code == 202
+    assert refused(intake, "robot", "rate_limited") == 2
+    accepted = read_topic(limited, Topics(limited.topic_namespace).raw(Channel.MONCOMMISSARIAT))
+    assert len(accepted) == 3, "what got 429 was never written"

@@ -38,7 +38,7 @@ def test_the_committed_openapi_document_is_the_one_the_intake_serves(tmp_path: P
     assert committed == served
     assert set(committed["paths"]) >= {"/v1/reports/moncommissariat", "/v1/reports/brigade-numerique"}
     responses = committed["paths"]["/v1/reports/moncommissariat"]["post"]["responses"]
-    assert set(responses) == {"200", "202", "400", "401", "403", "413", "422", "503"}
+    assert set(responses) == {"200", "202", "400", "401", "403", "413", "422", "429", "503"}
     # Every report route requires the client's key, declared as a security scheme.
     assert committed["components"]["securitySchemes"]["IntakeClientKey"] == {
         "type": "apiKey", "in": "header", "name": "X-Api-Key",
