@@ -13,6 +13,7 @@ from devkit.dev_pki import DEVELOPMENT_KEY_ID, DevelopmentCA, ensure_identifier_
 from ops.access_control import SERVICE_ROLES
 from schemas.channels import Force
 from signalements.kafka_security import ADMIN_PRINCIPAL, unit_role
+from signalements.private_files import write_private
 from signalements.reporter_sealing import write_key_pair
 from signalements.settings import PROJECT_ROOT
 
@@ -51,11 +52,9 @@ def make_compose_secrets(demo_unit_ids: list[str], folder: Path = SECRETS_DIR) -
         for path in write_new_key_pair(folder / "reporter-keys", force):
             created.append(f"reporter-keys/{path.name}")
     credentials = folder / "kafka"
-    credentials.mkdir(parents=True, exist_ok=True, mode=0o700)
     for principal in compose_principals(demo_unit_ids):
         path = credentials / principal
         if not path.exists():
-            path.touch(mode=0o600)
-            path.write_text(new_password() + "\n")
+            write_private(path, new_password() + "\n")
             created.append(f"kafka/{principal}")
     return created

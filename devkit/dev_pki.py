@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from signalements.private_files import write_private
 from signalements.settings import Settings
 
 LOOPBACK_NAMES = ("localhost",)
@@ -33,13 +34,6 @@ class IssuedCertificate:
     certificate: Path
     key: Path
     bundle: Path
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path.touch(mode=0o600, exist_ok=True)
-    path.chmod(0o600)
-    path.write_bytes(data)
 
 
 def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -88,7 +82,7 @@ class DevelopmentCA:
                                          crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
             .sign(key, hashes.SHA256())
         )
-        _write_private(self._key_file, _pem_key(key))
+        write_private(self._key_file, _pem_key(key))
         self.certificate_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
         return self
 
@@ -121,8 +115,8 @@ class DevelopmentCA:
             .sign(ca_key, hashes.SHA256())
         )
         certificate_pem = certificate.public_bytes(serialization.Encoding.PEM)
-        _write_private(issued.key, _pem_key(key))
-        _write_private(issued.bundle, _pem_key(key) + certificate_pem)
+        write_private(issued.key, _pem_key(key))
+        write_private(issued.bundle, _pem_key(key) + certificate_pem)
         issued.certificate.write_bytes(certificate_pem)
         return issued
 
@@ -138,7 +132,7 @@ def ensure_identifier_key(path: Path) -> bool:
         return False
     import base64
 
-    _write_private(path, base64.b64encode(secrets.token_bytes(32)) + b"\n")
+    write_private(path, base64.b64encode(secrets.token_bytes(32)) + b"\n")
     return True
 
 

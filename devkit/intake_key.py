@@ -6,6 +6,7 @@ from __future__ import annotations
 from ops.intake_clients import add_client
 from producers.intake_clients import API_KEY_HEADER, hash_key, read_clients
 from schemas.channels import Channel
+from signalements.private_files import write_private
 from signalements.settings import Settings
 
 CLIENT_NAME = "devkit"
@@ -19,9 +20,7 @@ def development_key(settings: Settings) -> str:
         if any(c.key_sha256 == hash_key(key) for c in read_clients(settings.intake_clients_path).clients):
             return key
     key = add_client(settings.intake_clients_path, CLIENT_NAME, list(Channel))
-    key_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    key_file.touch(mode=0o600)
-    key_file.write_text(key + "\n")
+    write_private(key_file, key + "\n")
     return key
 
 

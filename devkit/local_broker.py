@@ -27,6 +27,7 @@ from kafka.errors import KafkaError
 from devkit.dev_pki import DevelopmentCA, new_password
 from signalements.kafka_clients import bootstrap_list
 from signalements.kafka_security import ADMIN_PRINCIPAL
+from signalements.private_files import write_private
 from signalements.settings import PROJECT_ROOT, Settings
 
 POM = PROJECT_ROOT / "broker" / "pom.xml"
@@ -156,15 +157,12 @@ class LocalBroker:
             values.update(admin_password=self._admin_password(), keystore=node.bundle, truststore=ca.certificate_file,
                           node_principal=NODE_PRINCIPAL)
         text = SERVER_PROPERTIES_TEMPLATE.read_text() + LISTENERS_TEMPLATES[self.secured].read_text()
-        self._config.touch(mode=0o600, exist_ok=True)  # it holds the administrator's password
-        self._config.write_text(text.format(**values))
+        write_private(self._config, text.format(**values))  # it holds the administrator's password
 
     def _admin_password(self) -> str:
         """The administrator's password, made on first use (``<credentials>/admin``, readable by its owner only)."""
         if not self.admin_password_file.exists():
-            self.credentials.mkdir(parents=True, exist_ok=True, mode=0o700)
-            self.admin_password_file.touch(mode=0o600)
-            self.admin_password_file.write_text(new_password() + "\n")
+            write_private(self.admin_password_file, new_password() + "\n")
         return self.admin_password_file.read_text().strip()
 
     def format_storage(self) -> None:

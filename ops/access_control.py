@@ -36,6 +36,7 @@ from kafka.admin._users import ScramMechanism, UserScramCredentialDeletion, User
 from schemas.topics import Topics
 from signalements.kafka_clients import new_admin
 from signalements.kafka_security import Role, principal_name, unit_role
+from signalements.private_files import write_private
 from signalements.settings import Settings
 from signalements.topic_admin import ensure_topics, unit_topic_config
 
@@ -192,9 +193,7 @@ class AccessControl:
             if has_user and path.exists():
                 continue
             if not path.exists():
-                path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-                path.touch(mode=0o600)
-                path.write_text(secrets.token_urlsafe(24) + "\n")
+                write_private(path, secrets.token_urlsafe(24) + "\n")
             upserts.append(UserScramCredentialUpsertion(username, ScramMechanism.SCRAM_SHA_512, path.read_text().strip()))
             changes.append(f"User:{username}: SCRAM-SHA-512 credential {'reset' if has_user else 'created'} "
                            f"(password in {path})")

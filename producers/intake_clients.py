@@ -21,6 +21,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from schemas.channels import Channel
+from signalements.private_files import write_private
 
 API_KEY_HEADER = "X-Api-Key"
 
@@ -51,11 +52,7 @@ def read_clients(path: Path) -> IntakeClientList:
 
 def write_clients(path: Path, clients: IntakeClientList) -> None:
     """Replace the file atomically (the intake may be reading it), readable by its owner only."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    temporary = path.with_suffix(".tmp")
-    temporary.touch(mode=0o600)
-    temporary.write_text(json.dumps(clients.model_dump(mode="json"), indent=2) + "\n", encoding="utf-8")
-    temporary.replace(path)
+    write_private(path, json.dumps(clients.model_dump(mode="json"), indent=2) + "\n")
 
 
 class ClientRates:

@@ -81,7 +81,7 @@ def tls_context(settings: Settings) -> ssl.SSLContext:
 
 
 def kafka_python_security(settings: Settings, role: str) -> dict[str, Any]:
-    """The options of a kafka-python client of ``role``."""
+    """The options of a client of ``role``: kafka-python's, which aiokafka takes under the same names."""
     if settings.kafka_security_protocol == "PLAINTEXT":
         return {"security_protocol": "PLAINTEXT"}
     credential = credential_for(settings, role)
@@ -92,11 +92,6 @@ def kafka_python_security(settings: Settings, role: str) -> dict[str, Any]:
         "sasl_plain_username": credential.username,
         "sasl_plain_password": credential.password,
     }
-
-
-def aiokafka_security(settings: Settings, role: str) -> dict[str, Any]:
-    """The same for an aiokafka client (its option names are kafka-python's)."""
-    return kafka_python_security(settings, role)
 
 
 class KafkaAccessRefused(RuntimeError):

@@ -26,6 +26,7 @@ from nacl.public import PrivateKey, PublicKey, SealedBox
 
 from schemas.channels import Force
 from schemas.reports import Reporter, ReporterContact, SealedContact
+from signalements.private_files import write_private
 
 
 class ReporterKeysMissing(RuntimeError):
@@ -104,9 +105,7 @@ def write_key_pair(directory: Path, force: Force, key_id: str) -> tuple[Path, Pa
     private_path = directory / f"{force.value}.{key_id}.private"
     if public_path.exists() and private_path.exists():
         return public_path, private_path
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     private = PrivateKey.generate()
-    private_path.touch(mode=0o600)
-    private_path.write_bytes(base64.b64encode(bytes(private)) + b"\n")
+    write_private(private_path, base64.b64encode(bytes(private)) + b"\n")
     public_path.write_bytes(base64.b64encode(bytes(private.public_key)) + b"\n")
     return public_path, private_path

@@ -9,12 +9,12 @@ Three layers, tried in this order for each enriched report of a unit:
    A dealing point with coordinates matches a case whose anchor (its first report's position) is within
    ``distance_m``, looked up in the H3 cells around it rather than scanning; without coordinates, the same commune
    and the same normalized street address (or place description). A delivery network matches on the same E.164
-   phone number or the same messaging handle, whatever the area.
+   phone number or the same messaging handle, whatever the area. A case is open until ``case_window`` after its
+   last report; a later report opens a new case.
 
 Phone numbers, handles and contact fingerprints never appear in the state or its changelog: they are keyed by
 an HMAC-SHA256 with the policy's secret (``identifier_secret``, from a file every worker shares), so whoever reads
-a changelog cannot test a phone number against it without the secret. A case is open until ``case_window`` after its
-   last report; a later report opens a new case.
+a changelog cannot test a phone number against it without the secret.
 
 Everything here is a function of the state and of the record (its content and its Kafka timestamp, never the wall
 clock), so reprocessing the same records from the same state makes the same decisions, the same case ids and the

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from schemas.reference import CompetenceRow
 from schemas.validation import describe_validation_error
 from signalements.kafka_clients import bootstrap_list
-from signalements.kafka_security import Role, aiokafka_security
+from signalements.kafka_security import Role, kafka_python_security
 from signalements.settings import Settings
 from streams.jurisdiction import Competence, JurisdictionReference
 
@@ -70,7 +70,7 @@ class ReferenceFollower:
         consumer = AIOKafkaConsumer(
             self.topic, bootstrap_servers=bootstrap_list(self.settings.bootstrap_servers), group_id=None,
             enable_auto_commit=False, auto_offset_reset="earliest", client_id="signalements-reference-follower",
-            **aiokafka_security(self.settings, Role.WORKER),
+            **kafka_python_security(self.settings, Role.WORKER),
         )
         await consumer.start()
         try:
