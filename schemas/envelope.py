@@ -48,10 +48,11 @@ class EventType:
 
 MONCOMMISSARIAT_SUBMISSION = EventType("submission.moncommissariat", MonCommissariatSubmission)
 BRIGADE_NUMERIQUE_SUBMISSION = EventType("submission.brigade-numerique", BrigadeNumeriqueSubmission)
-# Version 2: the reporter's contact is sealed for each force (``Reporter``), no longer in clear.
-REPORT_NORMALIZED = EventType("report.normalized", CanonicalReport, version=2)
-REPORT_ENRICHED = EventType("report.enriched", EnrichedReport, version=2)
-REPORT_UNROUTED = EventType("report.unrouted", UnroutedReport, version=2)
+# Version 2: the reporter's contact is sealed for each force (``Reporter``), no longer in clear. Version 3 of the
+# worker's internal events: a delivery network's phone number and handle are sealed for the worker too.
+REPORT_NORMALIZED = EventType("report.normalized", CanonicalReport, version=3)
+REPORT_ENRICHED = EventType("report.enriched", EnrichedReport, version=3)
+REPORT_UNROUTED = EventType("report.unrouted", UnroutedReport, version=3)
 CASE_OPENED = EventType("case.opened", CaseOpened, version=2)
 CASE_UPDATED = EventType("case.updated", CaseUpdated, version=2)
 REFERENCE_COMPETENCE = EventType("reference.competence", CompetenceRow)

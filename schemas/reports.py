@@ -38,10 +38,23 @@ class Place(Canonical):
     longitude: float | None = Field(default=None, ge=-180, le=180)
 
 
+def _absent(value: object) -> bool:
+    return value is None
+
+
 class DeliveryNetwork(Canonical):
+    """The delivery network's identifiers: in clear on a unit's queue, the one place its officers read them; sealed
+    on the worker's internal topics (``sealed`` then holds them, and ``phone_e164`` and ``handle`` are absent)."""
+
     phone_e164: E164 | None = None
     handle: str | None = Field(default=None, description="lower case, without the leading @")
     platform: MessagingPlatform | None = None
+    # Left out of the JSON when absent: case events, which never carry it, keep the shape their readers know.
+    sealed: str | None = Field(
+        default=None, exclude_if=_absent,
+        description="internal topics only: base64 of the phone number and handle, AES-256-GCM under the worker's "
+                    "key, bound to the report id; never on a unit queue",
+    )
 
 
 class ReporterContact(Canonical):

@@ -26,6 +26,7 @@ from streams.offset_rewind import SignalementsApp, input_record, producer_knows_
 from streams.reference_table import ReferenceFollower
 from streams.stage_runner import CaseEventWriter, StageRunner
 from streams.stages import Enrich, Normalize, Route, StageStep
+from streams.worker_cipher import DeliverySeal
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +90,12 @@ def create_app(settings: Settings, metrics: PipelineMetrics, reference: Jurisdic
 
     raw_topic, normalized_topic, enriched_topic = topic(*topics.raw_all), topic(topics.normalized), topic(topics.enriched)
     case_router = CaseRouter(app, settings, metrics, enriched_topic, CaseEventWriter(topics, metrics, deliveries))
-    normalize = Normalize(topics, ContactSealer.load(settings.reporter_keys_path, identifier_secret(settings)).protect)
+    secret = identifier_secret(settings)
+    delivery_seal = DeliverySeal(secret)
+    normalize = Normalize(topics, ContactSealer.load(settings.reporter_keys_path, secret).protect, delivery_seal)
     enrich = Enrich(topics, reference, follower.caught_up.wait,
                     on_unrouted=lambda reason: metrics.unrouted.labels(reason).inc())
-    route = Route(case_router)
+    route = Route(case_router, delivery_seal)
 
     for step, source in ((normalize, raw_topic), (enrich, normalized_topic), (route, enriched_topic)):
         app.agent(source, name=step.stage.value)(stage_agent(step, runner, case_router if step is route else None))

@@ -27,7 +27,6 @@ flush is decided, journaled and sent in the partition's order, so it is recovere
 from __future__ import annotations
 
 import logging
-import os
 import time
 import uuid
 from collections import deque
@@ -36,9 +35,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import faust
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from pydantic import AwareDatetime, BaseModel
 
 from schemas.envelope import CASE_OPENED, CASE_UPDATED, EventType, encode, read_attributes
@@ -57,6 +53,7 @@ from streams.deduplication import (
 )
 from streams.offset_rewind import active_partition_stores, committed_offset, partition_store
 from streams.stages import InputRecord
+from streams.worker_cipher import WorkerCipher, state_cipher
 
 log = logging.getLogger(__name__)
 
@@ -174,27 +171,10 @@ def policy_from(settings: Settings) -> DedupPolicy:
 SendCaseEvent = Callable[[InputRecord, EventType, CaseOpened | CaseUpdated, datetime | None], Awaitable[None]]
 
 
-class StateSeal:
-    """The state's values encrypted at rest (AES-256-GCM, a key derived from the identifier secret): the changelog
-    topics and the RocksDB files hold no report, phone number or handle in clear, and a value altered there is
-    refused rather than believed."""
-
-    def __init__(self, secret: bytes) -> None:
-        key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"signalements dedup state").derive(secret)
-        self._aead = AESGCM(key)
-
-    def seal(self, plain: bytes) -> bytes:
-        nonce = os.urandom(12)
-        return nonce + self._aead.encrypt(nonce, plain, None)
-
-    def open(self, sealed: bytes) -> bytes:
-        return self._aead.decrypt(sealed[:12], sealed[12:], None)
-
-
 class TableView:
     """The deduplication state as the pure logic reads it (inside the stream: the record's partition)."""
 
-    def __init__(self, table: faust.types.TableT[Any, Any], seal: StateSeal) -> None:
+    def __init__(self, table: faust.types.TableT[Any, Any], seal: WorkerCipher) -> None:
         self.table = table
         self.seal = seal
 
@@ -224,7 +204,9 @@ class CaseRouter:
         table_options: dict[str, Any] = {"partitions": settings.topic_partitions, "key_type": bytes, "value_type": bytes}
         self.state = app.Table(STATE_TABLE, default=None, **table_options)
         self.pending = app.Table(PENDING_TABLE, default=None, **table_options)
-        self.seal = StateSeal(self.policy.identifier_secret)
+        # The state's values encrypted at rest: the changelog topics and RocksDB files hold no report, phone number or
+        # handle in clear, and a value altered there is refused rather than believed.
+        self.seal = state_cipher(self.policy.identifier_secret)
         self.view = TableView(self.state, self.seal)
         self._ticked: dict[str, float] = {}
         self._replaying: set[int] = set()

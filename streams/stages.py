@@ -43,6 +43,7 @@ from signalements.metrics import Stage
 from streams.deliveries import Outgoing
 from streams.jurisdiction import JurisdictionReference, Unrouted
 from streams.normalize import NormalizationError, ProtectContact, normalize_submission
+from streams.worker_cipher import DeliverySeal, UnreadableDelivery
 
 SOURCE = "/signalements/worker"
 
@@ -114,13 +115,15 @@ def channel_label(record: InputRecord) -> str:
 
 class Normalize:
     """A channel's submission → the canonical report, on ``reports.normalized`` keyed by report id; a consenting
-    reporter's contact is sealed for the forces here (``protect``), so no topic past the raw ones holds it."""
+    reporter's contact is sealed for the forces here (``protect``), so no topic past the raw ones holds it, and a
+    delivery network's identifiers for the worker's own route stage (``delivery_seal``)."""
 
     stage = Stage.NORMALIZE
 
-    def __init__(self, topics: Topics, protect: ProtectContact) -> None:
+    def __init__(self, topics: Topics, protect: ProtectContact, delivery_seal: DeliverySeal) -> None:
         self.topics = topics
         self.protect = protect
+        self.delivery_seal = delivery_seal
         self.channels = channel_of_raw_topic(topics)
 
     def channel_of(self, record: InputRecord) -> str:
@@ -133,6 +136,7 @@ class Normalize:
             report = normalize_submission(submission, decoded.time, self.protect)
         except NormalizationError as error:
             raise StageFailure(ReasonCode.NORMALIZATION, str(error)) from error
+        report = self.delivery_seal.seal(report)
         return StageOutput("normalized", [event_record(
             self.topics.normalized, REPORT_NORMALIZED, report,
             key=report.report_id, event_id=event_id_for(report.report_id, REPORT_NORMALIZED),
@@ -177,17 +181,23 @@ class CaseRouting(Protocol):
 
 
 class Route:
-    """An enriched report → deduplicated into a case (streams/case_tables.py, which writes the case events)."""
+    """An enriched report → its delivery identifiers opened → deduplicated into a case (streams/case_tables.py,
+    which writes the case events)."""
 
     stage = Stage.ROUTE
 
-    def __init__(self, router: CaseRouting) -> None:
+    def __init__(self, router: CaseRouting, delivery_seal: DeliverySeal) -> None:
         self.router = router
+        self.delivery_seal = delivery_seal
 
     channel_of = staticmethod(channel_label)
 
     async def __call__(self, record: InputRecord) -> StageOutput:
         enriched = cast(EnrichedReport, read_event(record, REPORT_ENRICHED).payload)
+        try:
+            enriched = self.delivery_seal.open(enriched)
+        except UnreadableDelivery as error:
+            raise StageFailure(ReasonCode.INVALID_PAYLOAD, str(error)) from error
         return StageOutput(await self.router.route_report(record, enriched))
 
 

@@ -11,6 +11,7 @@ from nacl.public import PrivateKey
 
 from schemas.channels import Force
 from signalements.reporter_sealing import ContactOpener, ContactSealer
+from streams.worker_cipher import DeliverySeal
 
 
 def portal_dealing_point(citycode: str = "75111", postcode: str = "75011", city: str = "Paris 11e Arrondissement") -> dict:
@@ -81,6 +82,8 @@ def distinct_point(body: dict) -> dict:
 # the openers of each force that hold the matching private keys.
 _SEALING_KEYS = {force: PrivateKey.generate() for force in Force}
 SEALER = ContactSealer({force: ("tests", key.public_key) for force, key in _SEALING_KEYS.items()}, b"t" * 32)
+# A delivery network's identifiers, sealed by the normalize stage for the route stage (the same identifier secret).
+DELIVERY_SEAL = DeliverySeal(b"t" * 32)
 
 
 def opener(force: Force) -> ContactOpener:

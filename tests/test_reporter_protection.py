@@ -1,7 +1,7 @@
 """After an end-to-end run with known contacts and free text, every topic, every store and every service log is
 searched for them: a reporter's contact is in clear nowhere but the raw topics (what the citizen sent); a delivery
-network's number is in clear only where its units must read it (their queues and stores), never in the worker's
-state or its changelogs; no log line holds a contact or the free text.
+network's number and handle are in clear only where its units must read them (their queues and stores), never on
+the worker's internal topics, in its state or its changelogs; no log line holds a contact or the free text.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ RUN = uuid.uuid4().hex[:8]
 REPORTER_EMAIL = f"temoin.{RUN}@example.org"
 REPORTER_PHONE_WRITTEN, REPORTER_PHONE = "07 81 23 45 67", "+33781234567"
 DELIVERY_PHONE_WRITTEN, DELIVERY_PHONE = "06 55 44 33 22", "+33655443322"
+DELIVERY_HANDLE_WRITTEN, DELIVERY_HANDLE = f"@Livreur{RUN}", f"livreur{RUN}"
 FREE_TEXT = f"portail vert du fond de la cour {RUN}"
 
 
@@ -35,6 +36,7 @@ def pipeline(pipeline_factory: PipelineFactory) -> RunningPipeline:
     point["reporter"] = {"email": REPORTER_EMAIL, "phone": REPORTER_PHONE_WRITTEN, "consent_to_recontact": True}
     network = conversation_delivery_network()
     network["report"]["contact"]["phone"] = DELIVERY_PHONE_WRITTEN
+    network["report"]["contact"]["handle"] = DELIVERY_HANDLE_WRITTEN
     network["reporter"] = {"email": REPORTER_EMAIL, "consent_to_recontact": True}
     assert running.post_report("moncommissariat", point) == 202
     assert running.post_report("brigade-numerique", network) == 202
@@ -91,11 +93,14 @@ def test_a_reporters_contact_is_in_clear_only_on_the_raw_topics(pipeline: Runnin
 def test_a_delivery_number_is_in_clear_only_where_its_units_read_it(pipeline: RunningPipeline) -> None:
     namespace = pipeline.settings.topic_namespace
     topics = topic_contents(pipeline)
-    found = holding(topics, DELIVERY_PHONE)
-    assert {f"{namespace}unit.gn-74-chamonix-mont-blanc", f"{namespace}unit.cross-74"} <= found
+    its_queues = {f"{namespace}unit.gn-74-chamonix-mont-blanc", f"{namespace}unit.cross-74"}
     changelogs = {name for name in topics if name.endswith("-changelog")}
-    assert changelogs and not found & changelogs, "the worker's state and changelogs hold it only encrypted"
-    assert not any(name.startswith(f"{namespace}unit.") and "74" not in name for name in found)
+    assert changelogs and {f"{namespace}reports.normalized", f"{namespace}reports.enriched"} <= set(topics)
+    # The worker's internal topics, its state and its changelogs hold the number and the handle only encrypted.
+    assert holding(topics, DELIVERY_PHONE) == its_queues
+    assert holding(topics, DELIVERY_HANDLE) == its_queues
+    # What the citizen wrote, as they wrote it, is on the raw topic only.
+    assert holding(topics, DELIVERY_PHONE_WRITTEN) == {f"{namespace}reports.raw.brigade-numerique"}
     stores = holding(store_contents(pipeline), DELIVERY_PHONE)
     assert stores and stores <= {"gn-74-chamonix-mont-blanc.sqlite3", "cross-74.sqlite3"}
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from faust.types import TP
 from pydantic import SecretStr
-from sample_submissions import SEALER, conversation_delivery_network, portal_dealing_point
+from sample_submissions import DELIVERY_SEAL, SEALER, conversation_delivery_network, portal_dealing_point
 
 from schemas.channels import Channel
 from schemas.envelope import (
@@ -33,6 +33,7 @@ from signalements.settings import Settings
 from streams.deliveries import Outgoing
 from streams.jurisdiction import JurisdictionReference
 from streams.stages import Enrich, InputRecord, Normalize, Route, StageFailure, StageOutput, case_event_records
+from streams.worker_cipher import DeliverySeal
 
 TOPICS = Topics("t.")
 
@@ -63,7 +64,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> JurisdictionReference
 
 def normalized_record(channel: Channel, body: dict) -> InputRecord:
     spec = SUBMISSION_CHANNELS[channel]
-    output = run(Normalize(TOPICS, SEALER.protect)(record_of(spec.raw_topic(TOPICS), spec.event_type, body)))
+    output = run(Normalize(TOPICS, SEALER.protect, DELIVERY_SEAL)(record_of(spec.raw_topic(TOPICS), spec.event_type, body)))
     written = only(output)
     return InputRecord(topic=written.topic, partition=0, offset=8, timestamp=1.7e9, key=written.key,
                        value=written.value, headers=written.headers, tp=TP(written.topic, 0))
@@ -75,7 +76,7 @@ def normalized_record(channel: Channel, body: dict) -> InputRecord:
 ])
 def test_normalize_writes_the_canonical_report_keyed_and_identified_by_its_report_id(channel: Channel, body: dict) -> None:
     spec = SUBMISSION_CHANNELS[channel]
-    normalize = Normalize(TOPICS, SEALER.protect)
+    normalize = Normalize(TOPICS, SEALER.protect, DELIVERY_SEAL)
     record = record_of(spec.raw_topic(TOPICS), spec.event_type, body)
     assert normalize.channel_of(record) == channel.value
     output = run(normalize(record))
@@ -89,7 +90,7 @@ def test_normalize_writes_the_canonical_report_keyed_and_identified_by_its_repor
 
 
 def test_normalize_refuses_a_record_with_the_reason_a_dead_letter_carries() -> None:
-    normalize = Normalize(TOPICS, SEALER.protect)
+    normalize = Normalize(TOPICS, SEALER.protect, DELIVERY_SEAL)
     topic = TOPICS.raw(Channel.MONCOMMISSARIAT)
     good = record_of(topic, MONCOMMISSARIAT_SUBMISSION, portal_dealing_point())
     cases = {
@@ -152,9 +153,48 @@ def test_route_hands_the_enriched_report_to_the_case_router(reference: Jurisdict
         normalized_record(Channel.MONCOMMISSARIAT, portal_dealing_point()))))
     record = InputRecord(topic=enriched.topic, partition=0, offset=9, timestamp=1.7e9, key=enriched.key,
                          value=enriched.value, headers=enriched.headers, tp=TP(enriched.topic, 0))
-    output = run(Route(Router())(record))
+    output = run(Route(Router(), DELIVERY_SEAL)(record))
     assert output.outcome == "case_opened" and not output.records
     assert seen and seen[0][0] == 9
+
+
+def test_a_delivery_networks_identifiers_travel_sealed_between_the_stages_and_reach_the_router_in_clear(
+    reference: JurisdictionReference,
+) -> None:
+    seen: list[EnrichedReport] = []
+
+    class Router:
+        async def route_report(self, record: InputRecord, report: EnrichedReport) -> str:
+            seen.append(report)
+            return "case_opened"
+
+    async def ready() -> None:
+        return None
+
+    normalized = normalized_record(Channel.BRIGADE_NUMERIQUE, conversation_delivery_network())
+    enriched = only(run(Enrich(TOPICS, reference, ready, on_unrouted=print)(normalized)))
+    for hop in (normalized, enriched):
+        assert b"+33612345678" not in (hop.value or b"") and b"livreurdusoir" not in (hop.value or b"").lower()
+        assert b'"sealed":' in (hop.value or b"")
+    record = InputRecord(topic=enriched.topic, partition=0, offset=9, timestamp=1.7e9, key=enriched.key,
+                         value=enriched.value, headers=enriched.headers, tp=TP(enriched.topic, 0))
+    run(Route(Router(), DELIVERY_SEAL)(record))
+    delivery = seen[0].report.delivery
+    assert delivery is not None and delivery.sealed is None
+    assert (delivery.phone_e164, delivery.handle, delivery.platform) == ("+33612345678", "livreurdusoir", "snapchat")
+    assert '"sealed"' not in delivery.model_dump_json(), "a case event on a unit queue keeps the shape it had"
+
+    # Altered on the topic, or sealed under another worker's key: dead-lettered, never believed.
+    payload = json.loads(enriched.value or b"")
+    sealed = payload["report"]["delivery"]["sealed"]
+    payload["report"]["delivery"]["sealed"] = sealed[:-6] + ("AAAA==" if not sealed.endswith("AAAA==") else "BBBB==")
+    for value in (json.dumps(payload).encode(), enriched.value):
+        altered = InputRecord(**{**record.__dict__, "value": value})
+        router = Route(Router(), DeliverySeal(b"another worker's identifier key!") if value == enriched.value
+                       else DELIVERY_SEAL)
+        with pytest.raises(StageFailure) as failure:
+            run(router(altered))
+        assert failure.value.code is ReasonCode.INVALID_PAYLOAD and "delivery.sealed" in failure.value.detail
 
 
 def test_a_case_goes_to_its_unit_and_to_the_cross_of_its_departement_under_event_ids_of_their_own(
