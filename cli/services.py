@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -38,11 +39,18 @@ def intake() -> None:
     run_intake(settings)
 
 
-def worker(loglevel: Annotated[str, typer.Option(help="Faust log level")] = "info") -> None:
+class WorkerLogLevel(StrEnum):
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+def worker(loglevel: Annotated[WorkerLogLevel, typer.Option(help="Faust log level")] = WorkerLogLevel.INFO) -> None:
     """Run a Faust stream worker: normalize, enrich, route."""
     from streams.worker import run_worker
 
-    run_worker(settings_from_environment(), loglevel=loglevel)
+    run_worker(settings_from_environment(), loglevel=loglevel.value)
 
 
 UnitsOption = Annotated[list[str] | None, typer.Option("--unit", "-u", help="a unit id (repeat for several)")]
