@@ -35,6 +35,7 @@ from pathlib import Path
 from kafka import KafkaProducer, TopicPartition
 from pydantic import BaseModel
 
+from devkit.bench_costs import cpu_seconds, records_per_report, records_written
 from devkit.dev_pki import ensure_development_secrets
 from devkit.local_broker import LocalBroker
 from devkit.local_run import Services
@@ -434,6 +435,8 @@ def measure_pipeline(
     warmed = produce(producer, submission_records(topics, warmup))
     wait_until("warm-up stored", lambda: count_stored(store_dir), len(warmup), READY_TIMEOUT_S, services.check_alive)
     _say(f"pipeline: producing {len(submissions)} reports")
+    worker_pid = services.processes["worker"].pid  # the CLI runs the worker in its own process
+    cpu_before = cpu_seconds(worker_pid)
     produced = produce(producer, submission_records(topics, submissions), rate)
     _say(f"produced in {produced.duration_s:.2f}s ({len(submissions) / produced.duration_s:.0f}/s)")
     expected = len(warmup) + len(submissions)
@@ -441,8 +444,11 @@ def measure_pipeline(
         "pipeline stored", lambda: count_stored(store_dir), expected, 120 + len(submissions) * 0.05,
         services.check_alive,
     )
+    worker_cpu_s = cpu_seconds(worker_pid) - cpu_before
     figures = pipeline_figures(store_dir, [s.report_id for s in submissions], produced.first_ms)
     figures["produce_reports_per_s"] = round(len(submissions) / produced.duration_s, 1)
+    figures["worker_cpu_ms_per_report"] = round(worker_cpu_s * 1000 / len(submissions), 3)
+    figures.update(records_per_report(records_written(settings), expected))
     return figures, warmed, produced
 
 
@@ -524,6 +530,8 @@ def _run(settings: Settings, reports: int, rate: float) -> dict[str, object]:
         "rate": rate or None,
         **pipeline,
         **relay,
+        # issue 15's yardstick: the pipeline against the same run's no-logic Faust relay of the same records
+        "pipeline_to_relay_ratio": round(pipeline["pipeline_reports_per_s"] / relay["relay_records_per_s"], 3),
         "kafka": bench.bootstrap_servers,
         "partitions": bench.topic_partitions,
         "namespace": bench.topic_namespace,

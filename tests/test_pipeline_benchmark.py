@@ -1,0 +1,38 @@
+"""`signalements bench` end to end on the real broker, small: its figures exist and hold together (the benchmark's
+numbers themselves are measured by running it, never asserted here)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pipeline_probe import broker_access_environment
+
+from signalements.settings import PROJECT_ROOT
+
+# Starts the pipeline's services, a broker or external tools as processes (see tests/conftest.py).
+pytestmark = pytest.mark.processes
+
+REPORTS = 60
+
+
+def test_bench_measures_the_pipeline_the_relay_and_what_each_report_costs(kafka_bootstrap: str, tmp_path: Path) -> None:
+    env = {"PATH": "", "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "SIGNALEMENTS_STATE_DIR": str(tmp_path),
+           **broker_access_environment()}
+    result = subprocess.run([sys.executable, "-m", "cli.main", "bench", "--reports", str(REPORTS)],
+                            capture_output=True, text=True, env=env, timeout=600, cwd=PROJECT_ROOT)
+    assert result.returncode == 0, result.stderr[-4000:]
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+
+    assert figures["reports"] == REPORTS and figures["pipeline_reports_per_s"] > 0 and figures["relay_records_per_s"] > 0
+    assert figures["pipeline_to_relay_ratio"] == pytest.approx(
+        figures["pipeline_reports_per_s"] / figures["relay_records_per_s"], abs=0.001)
+    assert 0 < figures["latency_p50_s"] <= figures["latency_p95_s"] <= figures["latency_p99_s"]
+    assert figures["worker_cpu_ms_per_report"] > 0
+    # Each report makes at least its normalized and enriched records and its case event on a unit queue.
+    assert figures["records_per_report_internal"] >= 2 and figures["records_per_report_unit_queues"] >= 1
+    parts = [value for name, value in figures.items() if name.startswith("records_per_report_")]
+    assert figures["records_written_per_report"] == pytest.approx(sum(parts), abs=0.05)
