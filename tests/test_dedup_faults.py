@@ -148,12 +148,15 @@ def assert_one_case_per_point(traffic: list[TruthReport], ledgers: dict[str, Cas
 
 
 class TrafficSender(threading.Thread):
-    """Produces the traffic's raw records at a steady rate, as the intake would."""
+    """Produces the traffic's raw records at a steady rate, as the intake would; with ``pause_at``, it waits there
+    until ``resume`` is set, so that a slow machine cannot let the traffic end before the fault it is meant for."""
 
-    def __init__(self, settings: Settings, traffic: list[TruthReport], rate_per_s: float = RATE_PER_S) -> None:
+    def __init__(self, settings: Settings, traffic: list[TruthReport], rate_per_s: float = RATE_PER_S,
+                 pause_at: int | None = None) -> None:
         super().__init__(daemon=True)
-        self.settings, self.traffic, self.rate_per_s = settings, traffic, rate_per_s
+        self.settings, self.traffic, self.rate_per_s, self.pause_at = settings, traffic, rate_per_s, pause_at
         self.sent = 0
+        self.resume = threading.Event()
         self.error: BaseException | None = None
 
     def run(self) -> None:
@@ -161,6 +164,8 @@ class TrafficSender(threading.Thread):
         topics = Topics(self.settings.topic_namespace)
         try:
             for report in self.traffic:
+                if self.sent == self.pause_at and not self.resume.wait(timeout=300):
+                    raise TimeoutError("nobody resumed the traffic")
                 topic, key, value, headers = report.raw_record(topics)
                 producer.send(topic, key=key, value=value, headers=headers)
                 self.sent += 1
@@ -259,19 +264,22 @@ def test_rebalance_while_traffic_flows_loses_and_duplicates_no_case(kafka_bootst
     second_env = {**services_environment(settings), "SIGNALEMENTS_STATE_DIR": str(tmp_path / "second"),
                   "SIGNALEMENTS_WORKER_METRICS_PORT": str(second_port)}
     second = Services(settings.log_dir / "second", second_env)
-    # slow enough that the traffic still flows while the group rebalances twice
-    sender = TrafficSender(settings, traffic, rate_per_s=8)
+    # slow enough that the traffic still flows while the group rebalances twice; the last quarter waits for the
+    # second worker to be ready, however long it takes on a loaded machine, and goes while the first one leaves
+    sender = TrafficSender(settings, traffic, rate_per_s=8, pause_at=len(traffic) * 3 // 4)
     second_log = settings.log_dir / "second" / "worker.log"
     try:
         first.start("worker", "worker")
         sender.start()
         wait_for(lambda: routed(settings) >= len(traffic) / 5, timeout_s=180, what="a fifth of the traffic routed")
+        assert sender.sent < len(traffic) * 3 // 4, "the traffic reached its pause before the second worker joined"
         second.start("worker", "worker")
         wait_for(lambda: second_log.exists() and "Worker ready" in second_log.read_text(errors="replace"),
                  timeout_s=180, what="the second worker in the group with its partitions")
-        assert sender.sent < len(traffic), "the traffic ended before the rebalance"
-        first.stop()  # the first worker leaves: its partitions move to the second, state from the changelog
-        assert sender.sent < len(traffic), "the traffic ended before the first worker left"
+        sender.resume.set()
+        # the first worker leaves while the last quarter flows: its partitions move to the second, state from the
+        # changelog
+        first.stop()
         sender.join(timeout=120)
         assert sender.error is None and sender.sent == len(traffic)
         ledgers = final_ledgers(settings, traffic)
