@@ -106,40 +106,6 @@ def _log_times(log: Path, needle: str) -> list[float]:
     return [t for t in (_faust_time(line) for line in lines if needle in line) if t is not None]
 
 
-def _logged_tables(log: Path, title: str, since: float, until: float) -> list[dict[tuple[str, int], int]]:
-    """Faust's tables of changelog offsets logged between ``since`` and ``until`` (a message line, then rows
-    ``| topic | partition | offset |`` where an empty topic repeats the one above)."""
-    tables: list[dict[tuple[str, int], int]] = []
-    current: dict[tuple[str, int], int] | None = None
-    topic = ""
-    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
-    for line in lines:
-        moment = _faust_time(line)
-        if moment is not None:
-            current = None
-            if title in line and since - 1 <= moment <= until:
-                current = {}
-                tables.append(current)
-            continue
-        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        if current is None or not line.startswith("|") or len(cells) != 3 or not cells[2].lstrip("-").isdigit():
-            continue
-        topic = cells[0] or topic
-        current[(topic, int(cells[1]))] = int(cells[2])
-    return tables
-
-
-def _records_read(log: Path, since: float, until: float) -> int | None:
-    """How many changelog records the worker had to read before its active partitions were ready: Faust logs the
-    last offset of each changelog partition and the offset its local state already holds."""
-    highwaters = _logged_tables(log, "Highwater for active changelog partitions", since, until)
-    starts = _logged_tables(log, "active offsets at start of reading", since, until)
-    if not highwaters:
-        return None
-    start = starts[-1] if starts else {}
-    return sum(max(0, last - start.get(tp, -1)) for tp, last in highwaters[-1].items())
-
-
 def _standby_remaining(metrics_url: str) -> float | None:
     """The worker's own count of changelog records its standby copies have still to read (None: not exported yet)."""
     try:
@@ -181,7 +147,6 @@ def _worker_pid(services: Services) -> int:
 @dataclass(frozen=True)
 class WorkerStart:
     start_to_ready_s: float
-    changelog_records_read: int | None
     changelog_read_s: float | None  # from Faust's own log lines around its changelog reading
 
 
@@ -197,8 +162,7 @@ def _wait_ready(services: Services, log: Path, since: float) -> WorkerStart:
     restore_from = [t for t in _log_times(log, "Restoring state from changelog topics") if since - 1 <= t <= ready]
     restore_to = [t for t in _log_times(log, "Done reading from changelog topics") if since - 1 <= t <= ready]
     read_s = round(restore_to[-1] - restore_from[-1], 1) if restore_from and restore_to else None
-    return WorkerStart(start_to_ready_s=round(ready - since, 1), changelog_records_read=_records_read(log, since, ready),
-                       changelog_read_s=read_s)
+    return WorkerStart(start_to_ready_s=round(ready - since, 1), changelog_read_s=read_s)
 
 
 def _run_until_ready(services: Services, log: Path) -> WorkerStart:
@@ -274,17 +238,14 @@ def measure_recovery(settings: Settings, points: int) -> dict[str, object]:
             "state_entries": entries,
             "worker_start_to_ready_s": fresh.start_to_ready_s,
             "changelog_read_s": fresh.changelog_read_s,
-            "changelog_records_read": fresh.changelog_records_read,
             "entries_per_s": round(entries / fresh.changelog_read_s, 0) if fresh.changelog_read_s else None,
             "worker_rss_mb_after_recovery": round(rss, 1),
             "rocksdb_disk_mb": round(disk / 1e6, 1),
             "second_worker_join_to_ready_s": joined.start_to_ready_s,
             "takeover_by_standby_to_ready_s": takeover.start_to_ready_s,
             "takeover_changelog_read_s": takeover.changelog_read_s,
-            "takeover_changelog_records_read": takeover.changelog_records_read,
             "restart_with_kept_state_to_ready_s": restart.start_to_ready_s,
             "restart_changelog_read_s": restart.changelog_read_s,
-            "restart_changelog_records_read": restart.changelog_records_read,
         }
     finally:
         services.stop()
