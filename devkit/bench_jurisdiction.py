@@ -108,6 +108,11 @@ def run_jurisdiction_bench(settings: Settings, rounds: int = 3, vertices: int = 
         for c in communes if c.postcodes
     ]
     boundaries_source = str(settings.boundaries_file) if settings.boundaries_file else None
+    boundaries_load_s: float | None = None
+    if settings.boundaries_file is not None:
+        started = time.perf_counter()
+        CommuneBoundaries.load(settings.boundaries_file)
+        boundaries_load_s = time.perf_counter() - started
     if reference.boundaries is None:
         reference.boundaries = synthetic_boundaries(reference, vertices)
         boundaries_source = f"synthetic: {len(communes)} polygons of {vertices} vertices"
@@ -134,4 +139,7 @@ def run_jurisdiction_bench(settings: Settings, rounds: int = 3, vertices: int = 
             "code_insee": round(code_ok, 4), "postcode_name": round(name_ok, 4), "coordinates": round(coordinates_ok, 4),
         },
         "boundaries": boundaries_source,
+        "boundaries_bytes": settings.boundaries_file.stat().st_size if settings.boundaries_file else None,
+        "boundaries_polygons": len(boundaries.codes),
+        "boundaries_load_s": round(boundaries_load_s, 3) if boundaries_load_s is not None else None,
     }

@@ -36,6 +36,7 @@ from kafka import KafkaProducer, TopicPartition
 from pydantic import BaseModel
 
 from devkit.bench_costs import cpu_seconds, records_per_report, records_written
+from devkit.commune_places import places_of
 from devkit.dev_pki import ensure_development_secrets
 from devkit.local_broker import LocalBroker
 from devkit.local_run import Services
@@ -121,7 +122,8 @@ def prepare_submissions(reference: JurisdictionReference, seed: int, warmup_min:
     """Warm-up submissions reaching every unit (so every unit topic and consumer is live), then ``count`` more."""
     units = set(reference.demo_unit_ids)
     communes = [commune for commune in reference.communes if commune.unit_id in units]
-    generator = TrafficGenerator(communes, DEMO_MIX, seed=seed, run_tag=f"bench{seed}", live=True)
+    generator = TrafficGenerator(communes, DEMO_MIX, seed=seed, run_tag=f"bench{seed}", live=True,
+                                 places=places_of(reference.boundaries))
     demo = ((report.channel, report.submission) for report in generator.reports())
     submissions = iter(_validated(demo, reference))
     warmup: list[Submission] = []

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 from rich.console import Console
 
+from devkit.commune_places import places_of
 from devkit.dev_pki import ensure_development_secrets
 from devkit.intake_key import development_headers
 from devkit.local_broker import LocalBroker
@@ -78,16 +79,29 @@ def wait_for_http(url: str, services: Services, timeout_s: float = 60) -> None:
     raise RuntimeError(f"{url} did not answer within {timeout_s:.0f}s")
 
 
-def count_stored_cases(store_dir: Path) -> int:
-    """Cases in the territorial units' stores (each CROSS holds copies of its département's cases)."""
-    total = 0
+def count_stored_cases(store_dir: Path) -> tuple[int, int]:
+    """Cases in the territorial units' stores and the reports they hold (each CROSS holds copies of its
+    département's cases): more reports than cases means reports of a known point merged into its case."""
+    cases = reports = 0
     for path in (p for p in store_dir.glob("*.sqlite3") if not p.name.startswith("cross-")):
         with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
             try:
-                total += db.execute("SELECT COUNT(*) FROM cases").fetchone()[0]
+                case_count, report_count = db.execute("SELECT COUNT(*), COALESCE(SUM(report_count), 0) FROM cases").fetchone()
             except sqlite3.OperationalError:  # the consumer has not created its schema yet
-                pass
-    return total
+                continue
+            cases, reports = cases + case_count, reports + report_count
+    return cases, reports
+
+
+# The demo's cases updated within seconds of a new report of their point, not the production's 15 minutes, so that
+# a newcomer sees reports merge while watching (unless SIGNALEMENTS_DEDUP_UPDATE_THROTTLE_S says otherwise).
+DEMO_UPDATE_THROTTLE_S = 10.0
+
+
+def demo_settings(settings: Settings) -> Settings:
+    if "dedup_update_throttle_s" in settings.model_fields_set:
+        return settings
+    return settings.model_copy(update={"dedup_update_throttle_s": DEMO_UPDATE_THROTTLE_S})
 
 
 # What the services keep of one cluster: read back against a new one (the local broker formatted again), the
@@ -109,6 +123,7 @@ def forget_state_of_another_cluster(settings: Settings, broker: LocalBroker) -> 
 
 
 def run_local_pipeline(settings: Settings, rate: float, duration_s: float) -> None:
+    settings = demo_settings(settings)
     broker = LocalBroker.from_settings(settings) if settings.uses_local_broker else None
     started_broker = broker is not None and broker.running_pid() is None
     if broker is not None:
@@ -174,7 +189,9 @@ def _feed_demo_traffic(
     units = set(reference.demo_unit_ids)
     communes = [commune for commune in reference.communes if commune.unit_id in units]
     stamp = int(time.time())
-    submissions = TrafficGenerator(communes, DEMO_MIX, seed=stamp, run_tag=f"demo{stamp}", live=True).reports()
+    generator = TrafficGenerator(communes, DEMO_MIX, seed=stamp, run_tag=f"demo{stamp}", live=True,
+                                 places=places_of(reference.boundaries))
+    submissions = generator.reports()
     sent = accepted = rejected = 0
     started = time.monotonic()
     next_summary = started + 2
@@ -187,10 +204,12 @@ def _feed_demo_traffic(
             rejected += response.status_code != 202
             if time.monotonic() >= next_summary:
                 services.check_alive()
-                stored = count_stored_cases(settings.unit_store_dir)
+                cases, reports = count_stored_cases(settings.unit_store_dir)
+                merged = f"{(reports - cases) / reports:.0%}" if reports else "-"
                 console.print(
                     f"[{time.monotonic() - started:6.0f}s] sent {sent}  accepted {accepted}  "
-                    f"rejected {rejected}  cases stored by units {stored}"
+                    f"rejected {rejected}  cases stored by units {cases}  holding {reports} reports "
+                    f"({merged} merged into a known point's case)"
                 )
                 next_summary += 2
             time.sleep(max(0.0, started + sent / rate - time.monotonic()))

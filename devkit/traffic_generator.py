@@ -40,6 +40,7 @@ from devkit.citizen_writing import (
     offset_position,
     phone_writings,
 )
+from devkit.commune_places import CommunePlaces
 from schemas.channels import Channel, ReportKind
 from schemas.reports import report_id_for
 from schemas.submissions import ActivityKind
@@ -128,6 +129,8 @@ class TrafficGenerator:
     run_tag: str = ""
     # Live: every report is dated now (the demo, the pipeline benchmark), not on a simulated clock from ``start``.
     live: bool = False
+    # The communes' real polygons: each point is drawn inside its commune (without them, near a stand-in centre).
+    places: CommunePlaces | None = None
 
     def __post_init__(self) -> None:
         if not self.communes:
@@ -172,7 +175,8 @@ class TrafficGenerator:
     def _new_point(self) -> Point:
         commune = self.rng.choice(self.communes)
         kind = ReportKind.DELIVERY_NETWORK if self.rng.random() < self.mix.delivery_share else ReportKind.DEALING_POINT
-        latitude, longitude = self._near(commune_centre(commune), metres=1500)
+        inside = self.places.random_point(commune.code, self.rng) if self.places else None
+        latitude, longitude = inside or self._near(commune_centre(commune), metres=1500)
         point = Point(
             point_id=f"{self.tag}-p{len(self.points):06d}",
             kind=kind,

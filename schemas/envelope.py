@@ -36,6 +36,9 @@ class EventType:
     name: str
     model: type[BaseModel]
     version: int = SCHEMA_VERSION
+    # Earlier versions whose payloads the current model still reads (a version that only widened an enum), so that
+    # records written before an upgrade are read after it.
+    also_reads: tuple[int, ...] = ()
 
     @property
     def ce_type(self) -> str:
@@ -43,18 +46,26 @@ class EventType:
 
     @property
     def dataschema(self) -> str:
-        return f"urn:signalements:schema:{self.name}:{self.version}"
+        return self.dataschema_of(self.version)
+
+    def dataschema_of(self, version: int) -> str:
+        return f"urn:signalements:schema:{self.name}:{version}"
+
+    def reads(self, dataschema: str) -> bool:
+        return dataschema in {self.dataschema_of(version) for version in (self.version, *self.also_reads)}
 
 
 MONCOMMISSARIAT_SUBMISSION = EventType("submission.moncommissariat", MonCommissariatSubmission)
 BRIGADE_NUMERIQUE_SUBMISSION = EventType("submission.brigade-numerique", BrigadeNumeriqueSubmission)
 # Version 2: the reporter's contact is sealed for each force (``Reporter``), no longer in clear. Version 3 of the
 # worker's internal events: a delivery network's phone number and handle are sealed for the worker too.
+# Version 4 of report.enriched and version 3 of the case events: the jurisdiction's method may be ``position`` (a
+# point in no commune's polygon, routed by the nearest town hall); the previous versions are still read.
 REPORT_NORMALIZED = EventType("report.normalized", CanonicalReport, version=3)
-REPORT_ENRICHED = EventType("report.enriched", EnrichedReport, version=3)
+REPORT_ENRICHED = EventType("report.enriched", EnrichedReport, version=4, also_reads=(3,))
 REPORT_UNROUTED = EventType("report.unrouted", UnroutedReport, version=3)
-CASE_OPENED = EventType("case.opened", CaseOpened, version=2)
-CASE_UPDATED = EventType("case.updated", CaseUpdated, version=2)
+CASE_OPENED = EventType("case.opened", CaseOpened, version=3, also_reads=(2,))
+CASE_UPDATED = EventType("case.updated", CaseUpdated, version=3, also_reads=(2,))
 REFERENCE_COMPETENCE = EventType("reference.competence", CompetenceRow)
 CASE_HANDLED = EventType("case.handled", CaseHandled)
 
@@ -171,7 +182,7 @@ def decode(headers: Sequence[tuple[str, bytes]] | Mapping[str, bytes] | None, ke
     if event_type is None:
         raise UnknownEventType(f"unknown event type {ce_type!r}")
     dataschema = attributes.get("ce_dataschema", event_type.dataschema)
-    if dataschema != event_type.dataschema:
+    if not event_type.reads(dataschema):
         raise UnsupportedSchema(f"unsupported schema {dataschema!r} for {ce_type!r} (this version reads {event_type.dataschema!r})")
     try:
         event = from_binary(

@@ -106,6 +106,8 @@ class ResolutionMethod(StrEnum):
     CODE_INSEE = "code_insee"
     POSTCODE_NAME = "postcode_name"
     COORDINATES = "coordinates"
+    # In no commune's polygon (a coast, a gap of the source), but near a commune's town hall: see the detail below.
+    POSITION = "position"
 
 
 class Jurisdiction(Canonical):

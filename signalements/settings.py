@@ -132,7 +132,9 @@ class Settings(BaseSettings):
         default=PROJECT_ROOT / "reference" / "france", description="the commune reference built from COG + La Poste"
     )
     boundaries_file: Path | None = Field(
-        default=None, description="commune boundaries, GeoJSON as IGN ADMIN EXPRESS; unset: no resolution by coordinates"
+        default=PROJECT_ROOT / "reference" / "france" / "boundaries.npz",
+        description="commune boundaries: the shipped file (IGN ADMIN EXPRESS, `reference build`) or a GeoJSON of "
+        "ADMIN EXPRESS's shape",
     )
 
     @property

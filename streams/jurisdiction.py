@@ -8,7 +8,8 @@ Two references meet here:
   routable code, the force (PN or GN) and the unit (id_service, service).
 
 Resolution, in this order, each recorded as the method: code INSEE → postcode and commune name → coordinates in a
-commune boundary (when boundaries are loaded) → otherwise unrouted, with the reason.
+commune boundary (the boundaries shipped in reference/france, or a file of one's own) → for a point in no boundary,
+the nearest commune position (town hall) within POSITION_FALLBACK_M → otherwise unrouted, with the reason.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ DEMO_UNITS_FILE = "demo-units.txt"
 # A code of the COG stands for a routable commune; when one code has several roles (a commune déléguée keeps the
 # code of its commune nouvelle), the first of these wins.
 KIND_PRECEDENCE = ("commune", "arrondissement", "deleguee", "associee", "former")
+# A position in no commune's polygon is a coast, a harbour, a border blurred by the polygons' simplification (about
+# 20 m) or a commune without a polygon in the source: its nearest town hall within this distance decides.
+POSITION_FALLBACK_M = 3_000.0
 
 folded_name = lru_cache(maxsize=65536)(fold_commune_name)
 
@@ -305,7 +309,11 @@ class JurisdictionReference:
                 commune = reference.by_code(code) if code else None
                 if commune is not None:
                     return self._jurisdiction(commune, ResolutionMethod.COORDINATES)
-                tried.append("coordinates")
+                code = self.boundaries.commune_near(place.latitude, place.longitude, POSITION_FALLBACK_M)
+                commune = reference.by_code(code) if code else None
+                if commune is not None:
+                    return self._jurisdiction(commune, ResolutionMethod.POSITION)
+                tried.append(f"coordinates (in no commune, no town hall within {POSITION_FALLBACK_M / 1000:.0f} km)")
         if not tried:
             return Unrouted("no_place", "the report has no code INSEE, postcode and name, or coordinates")
         return Unrouted("unknown_commune", "no commune of the reference matches the " + ", ".join(tried))

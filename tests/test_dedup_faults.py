@@ -24,6 +24,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from kafka import TopicPartition
 from pipeline_probe import free_port, make_settings, metric, read_topic, scrape, services_environment, wait_for
 
 from devkit.dedup_traffic import TrafficShape, TruthReport, ground_truth_traffic, report_groups
@@ -31,7 +32,7 @@ from devkit.local_run import Services
 from schemas.envelope import decode, read_attributes
 from schemas.events import CaseOpened, CaseUpdated
 from schemas.topics import Topics
-from signalements.kafka_clients import new_producer
+from signalements.kafka_clients import new_admin, new_consumer, new_producer
 from signalements.kafka_security import Role
 from signalements.settings import Settings
 from signalements.topic_admin import ensure_topics, pipeline_topics
@@ -112,13 +113,50 @@ def pipeline_diagnosis(settings: Settings) -> str:
         for r in read_topic(settings, topics.dead_letter)
     ]
     unrouted = len(read_topic(settings, topics.unrouted))
+    outcomes = route_outcomes(settings)
+    lag = route_lag(settings)
     errors = [
         f"{log.name}: {line}"
         for log in sorted(settings.log_dir.rglob("worker.log"))
         for line in log.read_text(errors="replace").splitlines()
         if any(mark in line for mark in ("ERROR", "Traceback", "Error:", "rewound", "lowered", "replaying"))
     ]
-    return f"dead letters: {letters[:10]}; unrouted: {unrouted}; worker errors: {errors[-20:]}"
+    return (f"dead letters: {letters[:10]}; unrouted: {unrouted}; route outcomes: {outcomes}; "
+            f"route lag (committed/end per partition): {lag}; worker errors: {errors[-20:]}")
+
+
+def route_outcomes(settings: Settings) -> dict[str, float]:
+    """What the route stage decided so far (a stalled stage and reports decided away look the same on the queues)."""
+    url = f"http://{settings.metrics_host}:{settings.worker_metrics_port}/metrics"
+    try:
+        samples = scrape(url)
+    except httpx.HTTPError as error:
+        return {f"unreachable: {error}": 0}
+    totals: dict[str, float] = {}
+    for name, labels, value in samples:
+        if name == "signalements_stage_records_out_total" and labels.get("stage") == "route":
+            totals[labels["outcome"]] = totals.get(labels["outcome"], 0) + value
+        elif name == "signalements_stage_records_in_total":
+            totals[f"in:{labels['stage']}"] = totals.get(f"in:{labels['stage']}", 0) + value
+        elif name == "signalements_case_updates_throttled_total":
+            totals["throttled"] = value
+    return totals
+
+
+def route_lag(settings: Settings) -> dict[int, tuple[int | None, int]]:
+    """The worker group's committed offset and the end offset of each partition of reports.enriched."""
+    topics = Topics(settings.topic_namespace)
+    admin = new_admin(settings, Role.ADMIN, "tests-route-lag")
+    consumer = new_consumer(settings, Role.ADMIN, "tests-route-lag")
+    try:
+        group = settings.consumer_group(settings.worker_id)
+        committed = admin.list_group_offsets(group).get(group, {})
+        partitions = [TopicPartition(topics.enriched, p) for p in consumer.partitions_for_topic(topics.enriched) or ()]
+        ends = consumer.end_offsets(partitions)
+        return {tp.partition: (getattr(committed.get(tp), "offset", None), ends[tp]) for tp in partitions}
+    finally:
+        admin.close()
+        consumer.close()
 
 
 def assert_one_case_per_point(traffic: list[TruthReport], ledgers: dict[str, CaseLedger]) -> None:

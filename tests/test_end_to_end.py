@@ -7,7 +7,9 @@ intake (HTTP) → reports.raw.<channel> → Faust worker (normalize, enrich, rou
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -88,7 +90,7 @@ def test_portal_report_reaches_the_competent_unit_store(pipeline: RunningPipelin
     attributes = read_attributes(mine[0].headers)
     assert attributes["ce_specversion"] == "1.0"
     assert attributes["ce_type"] == "fr.interieur.signalements.case.opened"
-    assert attributes["ce_dataschema"] == "urn:signalements:schema:case.opened:2"
+    assert attributes["ce_dataschema"] == "urn:signalements:schema:case.opened:3"
     event = decode(mine[0].headers, mine[0].key, mine[0].value)
     assert isinstance(event.payload, CaseOpened)
     assert event.payload.unit_id == "pn-75-pp"
@@ -112,6 +114,27 @@ def test_brigade_numerique_report_resolves_by_postcode_and_name(pipeline: Runnin
     assert enriched["report"]["delivery"] == {
         "phone_e164": "+33612345678", "handle": "livreurdusoir", "platform": "snapchat",
     }
+
+
+def test_brigade_numerique_report_with_only_a_gps_position_routes_by_the_shipped_boundaries(
+    pipeline: RunningPipeline,
+) -> None:
+    """No commune, no postcode: the position alone, inside Chamonix-Mont-Blanc's real polygon (out of the box)."""
+    local = datetime.now(ZoneInfo("Europe/Paris")).strftime("%d/%m/%Y %H:%M")
+    body = {
+        "conversation_id": f"bn-gps-{uuid.uuid4().hex[:12]}", "started_at": local, "reported_at": local,
+        "report": {"kind": "dealing_point", "activity": "street_sales",
+                   "place": {"description": "derrière la gare", "gps": "45.9237, 6.8694"}},
+    }
+    response = httpx.post(f"{pipeline.intake_url}/v1/reports/brigade-numerique", headers=pipeline.intake_headers, json=body, timeout=15)
+
+    assert response.status_code == 202, response.text
+    report_id = response.json()["report_id"]
+    rows = wait_for(lambda: stored_report(pipeline, "gn-74-chamonix-mont-blanc", report_id), what="the case in the brigade's store")
+    enriched = json.loads(str(rows[0][4]))
+    assert rows[0][1:3] == ("dealing_point", "74056")
+    assert enriched["jurisdiction"]["method"] == "coordinates"
+    assert enriched["jurisdiction"]["unit_id"] == "gn-74-chamonix-mont-blanc"
 
 
 def test_same_submission_twice_is_stored_once(pipeline: RunningPipeline) -> None:

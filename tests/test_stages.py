@@ -232,3 +232,18 @@ def test_the_worker_creates_beforehand_exactly_the_changelog_topics_faust_uses(t
     app = create_app(settings, PipelineMetrics(), JurisdictionReference.from_settings(settings))
     faust_names = {table.changelog_topic.get_topic_name() for table in app.tables.values()}
     assert faust_names == set(changelog_topics(settings)) == {"t.w-dedup-state-changelog", "t.w-dedup-pending-changelog"}
+
+
+def test_case_events_of_the_previous_version_are_still_read_and_older_ones_refused() -> None:
+    """Version 3 of the case events only widened the jurisdiction's method: a version 2 record already on a unit
+    queue is read after the upgrade; version 1 (contacts in clear) stays refused."""
+    from schemas.envelope import CASE_OPENED, REPORT_ENRICHED, UnsupportedSchema, decode
+
+    assert CASE_OPENED.reads("urn:signalements:schema:case.opened:3")
+    assert CASE_OPENED.reads("urn:signalements:schema:case.opened:2")
+    assert not CASE_OPENED.reads("urn:signalements:schema:case.opened:1")
+    assert REPORT_ENRICHED.reads("urn:signalements:schema:report.enriched:3")
+    headers = [("ce_specversion", b"1.0"), ("ce_id", b"x"), ("ce_source", b"/test"),
+               ("ce_type", CASE_OPENED.ce_type.encode()), ("ce_dataschema", b"urn:signalements:schema:case.opened:1")]
+    with pytest.raises(UnsupportedSchema, match="case.opened:1"):
+        decode(headers, b"k", b"{}")

@@ -1,0 +1,107 @@
+"""The commune boundaries and positions shipped in reference/france (built by `signalements reference build` from
+IGN ADMIN EXPRESS polygons and the DILA's town halls): they cover the commune reference, every polygon resolves to
+its own commune, a point in no polygon falls back on the nearest town hall, and the synthetic traffic is placed
+inside its communes."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+
+import pytest
+import shapely
+
+from devkit.commune_places import CommunePlaces
+from devkit.traffic_generator import TrafficGenerator, TrafficMix
+from ops.boundary_reference import PLM_CITIES
+from schemas.reports import Jurisdiction, Place, ResolutionMethod
+from signalements.settings import PROJECT_ROOT, Settings
+from streams.jurisdiction import JurisdictionReference, Unrouted
+
+MANIFEST = PROJECT_ROOT / "reference" / "france" / "boundaries.json"
+
+
+@pytest.fixture(scope="module")
+def reference() -> JurisdictionReference:
+    return JurisdictionReference.from_settings(Settings())
+
+
+def test_the_boundaries_are_loaded_by_default(reference: JurisdictionReference) -> None:
+    assert Settings().boundaries_file == PROJECT_ROOT / "reference" / "france" / "boundaries.npz"
+    assert reference.boundaries is not None
+    assert reference.boundaries.positions is not None
+
+
+def test_every_commune_of_the_reference_has_a_polygon_or_a_position_but_the_few_the_build_lists(
+    reference: JurisdictionReference,
+) -> None:
+    boundaries = reference.boundaries
+    assert boundaries is not None and boundaries.positions is not None
+    covered = set(boundaries.codes) | set(boundaries.positions.codes)
+    routable = set(reference.commune_reference.communes) - set(PLM_CITIES)
+    listed = set(json.loads(MANIFEST.read_text(encoding="utf-8"))["without_polygon_or_position"])
+    assert routable - covered == listed  # every gap is named by the build, and every name is a real gap
+    assert len(listed) < 20, listed
+    # Paris, Lyon and Marseille are drawn as their arrondissements
+    arrondissements = {code for code, c in reference.commune_reference.communes.items() if c.city_code in PLM_CITIES}
+    assert len(arrondissements) == 45 and arrondissements <= set(boundaries.codes)
+
+
+def test_a_point_inside_each_polygon_resolves_to_that_commune_by_coordinates(reference: JurisdictionReference) -> None:
+    """Over the whole reference, not a sample: a point of each polygon's surface gives its own commune back."""
+    boundaries = reference.boundaries
+    assert boundaries is not None
+    inner = shapely.point_on_surface(boundaries.geometries)
+    wrong = []
+    for code, point in zip(boundaries.codes, inner, strict=True):
+        result = reference.resolve_jurisdiction(Place(latitude=point.y, longitude=point.x))
+        if not isinstance(result, Jurisdiction) or result.commune_code != code or \
+                result.method is not ResolutionMethod.COORDINATES:
+            wrong.append((code, getattr(result, "commune_code", result)))
+    assert wrong == []
+
+
+def test_a_point_in_no_polygon_falls_back_on_the_nearest_town_hall_as_its_own_method(
+    reference: JurisdictionReference,
+) -> None:
+    # In the water of Marseille's Vieux-Port, in no commune's polygon: the town hall of the 2nd arrondissement is near.
+    result = reference.resolve_jurisdiction(Place(latitude=43.295, longitude=5.36))
+    assert isinstance(result, Jurisdiction)
+    assert (result.commune_code, result.method) == ("13202", ResolutionMethod.POSITION)
+    # Off the Breton coast, far from any commune: unrouted, and the reason says what was tried.
+    offshore = reference.resolve_jurisdiction(Place(latitude=46.0, longitude=-3.0))
+    assert isinstance(offshore, Unrouted)
+    assert offshore.reason == "unknown_commune" and "town hall within 3 km" in offshore.detail
+
+
+def test_resolve_by_coordinates_works_out_of_the_box() -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "cli.main", "resolve", "--lat", "45.9237", "--lon", "6.8694"],
+        capture_output=True, text=True, cwd=PROJECT_ROOT, check=False, timeout=60,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(PROJECT_ROOT)},
+    )
+    assert completed.returncode == 0, completed.stderr
+    resolved = json.loads(completed.stdout)
+    assert (resolved["commune_code"], resolved["method"]) == ("74056", "coordinates")
+
+
+def test_the_traffic_generator_places_every_point_inside_its_commune(reference: JurisdictionReference) -> None:
+    assert reference.boundaries is not None
+    places = CommunePlaces(reference.boundaries)
+    communes = [c for c in reference.communes if places.has(c.code)][::500]
+    generator = TrafficGenerator(communes, TrafficMix(invalid_share=0.0), seed=3, places=places)
+    list(generator.reports(300))
+    assert len(generator.points) > 100
+    for point in generator.points:
+        assert reference.boundaries.commune_at(point.latitude, point.longitude) == point.commune.code, point
+
+
+def test_random_points_cover_the_commune_not_one_spot(reference: JurisdictionReference) -> None:
+    assert reference.boundaries is not None
+    places = CommunePlaces(reference.boundaries)
+    rng = random.Random(5)
+    drawn = {places.random_point("74056", rng) for _ in range(50)}
+    assert len(drawn) == 50
+    assert places.random_point("99999", rng) is None
