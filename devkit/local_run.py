@@ -208,8 +208,7 @@ def _feed_demo_traffic(
                 merged = f"{(reports - cases) / reports:.0%}" if reports else "-"
                 console.print(
                     f"[{time.monotonic() - started:6.0f}s] sent {sent}  accepted {accepted}  "
-                    f"rejected {rejected}  cases stored by units {cases}  holding {reports} reports "
-                    f"({merged} merged into a known point's case)"
+                    f"rejected {rejected}  units' cases {cases}, reports {reports} ({merged} merged)"
                 )
                 next_summary += 2
             time.sleep(max(0.0, started + sent / rate - time.monotonic()))

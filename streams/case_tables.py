@@ -8,15 +8,10 @@ rebalance. Consequence at a unit boundary: deduplication is per unit. Two report
 boundary between two units' communes, or one delivery network reported in two units' areas, make one case in each
 unit's queue; each unit sees its own case, no unit sees another's reports.
 
-Exactness through crashes. Faust is at-least-once: after a ``kill -9`` the records since the last committed offset
-are processed again, while the tables (local RocksDB and changelog) may already hold some, all or none of their
-writes, and the events sent for them (published by Faust at commit time) may be lost. So each record's decision is
-first written as ONE table entry, its journal (``wal:<partition>:<offset>``: every state write and every event);
-then the writes are applied and the events sent. Reprocessing a record whose journal exists replays it: the same
-writes (restoring a state that had only part of them) and the same events with the same ids, which unit consumers
-apply once. A record without a journal was never decided; its partition's state then holds exactly the records
-before it (the changelog of a partition is written in order), so deciding it again decides it the same way. A
-journal is deleted once its record's offset is committed (it can no longer be processed again).
+Exactness through crashes, restarts and rewinds: streams/route_journal.py. Each record's decision is journaled
+(``wal:<partition>:<offset>``) before its writes, its writes are applied once (``applied:<partition>`` says how
+far the state has got), and its events are sent again from the journal when the record comes back before its
+offset was committed. A journal is deleted once its record's offset is committed (its events are acknowledged).
 
 Throttled updates. A case that got an event less than ``update_throttle`` ago keeps its new reports in its state and
 gets a hint in the ``dedup-pending`` table. A timer reads the hints and, once one is due, sends a flush tick (a
@@ -35,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import faust
-from pydantic import AwareDatetime, BaseModel
+from pydantic import BaseModel
 
 from schemas.envelope import CASE_OPENED, CASE_UPDATED, EventType, encode, read_attributes
 from schemas.events import CaseOpened, CaseUpdated
@@ -43,7 +38,6 @@ from schemas.reports import EnrichedReport
 from signalements.metrics import PipelineMetrics
 from signalements.settings import Settings
 from streams.deduplication import (
-    CaseEvent,
     DedupOutcome,
     DedupPolicy,
     Effects,
@@ -52,6 +46,7 @@ from streams.deduplication import (
     flush_case,
 )
 from streams.offset_rewind import active_partition_stores, committed_offset, partition_store
+from streams.route_journal import APPLIED_PREFIX, JOURNAL_PREFIX, Journal, PendingHint, RouteJournal
 from streams.stages import InputRecord
 from streams.worker_cipher import WorkerCipher, state_cipher
 
@@ -71,6 +66,8 @@ ROUTE_OUTCOMES = {
     DedupOutcome.DUPLICATE: "duplicate",
     DedupOutcome.RESUBMISSION: "resubmission",
 }
+# A record routed, applied and acknowledged before (handed out again after a restart or a rewind): nothing done.
+ALREADY_ROUTED = "already_routed"
 
 
 class RouteTick(BaseModel):
@@ -81,49 +78,6 @@ class RouteTick(BaseModel):
 
 
 ROUTE_TICK = EventType("route.tick", RouteTick)
-
-
-class PendingHint(BaseModel):
-    unit_id: str
-    due_at: AwareDatetime
-
-
-class JournaledEvent(BaseModel):
-    opened: bool
-    payload: str
-    report_received_at: AwareDatetime | None = None
-
-
-class Journal(BaseModel):
-    """Everything one record did to the state and sent: replayed as is when the record is processed again."""
-
-    outcome: DedupOutcome | None
-    throttled: bool
-    writes: dict[str, str | None]
-    pending: dict[str, PendingHint | None]
-    events: list[JournaledEvent]
-
-    @classmethod
-    def of(cls, effects: Effects) -> Journal:
-        return cls(
-            outcome=effects.outcome,
-            throttled=effects.throttled,
-            writes={key: None if value is None else value.decode() for key, value in effects.writes.items()},
-            pending={
-                case_id: None if hint is None else PendingHint(unit_id=hint[0], due_at=hint[1])
-                for case_id, hint in effects.pending.items()
-            },
-            events=[_journaled(event) for event in effects.events],
-        )
-
-
-def _journaled(event: CaseEvent) -> JournaledEvent:
-    trigger = event.triggered_by
-    return JournaledEvent(
-        opened=isinstance(event.payload, CaseOpened),
-        payload=event.payload.model_dump_json(),
-        report_received_at=trigger.report.received_at if trigger else None,
-    )
 
 
 def is_route_tick(headers: Any) -> bool:
@@ -208,6 +162,7 @@ class CaseRouter:
         # handle in clear, and a value altered there is refused rather than believed.
         self.seal = state_cipher(self.policy.identifier_secret)
         self.view = TableView(self.state, self.seal)
+        self.journal = RouteJournal(self.state, self.pending, self.seal)
         self._ticked: dict[str, float] = {}
         self._replaying: set[int] = set()
         self._journals: dict[int, deque[int]] = {}
@@ -219,8 +174,9 @@ class CaseRouter:
     # -- in the stream -------------------------------------------------------------------------------------------
 
     async def route_report(self, record: InputRecord, report: EnrichedReport) -> str:
-        journal = self._journal_for(record) or self._decide(record, lambda now: decide_report(self.view, report, now, self.policy))
-        await self._apply(record, journal)
+        journal = await self._process(record, lambda now: decide_report(self.view, report, now, self.policy))
+        if journal is None:
+            return ALREADY_ROUTED
         outcome = journal.outcome or DedupOutcome.DUPLICATE
         self.metrics.dedup_outcomes.labels(report.report.channel.value, outcome.value).inc()
         if journal.throttled:
@@ -236,48 +192,32 @@ class CaseRouter:
     async def _on_tick(self, record: InputRecord) -> None:
         tick = RouteTick.model_validate_json(record.value or b"{}")
         if tick.action == "sweep":
-            self._sweep(record)
+            if not self.journal.already_applied(record.partition, record.offset):
+                self._sweep(record)
+                self.journal.mark_applied(record.partition, record.offset)
             return
         if tick.case_id is None:
             return
         case_id = tick.case_id
-        journal = self._journal_for(record) or self._decide(record, lambda now: flush_case(self.view, case_id, now, self.policy))
-        await self._apply(record, journal)
+        await self._process(record, lambda now: flush_case(self.view, case_id, now, self.policy))
         self._ticked.pop(case_id, None)
 
-    def _journal_key(self, record: InputRecord) -> str:
-        return f"wal:{record.partition}:{record.offset}"
-
-    def _journal_for(self, record: InputRecord) -> Journal | None:
-        raw = self.state.get(self._journal_key(record))
-        if not raw:
-            return None
-        partition = record.partition
-        if partition not in self._replaying:
-            # Once per partition and process: a record decided before a crash or a rebalance is being replayed.
-            self._replaying.add(partition)
-            log.info("route: replaying journaled decisions on partition %d from offset %d", partition, record.offset)
-        return Journal.model_validate_json(self.seal.open(bytes(raw)))
-
-    def _decide(self, record: InputRecord, decide: Callable[[datetime], Effects]) -> Journal:
+    async def _process(self, record: InputRecord, decide: Callable[[datetime], Effects]) -> Journal | None:
+        """Decide (or replay) the record, then send its events; None when it was routed and acknowledged before."""
         # The record's own timestamp, not the clock: deciding it again after a crash must decide the same.
         now = datetime.fromtimestamp(record.timestamp, UTC)
-        journal = Journal.of(decide(now))
-        self.state[self._journal_key(record)] = self.seal.seal(journal.model_dump_json().encode())
-        return journal
+        step = self.journal.step(record.partition, record.offset, lambda: decide(now))
+        if step.replayed and record.partition not in self._replaying:
+            # Once per partition and process: a record decided before a crash or a rebalance is being replayed.
+            self._replaying.add(record.partition)
+            log.info("route: replaying journaled decisions on partition %d from offset %d",
+                     record.partition, record.offset)
+        if step.journal is not None:
+            await self._send_events(record, step.journal)
+        self._forget_committed_journals(record)
+        return step.journal
 
-    async def _apply(self, record: InputRecord, journal: Journal) -> None:
-        for key, value in journal.writes.items():
-            if value is None:
-                self._delete(key)
-            else:
-                self.state[key] = self.seal.seal(value.encode())
-        for case_id, hint in journal.pending.items():
-            if hint is None:
-                if self.pending.get(case_id) is not None:
-                    del self.pending[case_id]
-            else:
-                self.pending[case_id] = hint.model_dump_json().encode()
+    async def _send_events(self, record: InputRecord, journal: Journal) -> None:
         for journaled in journal.events:
             payload: CaseOpened | CaseUpdated
             if journaled.opened:
@@ -288,7 +228,6 @@ class CaseRouter:
                 event_type = CASE_UPDATED
             # Sent until Kafka acknowledges it; the input offset is committed only then (streams/deliveries.py).
             await self.send_case_event(record, event_type, payload, journaled.report_received_at)
-        self._forget_committed_journals(record)
 
     def _forget_committed_journals(self, record: InputRecord) -> None:
         """Journals are only read for records after the committed offset: delete the ones before it.
@@ -301,12 +240,8 @@ class CaseRouter:
         written.append(offset)
         committed = committed_offset(self.app, record.tp)
         while written and committed is not None and written[0] < committed - 1:
-            self._delete(f"wal:{partition}:{written.popleft()}")
-        self._delete(f"wal:{partition}:{offset - JOURNAL_RETENTION}")
-
-    def _delete(self, key: str) -> None:
-        if self.state.get(key) is not None:
-            del self.state[key]
+            self.journal.forget(partition, written.popleft())
+        self.journal.forget(partition, offset - JOURNAL_RETENTION)
 
     def _sweep(self, record: InputRecord) -> None:
         """Delete this partition's state that no report can match any more (closed cases and what leads to them)."""
@@ -315,11 +250,11 @@ class CaseRouter:
         entries = [
             (bytes(key).decode(), self.seal.open(bytes(value)))
             for key, value in db.items()
-            if not bytes(key).startswith((b"wal:", b"__faust"))
+            if not bytes(key).startswith((JOURNAL_PREFIX.encode(), APPLIED_PREFIX.encode(), b"__faust"))
         ]
         expired = expired_keys(entries, now, self.policy)[:SWEEP_BATCH]
         for key in expired:
-            del self.state[key]
+            self.journal.delete(key)
         if expired:
             log.info("dedup sweep: %d expired entries deleted from partition %d", len(expired), record.partition)
 

@@ -79,7 +79,8 @@ def all_reports_arrived(settings: Settings, traffic: list[TruthReport]) -> dict[
 
 def wait_for_every_report(settings: Settings, traffic: list[TruthReport]) -> dict[str, CaseLedger]:
     try:
-        return wait_for(lambda: all_reports_arrived(settings, traffic), timeout_s=240, what="every report in a case")
+        # Well inside the test's own timeout (pytest-timeout), so that a failure prints its diagnosis.
+        return wait_for(lambda: all_reports_arrived(settings, traffic), timeout_s=150, what="every report in a case")
     except AssertionError as timeout:
         ledgers = case_ledgers(settings, {t.unit_id for t in traffic})
         arrived = {rid for ledger in ledgers.values() for rid in ledger.reports}
