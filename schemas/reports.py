@@ -108,6 +108,9 @@ class ResolutionMethod(StrEnum):
     COORDINATES = "coordinates"
     # In no commune's polygon (a coast, a gap of the source), but near a commune's town hall: see the detail below.
     POSITION = "position"
+    # A postcode alone that covers one commune, or a commune name alone that names one commune of France.
+    POSTCODE = "postcode"
+    COMMUNE_NAME = "commune_name"
 
 
 class Jurisdiction(Canonical):

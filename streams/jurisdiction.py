@@ -26,7 +26,7 @@ from schemas.channels import Force
 from schemas.reports import Jurisdiction, Place, ResolutionMethod
 from signalements.settings import Settings
 from streams.commune_boundaries import CommuneBoundaries
-from streams.place_names import fold_commune_name
+from streams.place_names import fold_commune_name, name_variants
 
 COMPETENCE_FILE = "competence-territoriale.csv"
 COMPETENCE_COLUMNS = (
@@ -142,6 +142,19 @@ class CommuneReference:
         self.postcode_names = postcode_names
         self.departement_names = departement_names
         self.version = version
+        # For a postcode alone and a name alone: the routable communes each postcode and each name stands for. A
+        # city with arrondissements gives way to them (75011 is the 11th arrondissement, not Paris as a whole).
+        cities = {c.city_code for c in communes.values() if c.city_code}
+        self.postcode_communes: dict[str, set[str]] = {}
+        for commune in communes.values():
+            if commune.code not in cities:
+                for postcode in commune.postcodes:
+                    self.postcode_communes.setdefault(postcode, set()).add(commune.code)
+        self.name_communes: dict[str, set[str]] = {}
+        for commune in communes.values():
+            self.name_communes.setdefault(folded_name(commune.name), set()).add(commune.code)
+        for (_, name), code in postcode_names.items():  # La Poste's spellings, communes déléguées' names
+            self.name_communes.setdefault(name, set()).add(code)
 
     @classmethod
     def load(cls, directory: Path) -> CommuneReference:
@@ -177,8 +190,29 @@ class CommuneReference:
         return self.communes.get(target) if target else None
 
     def by_postcode_name(self, postcode: str, name: str) -> Commune | None:
-        target = self.postcode_names.get((postcode, folded_name(name)))
-        return self.communes.get(target) if target else None
+        """The commune a postcode and a name written with it stand for, the name with or without its article, an
+        arrondissement with its ordinal ("Paris 1er", "Marseille 13ème arrondissement")."""
+        for variant in name_variants(folded_name(name)):
+            target = self.postcode_names.get((postcode, variant))
+            if target:
+                return self.communes.get(target)
+        return None
+
+    def by_postcode(self, postcode: str) -> list[Commune]:
+        """The communes a postcode covers (several, for most postcodes of the countryside)."""
+        return self._communes(self.postcode_communes.get(postcode, set()))
+
+    def by_name(self, name: str, departement: str | None = None) -> list[Commune]:
+        """The communes a name alone stands for, in France or in one département (homonyms are common)."""
+        for variant in name_variants(folded_name(name)):
+            found = [c for c in self._communes(self.name_communes.get(variant, set()))
+                     if departement is None or c.departement == departement]
+            if found:
+                return found
+        return []
+
+    def _communes(self, codes: Iterable[str]) -> list[Commune]:
+        return sorted((self.communes[code] for code in codes if code in self.communes), key=lambda c: c.code)
 
 
 class CompetenceTable:
@@ -213,6 +247,25 @@ def read_demo_unit_ids(directory: Path) -> list[str]:
     """The few units the local run, the demo traffic and docker-compose serve (a whole country is thousands)."""
     lines = (directory / DEMO_UNITS_FILE).read_text(encoding="utf-8").splitlines()
     return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+# An ambiguous place's reason names at most this many candidates (an operator picks one, or asks the reporter).
+MAX_CANDIDATES = 10
+
+
+def ambiguous(why: str, candidates: list[Commune]) -> Unrouted:
+    named = ", ".join(f"{c.code} {c.name} ({c.departement})" for c in candidates[:MAX_CANDIDATES])
+    more = f" and {len(candidates) - MAX_CANDIDATES} more" if len(candidates) > MAX_CANDIDATES else ""
+    return Unrouted("ambiguous_place", f"{why}: {named}{more}")
+
+
+def departement_of_postcode(postcode: str) -> str | None:
+    """The département a postcode belongs to, where its first digits say it (Corsica's 20 is two départements)."""
+    if postcode.startswith("97"):
+        return postcode[:3]
+    if postcode.startswith("20"):
+        return None
+    return postcode[:2]
 
 
 class JurisdictionReference:
@@ -289,34 +342,77 @@ class JurisdictionReference:
         self._resolved = {}  # every cached jurisdiction carries the version
 
     def resolve_jurisdiction(self, place: Place) -> Jurisdiction | Unrouted:
-        reference = self.commune_reference
+        """The first of the ways below that finds the place, or unrouted with what was tried (or the candidates)."""
         tried: list[str] = []
-        if place.commune_code:
-            commune = reference.by_code(place.commune_code)
-            if commune is not None:
-                return self._jurisdiction(commune, ResolutionMethod.CODE_INSEE)
-            tried.append("code INSEE")
-        if place.postcode and place.commune_name:
-            commune = reference.by_postcode_name(place.postcode, place.commune_name)
-            if commune is not None:
-                return self._jurisdiction(commune, ResolutionMethod.POSTCODE_NAME)
-            tried.append("postcode and name")
-        if place.latitude is not None and place.longitude is not None:
-            if self.boundaries is None:
-                tried.append("coordinates (no boundaries loaded)")
-            else:
-                code = self.boundaries.commune_at(place.latitude, place.longitude)
-                commune = reference.by_code(code) if code else None
-                if commune is not None:
-                    return self._jurisdiction(commune, ResolutionMethod.COORDINATES)
-                code = self.boundaries.commune_near(place.latitude, place.longitude, POSITION_FALLBACK_M)
-                commune = reference.by_code(code) if code else None
-                if commune is not None:
-                    return self._jurisdiction(commune, ResolutionMethod.POSITION)
-                tried.append(f"coordinates (in no commune, no town hall within {POSITION_FALLBACK_M / 1000:.0f} km)")
+        for resolve in (self._by_code, self._by_postcode_and_name, self._by_coordinates, self._by_postcode_alone,
+                        self._by_name_alone):
+            result = resolve(place, tried)
+            if result is not None:
+                return result
         if not tried:
-            return Unrouted("no_place", "the report has no code INSEE, postcode and name, or coordinates")
+            return Unrouted("no_place", "the report has no code INSEE, postcode, commune name or coordinates")
         return Unrouted("unknown_commune", "no commune of the reference matches the " + ", ".join(tried))
+
+    def _by_code(self, place: Place, tried: list[str]) -> Jurisdiction | Unrouted | None:
+        if not place.commune_code:
+            return None
+        commune = self.commune_reference.by_code(place.commune_code)
+        if commune is not None:
+            return self._jurisdiction(commune, ResolutionMethod.CODE_INSEE)
+        tried.append("code INSEE")
+        return None
+
+    def _by_postcode_and_name(self, place: Place, tried: list[str]) -> Jurisdiction | Unrouted | None:
+        if not (place.postcode and place.commune_name):
+            return None
+        commune = self.commune_reference.by_postcode_name(place.postcode, place.commune_name)
+        if commune is not None:
+            return self._jurisdiction(commune, ResolutionMethod.POSTCODE_NAME)
+        tried.append("postcode and name")
+        return None
+
+    def _by_coordinates(self, place: Place, tried: list[str]) -> Jurisdiction | Unrouted | None:
+        if place.latitude is None or place.longitude is None:
+            return None
+        if self.boundaries is None:
+            tried.append("coordinates (no boundaries loaded)")
+            return None
+        reference = self.commune_reference
+        code = self.boundaries.commune_at(place.latitude, place.longitude)
+        commune = reference.by_code(code) if code else None
+        if commune is not None:
+            return self._jurisdiction(commune, ResolutionMethod.COORDINATES)
+        code = self.boundaries.commune_near(place.latitude, place.longitude, POSITION_FALLBACK_M)
+        commune = reference.by_code(code) if code else None
+        if commune is not None:
+            return self._jurisdiction(commune, ResolutionMethod.POSITION)
+        tried.append(f"coordinates (in no commune, no town hall within {POSITION_FALLBACK_M / 1000:.0f} km)")
+        return None
+
+    def _by_postcode_alone(self, place: Place, tried: list[str]) -> Jurisdiction | Unrouted | None:
+        if not place.postcode or place.commune_name:
+            return None
+        found = self.commune_reference.by_postcode(place.postcode)
+        if len(found) == 1:
+            return self._jurisdiction(found[0], ResolutionMethod.POSTCODE)
+        if found:
+            return ambiguous(f"postcode {place.postcode} covers several communes", found)
+        tried.append("postcode")
+        return None
+
+    def _by_name_alone(self, place: Place, tried: list[str]) -> Jurisdiction | Unrouted | None:
+        if not place.commune_name:
+            return None
+        # Without a postcode, in all of France; with one that did not match the name, in its département only.
+        departement = departement_of_postcode(place.postcode) if place.postcode else None
+        found = self.commune_reference.by_name(place.commune_name, departement)
+        if len(found) == 1:
+            return self._jurisdiction(found[0], ResolutionMethod.COMMUNE_NAME)
+        where = f" in département {departement}" if departement else ""
+        if found:
+            return ambiguous(f"the name {place.commune_name!r} names several communes{where}", found)
+        tried.append(f"name{where}")
+        return None
 
     def _jurisdiction(self, commune: Commune, method: ResolutionMethod) -> Jurisdiction | Unrouted:
         key = (commune.code, method)
