@@ -124,6 +124,11 @@ class Jurisdiction(Canonical):
     cross_unit_id: str | None = Field(default=None, description="the département's drug-intelligence cell")
     method: ResolutionMethod
     reference_version: str
+    position_outside_commune_m: int | None = Field(
+        default=None,
+        description="resolved by its code or name, the report's position is this far outside that commune (more "
+        "than a few kilometres: a mistyped address or a misplaced pin, for the unit to check); absent otherwise",
+    )
 
 
 class EnrichedReport(Canonical):

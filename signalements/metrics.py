@@ -89,6 +89,11 @@ class PipelineMetrics:
         self.unrouted = Counter(
             "signalements_unrouted_reports", "Valid reports with no competent unit, by reason", ["reason"], registry=r
         )
+        self.positions_outside_commune = Counter(
+            "signalements_positions_outside_commune",
+            "Reports resolved by their code or name whose position is kilometres outside that commune (flagged)",
+            ["channel"], registry=r,
+        )
         # Deduplication (the route stage merges reports about one point into one case). The outcomes are bounded:
         # opened (a new case), merged (a new report joined an open case), duplicate (the same submission again),
         # resubmission (the same person's same report again).

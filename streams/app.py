@@ -94,7 +94,8 @@ def create_app(settings: Settings, metrics: PipelineMetrics, reference: Jurisdic
     delivery_seal = DeliverySeal(secret)
     normalize = Normalize(topics, ContactSealer.load(settings.reporter_keys_path, secret).protect, delivery_seal)
     enrich = Enrich(topics, reference, follower.caught_up.wait,
-                    on_unrouted=lambda reason: metrics.unrouted.labels(reason).inc())
+                    on_unrouted=lambda reason: metrics.unrouted.labels(reason).inc(),
+                    on_position_outside=lambda channel: metrics.positions_outside_commune.labels(channel).inc())
     route = Route(case_router, delivery_seal)
 
     for step, source in ((normalize, raw_topic), (enrich, normalized_topic), (route, enriched_topic)):

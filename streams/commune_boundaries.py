@@ -79,6 +79,7 @@ class CommuneBoundaries:
         self.tree = STRtree(geometries)
         self.areas = shapely.area(geometries)
         self.positions = positions
+        self._index = {code: number for number, code in enumerate(codes)}
 
     @classmethod
     def load(cls, path: Path) -> CommuneBoundaries:
@@ -145,3 +146,15 @@ class CommuneBoundaries:
             return None
         nearest = self.positions.nearest(latitude, longitude, within_m)
         return None if nearest is None else nearest[0]
+
+    def distance_outside_m(self, code: str, latitude: float, longitude: float) -> float | None:
+        """How far the point is outside the commune's polygon (0 inside it); None if the commune has no polygon."""
+        number = self._index.get(code)
+        if number is None:
+            return None
+        polygon = self.geometries[number]
+        point = shapely.Point(longitude, latitude)
+        if shapely.contains(polygon, point):
+            return 0.0
+        (from_lon, from_lat), (to_lon, to_lat) = shapely.get_coordinates(shapely.shortest_line(point, polygon))
+        return distance_m(from_lat, from_lon, to_lat, to_lon)

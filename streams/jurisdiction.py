@@ -39,6 +39,9 @@ KIND_PRECEDENCE = ("commune", "arrondissement", "deleguee", "associee", "former"
 # A position in no commune's polygon is a coast, a harbour, a border blurred by the polygons' simplification (about
 # 20 m) or a commune without a polygon in the source: its nearest town hall within this distance decides.
 POSITION_FALLBACK_M = 3_000.0
+# A report placed by its code or its name whose position is farther than this outside that commune is flagged (not
+# rejected): beyond the simplification of the polygons and a pin dropped on the wrong side of a street.
+POSITION_CHECK_M = 3_000.0
 
 folded_name = lru_cache(maxsize=65536)(fold_commune_name)
 
@@ -145,6 +148,10 @@ class CommuneReference:
         # For a postcode alone and a name alone: the routable communes each postcode and each name stands for. A
         # city with arrondissements gives way to them (75011 is the 11th arrondissement, not Paris as a whole).
         cities = {c.city_code for c in communes.values() if c.city_code}
+        self.city_arrondissements: dict[str, set[str]] = {}
+        for commune in communes.values():
+            if commune.city_code:
+                self.city_arrondissements.setdefault(commune.city_code, set()).add(commune.code)
         self.postcode_communes: dict[str, set[str]] = {}
         for commune in communes.values():
             if commune.code not in cities:
@@ -210,6 +217,9 @@ class CommuneReference:
             if found:
                 return found
         return []
+
+    def arrondissements_of(self, city_code: str) -> list[Commune]:
+        return self._communes(self.city_arrondissements.get(city_code, set()))
 
     def _communes(self, codes: Iterable[str]) -> list[Commune]:
         return sorted((self.communes[code] for code in codes if code in self.communes), key=lambda c: c.code)
@@ -347,11 +357,27 @@ class JurisdictionReference:
         for resolve in (self._by_code, self._by_postcode_and_name, self._by_coordinates, self._by_postcode_alone,
                         self._by_name_alone):
             result = resolve(place, tried)
+            if isinstance(result, Jurisdiction):
+                return self._checked_position(result, place)
             if result is not None:
                 return result
         if not tried:
             return Unrouted("no_place", "the report has no code INSEE, postcode, commune name or coordinates")
         return Unrouted("unknown_commune", "no commune of the reference matches the " + ", ".join(tried))
+
+    def _checked_position(self, jurisdiction: Jurisdiction, place: Place) -> Jurisdiction:
+        """A commune found by code or name, and a position that lies well outside it: say how far."""
+        if (self.boundaries is None or place.latitude is None or place.longitude is None
+                or jurisdiction.method in (ResolutionMethod.COORDINATES, ResolutionMethod.POSITION)):
+            return jurisdiction
+        code = jurisdiction.commune_code
+        # A city with arrondissements is drawn as them: the nearest one tells.
+        codes = [code] + [c.code for c in self.commune_reference.arrondissements_of(code)]
+        distances = [d for c in codes
+                     if (d := self.boundaries.distance_outside_m(c, place.latitude, place.longitude)) is not None]
+        if not distances or min(distances) <= POSITION_CHECK_M:
+            return jurisdiction
+        return jurisdiction.model_copy(update={"position_outside_commune_m": round(min(distances))})
 
     def _by_code(self, place: Place, tried: list[str]) -> Jurisdiction | Unrouted | None:
         if not place.commune_code:

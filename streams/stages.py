@@ -150,11 +150,13 @@ class Enrich:
     stage = Stage.ENRICH
 
     def __init__(self, topics: Topics, reference: JurisdictionReference,
-                 reference_ready: Callable[[], Awaitable[Any]], on_unrouted: Callable[[str], None]) -> None:
+                 reference_ready: Callable[[], Awaitable[Any]], on_unrouted: Callable[[str], None],
+                 on_position_outside: Callable[[str], None] = lambda channel: None) -> None:
         self.topics = topics
         self.reference = reference
         self.reference_ready = reference_ready
         self.on_unrouted = on_unrouted
+        self.on_position_outside = on_position_outside
 
     channel_of = staticmethod(channel_label)
 
@@ -169,6 +171,8 @@ class Enrich:
                 self.topics.unrouted, REPORT_UNROUTED, unrouted,
                 key=report.report_id, event_id=event_id_for(report.report_id, REPORT_UNROUTED),
             )])
+        if resolution.position_outside_commune_m is not None:
+            self.on_position_outside(report.channel.value)
         enriched = EnrichedReport(report=report, jurisdiction=resolution)
         return StageOutput("enriched", [event_record(
             self.topics.enriched, REPORT_ENRICHED, enriched,

@@ -105,3 +105,23 @@ def test_random_points_cover_the_commune_not_one_spot(reference: JurisdictionRef
     drawn = {places.random_point("74056", rng) for _ in range(50)}
     assert len(drawn) == 50
     assert places.random_point("99999", rng) is None
+
+
+def test_a_position_kilometres_outside_the_commune_its_code_gives_is_flagged_not_rejected(
+    reference: JurisdictionReference,
+) -> None:
+    inside = reference.resolve_jurisdiction(Place(commune_code="74056", latitude=45.9237, longitude=6.8694))
+    assert isinstance(inside, Jurisdiction) and inside.position_outside_commune_m is None
+    # Chamonix's code with a pin dropped in Paris: still routed to Chamonix's brigade, with the distance recorded.
+    far = reference.resolve_jurisdiction(Place(commune_code="74056", latitude=48.85, longitude=2.35))
+    assert isinstance(far, Jurisdiction) and far.unit_id == inside.unit_id
+    assert far.position_outside_commune_m is not None and 450_000 < far.position_outside_commune_m < 480_000
+    # Just across the border of the commune (within the check's few kilometres): not flagged.
+    assert reference.boundaries is not None
+    near = reference.resolve_jurisdiction(Place(commune_code="74056", latitude=45.9237, longitude=6.8694 + 0.12))
+    distance = reference.boundaries.distance_outside_m("74056", 45.9237, 6.8694 + 0.12)
+    assert isinstance(near, Jurisdiction) and distance is not None
+    assert (near.position_outside_commune_m is None) == (distance <= 3_000)
+    # Paris's own code is checked against its arrondissements.
+    paris = reference.resolve_jurisdiction(Place(commune_code="75056", latitude=48.86, longitude=2.35))
+    assert isinstance(paris, Jurisdiction) and paris.position_outside_commune_m is None

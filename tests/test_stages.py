@@ -138,6 +138,23 @@ def test_enrich_keys_a_report_by_its_unit_and_sends_one_without_a_unit_to_unrout
     assert len(unrouted) == 1
 
 
+def test_enrich_flags_and_counts_a_position_far_outside_the_commune_its_code_gives(
+    reference: JurisdictionReference,
+) -> None:
+    flagged: list[str] = []
+
+    async def ready() -> None:
+        return None
+
+    enrich = Enrich(TOPICS, reference, ready, on_unrouted=lambda reason: None, on_position_outside=flagged.append)
+    body = portal_dealing_point()  # an address of Paris 11e, by its code
+    body["report"]["place"].update(latitude=45.9237, longitude=6.8694)  # a pin dropped in Chamonix
+    written = only(run(enrich(normalized_record(Channel.MONCOMMISSARIAT, body))))
+    jurisdiction = decode(written.headers, written.key, written.value).payload.jurisdiction
+    assert jurisdiction.commune_code == "75111" and jurisdiction.position_outside_commune_m > 400_000
+    assert flagged == ["moncommissariat"]
+
+
 def test_route_hands_the_enriched_report_to_the_case_router(reference: JurisdictionReference) -> None:
     seen: list[tuple[int, str]] = []
 
