@@ -92,13 +92,15 @@ def desk(unit: UnitsOption = None, departement: DepartementOption = None, databa
     """Serve the units' desk: their cases as web pages in French, on loopback (SIGNALEMENTS_DESK_PORT)."""
     from consumers.desk import run_desk
     from consumers.unit_directory import unit_names
+    from consumers.unit_territory import UnitTerritories
     from streams.jurisdiction import JurisdictionReference
 
     settings = consumer_settings(database_url)
     configure_logging(settings)
     units = chosen_units(settings, unit, departement)
     typer.echo(f"desk on http://{settings.desk_host}:{settings.desk_port}/ for {', '.join(units)}", err=True)
-    run_desk(settings, units, unit_names(JurisdictionReference.from_settings(settings)))
+    reference = JurisdictionReference.from_settings(settings)
+    run_desk(settings, units, unit_names(reference), UnitTerritories(reference, units))
 
 
 def lag_exporter() -> None:

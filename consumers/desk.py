@@ -1,8 +1,8 @@
 """The units' desk: web pages, in French, for the officers of the units this service serves.
 
 For each unit: its cases (newest activity first, sortable, filtered by kind, status and commune), the counts at
-the top, a map of the cases drawn as plain SVG from their positions (no tile server: the page works on a closed
-network), a page per case (where, what, when, each report, the network's number or handle, the reporter's contact
+the top, a map of the unit's communes (from the commune boundaries) and of its cases, drawn as plain SVG (no tile
+server: the page works on a closed network), a page per case (where, what, when, each report, the network's number or handle, the reporter's contact
 where one was kept), and the handling of a case (dismantled, unfounded, transferred to another unit), published
 on the unit's queue exactly as ``signalements cases handle`` does, after a confirmation. The list refreshes itself
 (the page polls a fragment) when new cases arrive.
@@ -28,6 +28,7 @@ from fastapi.templating import Jinja2Templates
 
 from consumers.case_desk import CaseDeskError, handle_case
 from consumers.case_store import CaseCounts, CaseSort, CaseStore, CaseSummary, store_url_for
+from consumers.unit_territory import MapFrame, UnitTerritories
 from schemas.channels import Force
 from schemas.events import CaseOutcome
 from signalements.reporter_sealing import ContactOpener
@@ -37,7 +38,6 @@ PARIS = ZoneInfo("Europe/Paris")
 HERE = Path(__file__).parent
 PAGE_SIZE = 200
 MAP_POINTS = 1000  # the most recently active cases drawn on the map (thousands of circles slow every browser)
-MIN_MAP_SPAN_DEGREES = 0.01  # about 1 km
 KINDS = {"dealing_point": "point de deal", "delivery_network": "réseau de livraison"}
 STATUSES = {"open": "ouvert", "dismantled": "démantelé", "unfounded": "infondé", "transferred": "transféré"}
 OUTCOMES = {CaseOutcome.DISMANTLED: "démantelé", CaseOutcome.UNFOUNDED: "infondé", CaseOutcome.TRANSFERRED: "transféré"}
@@ -62,28 +62,34 @@ class MapPoint:
     label: str
 
 
-def case_map(cases: list[CaseSummary], width: float = 640, height: float = 420, margin: float = 24) -> list[MapPoint]:
-    """The cases with a position, projected on the page around their centre (equirectangular: a unit's territory
-    is small enough), each a circle whose area grows with its report count. At least about a kilometre is shown,
-    so that one case or a few close ones do not fill the map."""
-    located = [case for case in cases if case.latitude is not None and case.longitude is not None]
-    if not located:
+def map_frame(cases: list[CaseSummary], territory: tuple[float, float, float, float] | None = None) -> MapFrame | None:
+    """The frame of the map: the unit's territory and every case with a position (a transferred case may lie
+    outside the territory); None when there is nothing to draw."""
+    boxes = [territory] if territory else []
+    located = [(case.latitude, case.longitude) for case in cases if case.latitude is not None and case.longitude is not None]
+    if located:
+        lats, lons = [lat for lat, _ in located], [lon for _, lon in located]
+        boxes.append((min(lons), min(lats), max(lons), max(lats)))
+    if not boxes:
+        return None
+    return MapFrame.around(min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes),
+                           max(b[3] for b in boxes))
+
+
+def case_map(cases: list[CaseSummary], frame: MapFrame | None = None) -> list[MapPoint]:
+    """The cases with a position, projected in the frame (by default, around them), each a circle whose area grows
+    with its report count."""
+    frame = frame or map_frame(cases)
+    if frame is None:
         return []
-    lats = [case.latitude for case in located if case.latitude is not None]
-    lons = [case.longitude for case in located if case.longitude is not None]
-    mid_lat, mid_lon = (min(lats) + max(lats)) / 2, (min(lons) + max(lons)) / 2
-    scale_x = math.cos(math.radians(mid_lat))
-    span_x = max((max(lons) - min(lons)) * scale_x, MIN_MAP_SPAN_DEGREES)
-    span_y = max(max(lats) - min(lats), MIN_MAP_SPAN_DEGREES)
-    zoom = min((width - 2 * margin) / span_x, (height - 2 * margin) / span_y)
     points = []
-    for case in located:
-        assert case.latitude is not None and case.longitude is not None
-        x = width / 2 + (case.longitude - mid_lon) * scale_x * zoom
-        y = height / 2 - (case.latitude - mid_lat) * zoom
+    for case in cases:
+        if case.latitude is None or case.longitude is None:
+            continue
+        x, y = frame.project(case.latitude, case.longitude)
         label = f"{case.place or case.commune_name} : {case.report_count} signalement(s)"
         radius = 4 + 2.5 * math.sqrt(case.report_count)
-        points.append(MapPoint(case.case_id, round(x, 1), round(y, 1), round(radius, 1), label))
+        points.append(MapPoint(case.case_id, x, y, round(radius, 1), label))
     return points
 
 
@@ -117,10 +123,12 @@ class DeskStores:
 class UnitDesk:
     """The pages of the units this desk serves; a unit not served, or a case not in the unit's store, is a 404."""
 
-    def __init__(self, settings: Settings, unit_ids: list[str], unit_names: dict[str, str]) -> None:
+    def __init__(self, settings: Settings, unit_ids: list[str], unit_names: dict[str, str],
+                 territories: UnitTerritories | None = None) -> None:
         self.settings = settings
         self.unit_ids = unit_ids
         self.unit_names = unit_names
+        self.territories = territories
         self.stores = DeskStores(settings, unit_ids)
         # The private keys this desk holds (its units' forces'): a contact is shown only where one opens it.
         self.openers = {force: ContactOpener.load(settings.reporter_keys_path, force) for force in Force}
@@ -154,9 +162,13 @@ class UnitDesk:
         counts: CaseCounts = store.counts(new_since=now - timedelta(days=1), handled_since=month_start)
         everything = store.list_cases(sort=CaseSort.LAST_SEEN, status=None if filters.status == "tous" else filters.status)
         shown = select_cases(everything, filters.kind, filters.commune, filters.sort)
+        mapped = sorted(shown, key=lambda case: case.last_seen, reverse=True)[:MAP_POINTS]
+        territory = self.territories.bounds(unit_id) if self.territories else None
+        frame = map_frame(mapped, territory)
         context: dict[str, Any] = {
             "unit_id": unit_id, "counts": counts, "cases": shown[:PAGE_SIZE], "total": len(shown),
-            "points": case_map(sorted(shown, key=lambda case: case.last_seen, reverse=True)[:MAP_POINTS]),
+            "points": case_map(mapped, frame),
+            "outlines": self.territories.outlines(unit_id, frame) if self.territories and frame else [],
             "map_capped": len(shown) > MAP_POINTS, "filters": filters, "updated_at": paris_time(now),
             "communes": sorted({(case.commune_code, case.commune_name) for case in everything}, key=lambda c: c[1]),
         }
@@ -222,8 +234,9 @@ def desk_filters(nature: str = "", statut: str = "open", commune: str = "", tri:
 Filters = Annotated[DeskFilters, Depends(desk_filters)]
 
 
-def create_desk_app(settings: Settings, unit_ids: list[str], unit_names: dict[str, str]) -> FastAPI:
-    desk = UnitDesk(settings, unit_ids, unit_names)
+def create_desk_app(settings: Settings, unit_ids: list[str], unit_names: dict[str, str],
+                    territories: UnitTerritories | None = None) -> FastAPI:
+    desk = UnitDesk(settings, unit_ids, unit_names, territories)
     app = FastAPI(title="Bureau des unités", docs_url=None, redoc_url=None, openapi_url=None)
     app.mount("/static", StaticFiles(directory=HERE / "desk_static"), name="static")
     app.router.add_event_handler("shutdown", desk.stores.close)
@@ -253,8 +266,9 @@ def create_desk_app(settings: Settings, unit_ids: list[str], unit_names: dict[st
     return app
 
 
-def run_desk(settings: Settings, unit_ids: list[str], unit_names: dict[str, str]) -> None:
+def run_desk(settings: Settings, unit_ids: list[str], unit_names: dict[str, str],
+             territories: UnitTerritories | None = None) -> None:
     import uvicorn
 
-    app = create_desk_app(settings, unit_ids, unit_names)
+    app = create_desk_app(settings, unit_ids, unit_names, territories)
     uvicorn.run(app, host=settings.desk_host, port=settings.desk_port, log_level="warning")

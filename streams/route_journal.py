@@ -8,20 +8,23 @@ and those of the records after it. Three entries of the state make that safe:
 - ``wal:<partition>:<offset>``, the record's journal: every state write and every event it decided, written before
   any of them;
 - the writes themselves, applied in order;
-- ``applied:<partition>``, the offset of the last record whose writes are all in the state, written after them.
+- ``applied:<partition>``, which records' writes are all in the state: every offset up to a watermark, and the few
+  above it that came out of order (faust-streaming hands records out of order around a restart: it may skip some,
+  which its consumer's rewind then fetches again, streams/offset_rewind.py); written after the writes.
 
-A record at or below ``applied`` is never decided or applied again: the state is already past it, and writing its
-journal's (older) values again would undo what the records after it did. It only sends its journal's events again
-(same event ids: consumers apply them once), in case they were not acknowledged before the crash; without a journal
-(deleted once its offset was committed, so its events were acknowledged) it does nothing. The record just after
-``applied`` may have its journal and part of its writes in the state (a crash between them): its journal is applied
-whole. Any later record is decided against the state, which then holds exactly the records before it (a partition's
-changelog is written in order).
+A record already applied is never decided or applied again: the state is already past it, and writing its journal's
+(older) values again would undo what the records after it did. It only sends its journal's events again (same event
+ids: consumers apply them once), in case they were not acknowledged before the crash; without a journal (deleted
+once its offset was committed, so its events were acknowledged) it does nothing. A record not applied yet may have
+its journal and part of its writes in the state (a crash between them): its journal is applied whole. Any other
+record is decided against the state as it is.
 
 Found by the kill -9 fault test: after a restart the route stage replayed a partition's journals, committed, then
 the partition was rewound to its start (the seek to the committed offset had asked the broker before that commit);
 replaying the first record's journal wrote its case back to one report, and the journals after it had been
-deleted by the commit, so the merged reports of that case were lost.
+deleted by the commit, so the merged reports of that case were lost. A single watermark was not enough: in the same
+restart Faust had skipped ten records before the rewind brought them back, and a watermark past them took them for
+applied.
 """
 
 from __future__ import annotations
@@ -83,6 +86,30 @@ def _journaled(event: CaseEvent) -> JournaledEvent:
     )
 
 
+# Offsets applied out of order, at most: past this, the records below them are taken as gone (deleted by the
+# topic's retention while no worker ran) and the watermark moves up to them.
+MAX_OUT_OF_ORDER = 1_000
+
+
+class AppliedOffsets(BaseModel):
+    """Every offset up to ``watermark``, and those in ``above``, have their writes in the state."""
+
+    watermark: int = -1
+    above: list[int] = []
+
+    def __contains__(self, offset: object) -> bool:
+        return isinstance(offset, int) and (offset <= self.watermark or offset in self.above)
+
+    def add(self, offset: int) -> AppliedOffsets:
+        above = sorted({*self.above, offset})
+        watermark = self.watermark
+        if len(above) > MAX_OUT_OF_ORDER:
+            watermark = max(watermark, above[0] - 1)
+        while above and above[0] <= watermark + 1:
+            watermark = max(watermark, above.pop(0))
+        return AppliedOffsets(watermark=watermark, above=above)
+
+
 class StateTable(Protocol):
     """The part of a Faust table the journal uses (keys and values as Faust's raw codec gives them)."""
 
@@ -117,9 +144,9 @@ class RouteJournal:
         self.pending = pending
         self.seal = seal
 
-    def applied_offset(self, partition: int) -> int:
+    def applied(self, partition: int) -> AppliedOffsets:
         raw = self.state.get(applied_key(partition))
-        return -1 if raw is None else int(self.seal.open(bytes(raw)))
+        return AppliedOffsets() if raw is None else AppliedOffsets.model_validate_json(self.seal.open(bytes(raw)))
 
     def journal(self, partition: int, offset: int) -> Journal | None:
         raw = self.state.get(journal_key(partition, offset))
@@ -129,22 +156,26 @@ class RouteJournal:
         """Process the record at ``partition``/``offset``: its state writes happen here, at most once; the caller
         sends the returned journal's events."""
         journal = self.journal(partition, offset)
-        if self.already_applied(partition, offset):
+        applied = self.applied(partition)
+        if offset in applied:
             return Step(journal, decided=False, replayed=journal is not None)
         replayed = journal is not None
         if journal is None:
             journal = Journal.of(decide())
             self.state[journal_key(partition, offset)] = self.seal.seal(journal.model_dump_json().encode())
         self._apply(journal)
-        self.mark_applied(partition, offset)
+        self._mark(partition, applied.add(offset))
         return Step(journal, decided=not replayed, replayed=replayed)
 
     def already_applied(self, partition: int, offset: int) -> bool:
-        return offset <= self.applied_offset(partition)
+        return offset in self.applied(partition)
 
     def mark_applied(self, partition: int, offset: int) -> None:
         """After the writes of a record that has no journal (a sweep, which is simply done again after a crash)."""
-        self.state[applied_key(partition)] = self.seal.seal(str(offset).encode())
+        self._mark(partition, self.applied(partition).add(offset))
+
+    def _mark(self, partition: int, applied: AppliedOffsets) -> None:
+        self.state[applied_key(partition)] = self.seal.seal(applied.model_dump_json().encode())
 
     def forget(self, partition: int, offset: int) -> None:
         self.delete(journal_key(partition, offset))

@@ -139,3 +139,31 @@ def test_the_terminal_list_fits_80_columns_place_first_with_a_short_reference(de
     assert row.index(reference) < row.index("148")  # the reference, then the place
     assert store.resolve_reference(reference) == case.case_id
     assert store.resolve_reference("zz") is None
+
+
+def test_the_map_draws_the_units_communes_from_the_shipped_boundaries_with_its_cases_on_them(
+    desk_settings: Settings,
+) -> None:
+    from consumers.unit_territory import UnitTerritories
+    from streams.jurisdiction import JurisdictionReference
+
+    reference = JurisdictionReference.from_settings(desk_settings)
+    units = [PARIS_11.unit_id, CHAMONIX.unit_id, "cross-74"]
+    territories = UnitTerritories(reference, units)
+    store_with(desk_settings, CHAMONIX.unit_id, [
+        case_opened(CHAMONIX, "gare", datetime.now(UTC), "place de la gare", (45.9237, 6.8694)),
+    ]).close()
+    client = TestClient(create_desk_app(desk_settings, units, NAMES, territories))
+
+    page = client.get(f"/unites/{CHAMONIX.unit_id}").text
+    expected = {c.code for c in reference.communes if c.unit_id == CHAMONIX.unit_id}
+    drawn = set(re.findall(r'<path d="M[^"]+" data-commune="(\d[\dAB]\d{3})">', page))
+    assert drawn == expected and "74056" in drawn
+    # the case's point lies inside the frame the communes are drawn in
+    [(x, y)] = [(float(a), float(b)) for a, b in re.findall(r'<circle cx="([\d.]+)" cy="([\d.]+)"', page)]
+    assert 0 < x < 640 and 0 < y < 420
+    # a CROSS sees its whole département
+    cross = client.get("/unites/cross-74").text
+    assert len(re.findall(r'data-commune="74\d{3}"', cross)) == len({c.code for c in reference.communes
+                                                                   if c.departement == "74"})
+    assert "https://" not in page.split("<svg", 1)[1].split("</svg>", 1)[0]  # nothing fetched from outside

@@ -78,12 +78,35 @@ def test_a_record_cut_between_its_journal_and_its_writes_is_completed_from_its_j
     step = journal.step(PARTITION, 2, lambda: merge_one(state))
     assert step.replayed and not step.decided
     assert count(state) == 3
-    assert journal.applied_offset(PARTITION) == 2
+    assert 2 in journal.applied(PARTITION)
+
+
+def test_records_handed_out_of_order_are_each_decided_once() -> None:
+    """Faust skipped records 2 to 4 after a restart, handed out 5 and 6, then its rewind brought 0 to 6 again."""
+    journal, state = new_journal()
+    for offset in (0, 1, 5, 6):
+        process(journal, state, offset)
+    assert count(state) == 4
+    for offset in range(7):  # the rewind
+        process(journal, state, offset)
+    assert count(state) == 7  # 2, 3 and 4 decided once each, nothing else again
+    applied = journal.applied(PARTITION)
+    assert applied.watermark == 6 and applied.above == []
+
+
+def test_offsets_that_never_come_are_given_up_after_enough_later_ones() -> None:
+    from streams.route_journal import MAX_OUT_OF_ORDER, AppliedOffsets
+
+    applied = AppliedOffsets()
+    for offset in range(100, 100 + MAX_OUT_OF_ORDER + 1):  # offsets 0 to 99 deleted by the topic's retention
+        applied = applied.add(offset)
+    assert applied.watermark == 100 + MAX_OUT_OF_ORDER and applied.above == []
 
 
 def test_the_applied_mark_is_sealed_like_every_value_of_the_state() -> None:
     journal, state = new_journal()
     process(journal, state, 7)
-    assert state[applied_key(PARTITION)] != b"7"
-    assert journal.applied_offset(PARTITION) == 7
+    assert b"watermark" not in state[applied_key(PARTITION)]
+    assert 7 in journal.applied(PARTITION)
     assert journal.already_applied(PARTITION, 7) and not journal.already_applied(PARTITION, 8)
+    assert not journal.already_applied(PARTITION, 3)  # not seen yet: still to decide
