@@ -242,7 +242,8 @@ def kill_9_and_restart(services: Services) -> None:
     worker = services.processes["worker"]
     os.killpg(worker.pid, signal.SIGKILL)
     worker.wait()
-    services.start("worker", "worker")  # same state directory: local RocksDB plus the changelog
+    # Same state directory: after a kill the worker drops its local tables and rebuilds them from the changelog.
+    services.start("worker", "worker")
 
 
 def final_ledgers(settings: Settings, traffic: list[TruthReport]) -> dict[str, CaseLedger]:
