@@ -228,8 +228,8 @@ def measure_recovery(settings: Settings, points: int) -> dict[str, object]:
             takeover = _wait_ready(second, bench.log_dir / "second" / "worker.log", left)
         finally:
             second.stop()
-        # The usual restart (a deploy, a crash with its volume kept): RocksDB knows the offsets it holds, so only
-        # the changelog written since then is read.
+        # The usual restart (a deploy: a clean stop, its volume kept): RocksDB knows the offsets it holds, so only
+        # the changelog written since then is read. (After a crash the worker rebuilds from the changelog instead.)
         _say("recovery: restarting the first worker on its kept state directory")
         services = Services(bench.log_dir / "restart", bench.as_environment())
         restart = _run_until_ready(services, bench.log_dir / "restart" / "worker.log")
