@@ -76,8 +76,11 @@ def test_prometheus_sees_the_traffic_that_was_sent(observed: tuple[RunningPipeli
             assert pipeline.post_report(MONCOMMISSARIAT, body) == 202
         if index < ROUTED[BRIGADE]:
             assert pipeline.post_report(BRIGADE, distinct_point(conversation_delivery_network())) == 202
-    # Valid, but no commune of the reference: accepted, then unrouted.
-    assert pipeline.post_report(MONCOMMISSARIAT, distinct_point(portal_dealing_point("99999", "74400", "Lyon"))) == 202
+    # Valid, but no commune of the reference (and no position, which the commune boundaries would route): accepted,
+    # then unrouted.
+    nowhere = distinct_point(portal_dealing_point("99999", "74400", "Lyon"))
+    del nowhere["report"]["place"]["latitude"], nowhere["report"]["place"]["longitude"]
+    assert pipeline.post_report(MONCOMMISSARIAT, nowhere) == 202
     # Invalid: refused at the door.
     invalid = portal_dealing_point()
     invalid["report"]["place"]["citycode"] = "7511"
