@@ -4,9 +4,8 @@ of another reaches the same partition, and the same route agent's state, whateve
 - A dealing point with coordinates: the coarse H3 cell (resolution 3, cells about 60 km across) of its position.
   Two reports of one point within the merge distance (150 m) fall in one such cell unless an edge of that coarse
   grid runs between them: 0.12 % of such pairs (``signalements bench-dedup``, ``coarse_grid_split``), where a key
-  per unit split every pair that straddles a unit boundary. Finer cells would spread the load over more partitions and split
-  more pairs; coarser ones the reverse. Fifty-odd cells cover metropolitan France, enough keys for the partitions a
-  national volume needs.
+  per unit split every pair that straddles a unit boundary. Finer cells would spread the load over more partitions
+  and split more pairs; coarser ones the reverse. 94 such cells hold a commune, Paris's 15.8 % of the population.
 - A dealing point without coordinates: the coarse cell of its commune's position (town hall, else a point of its
   polygon), so every report of one commune's addresses meets; without boundaries loaded, the commune itself.
 - A delivery network: one area, ``networks``. A phone number or a handle is reported anywhere in France, and a

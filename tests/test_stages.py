@@ -30,9 +30,9 @@ from schemas.reports import EnrichedReport, report_id_for
 from schemas.submission_channels import SUBMISSION_CHANNELS
 from schemas.topics import Topics
 from signalements.settings import Settings
+from streams.dedup_area import area_of_position
 from streams.deliveries import Outgoing
 from streams.jurisdiction import JurisdictionReference
-from streams.dedup_area import area_of_position
 from streams.stages import Enrich, InputRecord, Normalize, Route, StageFailure, StageOutput, case_event_records
 from streams.worker_cipher import DeliverySeal
 
