@@ -177,11 +177,14 @@ def bench_dedup(
     seed: Annotated[int, typer.Option(help="seed of the synthetic traffic")] = 1,
     throughput_points: Annotated[int, typer.Option(help="points of the traffic timed against RocksDB")] = 20_000,
     recovery_points: Annotated[int, typer.Option(help="points in state for the recovery timing on the broker; 0 skips it")] = 0,
+    boundary_points: Annotated[int, typer.Option(help="points within 100 m of a unit boundary, for merging there")] = 1000,
 ) -> None:
-    """Measure deduplication: precision/recall of point merging, reports/s, state size, recovery time. One JSON line."""
+    """Measure deduplication: precision/recall of point merging (also at unit boundaries), reports/s, state size,
+    recovery time. One JSON line."""
     from devkit.bench_dedup import main
 
-    main(points=points, seed=seed, throughput_points=throughput_points, recovery_points=recovery_points)
+    main(points=points, seed=seed, throughput_points=throughput_points, recovery_points=recovery_points,
+         boundary_points=boundary_points)
 
 
 def bench_desk(

@@ -32,13 +32,14 @@ from consumers.store_schema import (
     case_reports,
     cases,
     held_events,
+    linked_reports,
     migrate,
     parked_events,
     utc_now,
     utc_text,
 )
-from schemas.envelope import CASE_HANDLED, CASE_OPENED, CASE_UPDATED, DecodedEvent
-from schemas.events import CaseHandled, CaseOpened, CaseUpdated
+from schemas.envelope import CASE_HANDLED, CASE_LINKED, CASE_OPENED, CASE_UPDATED, DecodedEvent
+from schemas.events import CaseHandled, CaseLinked, CaseOpened, CaseUpdated
 from schemas.reports import EnrichedReport
 
 OPEN = "open"
@@ -51,6 +52,7 @@ class ApplyOutcome(StrEnum):
     UPDATED = "updated"        # reports added to a known case
     HANDLED = "handled"        # a case closed or transferred
     HELD = "held"              # waiting for its case's opening
+    LINKED = "linked"          # a report of the unit's territory in another unit's case
     DUPLICATE = "duplicate"    # already applied (or already held): nothing changed
 
 
@@ -180,6 +182,8 @@ class CaseWriter:
             return self.apply_updated(decoded.event_id, payload)
         if decoded.event_type == CASE_HANDLED and isinstance(payload, CaseHandled):
             return self.apply_handled(decoded.event_id, payload)
+        if decoded.event_type == CASE_LINKED and isinstance(payload, CaseLinked):
+            return self.apply_linked(decoded.event_id, payload)
         raise ValueError(f"not a case event: {decoded.event_type.ce_type}")
 
     def apply_opened(self, event_id: str, case: CaseOpened) -> ApplyOutcome:
@@ -235,6 +239,20 @@ class CaseWriter:
         )
         return ApplyOutcome.HANDLED
 
+    def apply_linked(self, event_id: str, linked: CaseLinked) -> ApplyOutcome:
+        """A report of this unit's territory in another unit's case: kept beside the unit's own cases."""
+        if not self._record_applied(event_id, linked.case_id, CASE_LINKED.name, None):
+            return ApplyOutcome.DUPLICATE
+        place = case_place(linked.report.report.place.model_dump(mode="json"))["place"]
+        insert_ignore(self.connection, linked_reports, {
+            "unit_id": self.unit_id, "case_id": linked.case_id, "report_id": linked.report.report.report_id,
+            "owner_unit_id": linked.owner_unit_id, "owner_unit_name": linked.owner_unit_name,
+            "linked_at": utc_text(linked.linked_at), "report_count": linked.report_count,
+            "commune_name": linked.report.jurisdiction.commune_name, "place": place,
+            "report": linked.report.model_dump_json(),
+        })
+        return ApplyOutcome.LINKED
+
     def park(
         self, *, topic: str, partition: int, offset: int, reason_code: str, reason: str,
         headers: dict[str, str], value: bytes | None,
@@ -288,6 +306,17 @@ class CaseWriter:
                 self.apply_updated(event_id, CaseUpdated.model_validate_json(payload))
             else:
                 self.apply_handled(event_id, CaseHandled.model_validate_json(payload))
+
+
+class LinkedReport(BaseModel):
+    case_id: str
+    report_id: str
+    owner_unit_id: str
+    owner_unit_name: str
+    linked_at: datetime
+    report_count: int
+    commune_name: str
+    place: str | None
 
 
 @dataclass
@@ -352,6 +381,18 @@ class CaseStore:
         values["reports"] = [EnrichedReport.model_validate_json(report) for report in reports]
         return CaseDetail.model_validate(values)
 
+    def linked(self, limit: int = 50) -> list[LinkedReport]:
+        """The latest reports of this unit's territory merged into other units' cases."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(linked_reports.c.case_id, linked_reports.c.report_id, linked_reports.c.owner_unit_id,
+                       linked_reports.c.owner_unit_name, linked_reports.c.linked_at, linked_reports.c.report_count,
+                       linked_reports.c.commune_name, linked_reports.c.place)
+                .where(linked_reports.c.unit_id == self.unit_id)
+                .order_by(linked_reports.c.linked_at.desc(), linked_reports.c.report_id).limit(limit)
+            ).mappings()
+            return [LinkedReport.model_validate(dict(row)) for row in rows]
+
     def counts(self, new_since: datetime, handled_since: datetime) -> CaseCounts:
         mine = cases.c.unit_id == self.unit_id
         with self.engine.connect() as connection:
@@ -375,7 +416,7 @@ class CaseStore:
             return {(force, departement): int(n) for force, departement, n in connection.execute(query)}
 
     def count(self, table: str) -> int:
-        tables = {t.name: t for t in (cases, case_reports, parked_events, applied_events, held_events)}
+        tables = {t.name: t for t in (cases, case_reports, parked_events, applied_events, held_events, linked_reports)}
         chosen = tables[table]
         with self.engine.connect() as connection:
             return int(connection.scalar(

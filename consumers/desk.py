@@ -170,6 +170,7 @@ class UnitDesk:
             "points": case_map(mapped, frame),
             "outlines": self.territories.outlines(unit_id, frame) if self.territories and frame else [],
             "map_capped": len(shown) > MAP_POINTS, "filters": filters, "updated_at": paris_time(now),
+            "linked": store.linked(),
             "communes": sorted({(case.commune_code, case.commune_name) for case in everything}, key=lambda c: c[1]),
         }
         if fragment:

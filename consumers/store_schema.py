@@ -107,6 +107,22 @@ parked_events = Table(
     Column("value", LargeBinary, nullable=True),
     Column("parked_at", String, nullable=False),
 )
+# Version 3 ----------------------------------------------------------------------------------------------------------
+# Reports of this unit's territory merged into another unit's case (case.linked): the unit knows the point is a case,
+# and whose, without holding that case.
+linked_reports = Table(
+    "linked_reports", metadata,
+    Column("unit_id", String, primary_key=True),
+    Column("case_id", String, primary_key=True),
+    Column("report_id", String, primary_key=True),
+    Column("owner_unit_id", String, nullable=False),
+    Column("owner_unit_name", String, nullable=False),
+    Column("linked_at", String, nullable=False),
+    Column("report_count", Integer, nullable=False),
+    Column("commune_name", String, nullable=False),
+    Column("place", String, nullable=True),
+    Column("report", Text, nullable=False),
+)
 VERSION_1_TABLES = [applied_events, cases, case_reports, held_events, parked_events]
 
 
@@ -153,9 +169,14 @@ def case_place(place: dict[str, object]) -> dict[str, object]:
     }
 
 
+def _add_linked_reports(connection: Connection) -> None:
+    linked_reports.create(connection, checkfirst=True)
+
+
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _create_version_1),
     (2, _add_case_place),
+    (3, _add_linked_reports),
 ]
 
 # Any constant works: it only keeps two processes from migrating one PostgreSQL database at the same time.

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from consumers.case_store import ApplyOutcome, CaseStore, CaseWriter, store_url_for
 from schemas.envelope import (
     CASE_HANDLED,
+    CASE_LINKED,
     CASE_OPENED,
     CASE_UPDATED,
     DecodedEvent,
@@ -46,7 +47,7 @@ from signalements.topic_admin import ensure_topics, unit_topic_config
 
 log = logging.getLogger(__name__)
 
-UNIT_EVENT_TYPES = (CASE_OPENED, CASE_UPDATED, CASE_HANDLED)
+UNIT_EVENT_TYPES = (CASE_OPENED, CASE_UPDATED, CASE_HANDLED, CASE_LINKED)
 # Exit status of the fault-injection point, so a test can tell the injected crash from any other failure.
 
 

@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 
 from consumers.case_events import CaseEvent
 from schemas.channels import Channel, Force, ReportKind
-from schemas.envelope import CASE_HANDLED, CASE_OPENED, CASE_UPDATED
-from schemas.events import CaseHandled, CaseOpened, CaseUpdated, case_id_for
+from schemas.envelope import CASE_HANDLED, CASE_LINKED, CASE_OPENED, CASE_UPDATED
+from schemas.events import CaseHandled, CaseLinked, CaseOpened, CaseUpdated, case_id_for
 from schemas.identifiers import SYNTHETIC_EVENT_ID_NAMESPACE, stable_id
 from schemas.reports import CanonicalReport, EnrichedReport, Jurisdiction, Place, ResolutionMethod, report_id_for
 
@@ -76,6 +76,18 @@ def case_updated(unit: SyntheticUnit, case_key: str, version: int, at: datetime 
         channels=[enriched.report.channel], new_reports=[enriched],
     )
     return CaseEvent(CASE_UPDATED, update, event_id_for(f"updated:{version}", f"{unit.unit_id}:{update.case_id}"))
+
+
+def case_linked(unit: SyntheticUnit, owner: SyntheticUnit, case_key: str, at: datetime | None = None,
+                street: str | None = None) -> CaseEvent:
+    """A report of ``unit``'s territory merged into ``owner``'s case (a point on their boundary)."""
+    at = at or datetime.now(UTC)
+    enriched = enriched_report(unit, f"{case_key}-linked", at, street)
+    linked = CaseLinked(
+        case_id=case_id_for(owner.unit_id, case_key), unit_id=unit.unit_id, owner_unit_id=owner.unit_id,
+        owner_unit_name=owner.unit_id, linked_at=at, report_count=2, report=enriched,
+    )
+    return CaseEvent(CASE_LINKED, linked, event_id_for("linked", f"{unit.unit_id}:{linked.case_id}"))
 
 
 def case_handled_event(handled: CaseHandled) -> CaseEvent:

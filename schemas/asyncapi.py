@@ -15,6 +15,7 @@ from pydantic.json_schema import models_json_schema
 from schemas.envelope import (
     BRIGADE_NUMERIQUE_SUBMISSION,
     CASE_HANDLED,
+    CASE_LINKED,
     CASE_OPENED,
     CASE_UPDATED,
     DEAD_LETTER_SCHEMA,
@@ -65,14 +66,16 @@ TOPICS: tuple[TopicContract, ...] = (
         "Internal: canonical reports of both channels.", "receive",
     ),
     TopicContract(
-        "enriched", "reports.enriched", "the unit id", (REPORT_ENRICHED,),
-        "Internal: canonical reports with their jurisdiction, keyed by unit so one unit's reports stay on one "
-        "partition.", "receive",
+        "enriched", "reports.enriched", "the deduplication area: h3:<coarse H3 cell> of the position (or of the "
+        "commune's, without one), or networks", (REPORT_ENRICHED,),
+        "Internal: canonical reports with their jurisdiction, keyed by deduplication area so every report that may "
+        "be a duplicate of another, whatever its unit, reaches the same partition.", "receive",
     ),
     TopicContract(
         "unitQueue", "unit.{unitId}", "the case id (a case's events stay in order)",
-        (CASE_OPENED, CASE_UPDATED, CASE_HANDLED),
-        "One queue per competent unit: the cases it must handle. Only the worker writes it; a transferred case's "
+        (CASE_OPENED, CASE_UPDATED, CASE_HANDLED, CASE_LINKED),
+        "One queue per competent unit: the cases it must handle, and case.linked for a report of its territory "
+        "merged into another unit's case. Only the worker writes it; a transferred case's "
         "events carry the header signalements-transferred-from (the unit it came from).", "receive",
     ),
     TopicContract(

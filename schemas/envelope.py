@@ -18,7 +18,7 @@ from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 from pydantic import BaseModel
 
-from schemas.events import CaseHandled, CaseOpened, CaseUpdated, UnroutedReport
+from schemas.events import CaseHandled, CaseLinked, CaseOpened, CaseUpdated, UnroutedReport
 from schemas.identifiers import EVENT_ID_NAMESPACE, stable_id
 from schemas.reference import CompetenceRow
 from schemas.reports import CanonicalReport, EnrichedReport
@@ -68,6 +68,7 @@ CASE_OPENED = EventType("case.opened", CaseOpened, version=3, also_reads=(2,))
 CASE_UPDATED = EventType("case.updated", CaseUpdated, version=3, also_reads=(2,))
 REFERENCE_COMPETENCE = EventType("reference.competence", CompetenceRow)
 CASE_HANDLED = EventType("case.handled", CaseHandled)
+CASE_LINKED = EventType("case.linked", CaseLinked)
 
 EVENT_TYPES: Final = {
     event_type.ce_type: event_type
@@ -81,6 +82,7 @@ EVENT_TYPES: Final = {
         CASE_UPDATED,
         REFERENCE_COMPETENCE,
         CASE_HANDLED,
+        CASE_LINKED,
     )
 }
 

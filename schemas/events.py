@@ -48,6 +48,24 @@ class CaseUpdated(Canonical):
     new_reports: list[EnrichedReport] = Field(min_length=1, description="the reports since the previous event")
 
 
+class CaseLinked(Canonical):
+    """A report from this unit's territory merged into another unit's case (a dealing point on the boundary between
+    the two units' communes, or a delivery network both units' citizens report).
+
+    The case belongs to the unit competent for its first report (``owner_unit_id``), whose queue carries the case
+    and this report in its ``case.updated``; this event tells the unit whose territory the report came from, on its
+    own queue, keyed by the case id. One event per linked report: applied once by its ``ce_id``.
+    """
+
+    case_id: str = Field(description="the owner unit's case")
+    unit_id: str = Field(description="the unit told: the report's competent unit")
+    owner_unit_id: str = Field(description="the unit whose case the report joined")
+    owner_unit_name: str
+    linked_at: AwareDatetime
+    report_count: int = Field(ge=2, description="the case's reports, this one included")
+    report: EnrichedReport
+
+
 class CaseOutcome(StrEnum):
     """How a unit closed a case."""
 

@@ -108,6 +108,11 @@ class PipelineMetrics:
             "signalements_cases_updated", "Updates of open cases (a report merged), by force and département",
             ["force", "departement"], registry=r,
         )
+        self.cases_linked = Counter(
+            "signalements_cases_linked",
+            "Reports merged into another unit's case (its unit told by case.linked), by force and département of the "
+            "report's unit", ["force", "departement"], registry=r,
+        )
         self.open_cases = Gauge(
             "signalements_open_cases", "Open cases in the unit stores a consumer process serves, by force and département",
             ["force", "departement"], registry=r,

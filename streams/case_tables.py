@@ -1,12 +1,11 @@
 """The route stage's state: Faust tables (RocksDB, changelogged) around the pure deduplication of
 ``streams.deduplication``, the throttled updates' timer, and the expiry sweep.
 
-Keying. ``reports.enriched`` is keyed by unit id, so every report a unit may have to merge reaches one partition,
-and one agent instance holds all of that unit's state. The tables are partitioned like the topic (Faust writes a
-table change to the changelog partition of the record being processed), so a partition's state moves with it on a
-rebalance. Consequence at a unit boundary: deduplication is per unit. Two reports 50 m apart on either side of a
-boundary between two units' communes, or one delivery network reported in two units' areas, make one case in each
-unit's queue; each unit sees its own case, no unit sees another's reports.
+Keying. ``reports.enriched`` is keyed by deduplication area (streams/dedup_area.py), so every report that may be a
+duplicate of another reaches one partition whatever units they resolve to, and one agent instance holds that area's
+state. The tables are partitioned like the topic (Faust writes a table change to the changelog partition of the
+record being processed), so a partition's state moves with it on a rebalance. At a unit boundary, two reports 50 m
+apart on either side make one case, the first report's unit's; the other unit gets a ``case.linked``.
 
 Exactness through crashes, restarts and rewinds: streams/route_journal.py. Each record's decision is journaled
 (``wal:<partition>:<offset>``) before its writes, its writes are applied once (``applied:<partition>`` says how
@@ -15,7 +14,7 @@ offset was committed. A journal is deleted once its record's offset is committed
 
 Throttled updates. A case that got an event less than ``update_throttle`` ago keeps its new reports in its state and
 gets a hint in the ``dedup-pending`` table. A timer reads the hints and, once one is due, sends a flush tick (a
-control record on ``reports.enriched``, keyed by the case's unit) that the route agent handles like a report: the
+control record on ``reports.enriched``, keyed by the case's area) that the route agent handles like a report: the
 flush is decided, journaled and sent in the partition's order, so it is recovered like everything else.
 """
 
@@ -32,8 +31,8 @@ from typing import Any, Literal
 import faust
 from pydantic import BaseModel
 
-from schemas.envelope import CASE_OPENED, CASE_UPDATED, EventType, encode, read_attributes
-from schemas.events import CaseOpened, CaseUpdated
+from schemas.envelope import CASE_LINKED, CASE_OPENED, CASE_UPDATED, EventType, encode, read_attributes
+from schemas.events import CaseLinked, CaseOpened, CaseUpdated
 from schemas.reports import EnrichedReport
 from signalements.metrics import PipelineMetrics
 from signalements.settings import Settings
@@ -122,7 +121,10 @@ def policy_from(settings: Settings) -> DedupPolicy:
     )
 
 
-SendCaseEvent = Callable[[InputRecord, EventType, CaseOpened | CaseUpdated, datetime | None], Awaitable[None]]
+SendCaseEvent = Callable[
+    [InputRecord, EventType, CaseOpened | CaseUpdated | CaseLinked, datetime | None, tuple[str, ...] | None],
+    Awaitable[None],
+]
 
 
 class TableView:
@@ -174,7 +176,8 @@ class CaseRouter:
     # -- in the stream -------------------------------------------------------------------------------------------
 
     async def route_report(self, record: InputRecord, report: EnrichedReport) -> str:
-        journal = await self._process(record, lambda now: decide_report(self.view, report, now, self.policy))
+        area = (record.key or b"").decode("utf-8", "replace")
+        journal = await self._process(record, lambda now: decide_report(self.view, report, now, self.policy, area))
         if journal is None:
             return ALREADY_ROUTED
         outcome = journal.outcome or DedupOutcome.DUPLICATE
@@ -219,15 +222,19 @@ class CaseRouter:
 
     async def _send_events(self, record: InputRecord, journal: Journal) -> None:
         for journaled in journal.events:
-            payload: CaseOpened | CaseUpdated
-            if journaled.opened:
+            payload: CaseOpened | CaseUpdated | CaseLinked
+            if journaled.linked:
+                payload = CaseLinked.model_validate_json(journaled.payload)
+                event_type = CASE_LINKED
+            elif journaled.opened:
                 payload = CaseOpened.model_validate_json(journaled.payload)
                 event_type = CASE_OPENED
             else:
                 payload = CaseUpdated.model_validate_json(journaled.payload)
                 event_type = CASE_UPDATED
             # Sent until Kafka acknowledges it; the input offset is committed only then (streams/deliveries.py).
-            await self.send_case_event(record, event_type, payload, journaled.report_received_at)
+            await self.send_case_event(record, event_type, payload, journaled.report_received_at,
+                                       None if journaled.copies_to is None else tuple(journaled.copies_to))
 
     def _forget_committed_journals(self, record: InputRecord) -> None:
         """Journals are only read for records after the committed offset: delete the ones before it.
@@ -272,7 +279,7 @@ class CaseRouter:
             if hint.due_at > now or clock - self._ticked.get(case_id, -1e9) < TICK_RESEND_AFTER_S:
                 continue
             self._ticked[case_id] = clock
-            await self._send_tick(RouteTick(action="flush", case_id=case_id), key=hint.unit_id)
+            await self._send_tick(RouteTick(action="flush", case_id=case_id), key=hint.key)
 
     async def request_sweeps(self) -> None:
         if self.app.rebalancing:

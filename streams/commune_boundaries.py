@@ -49,6 +49,15 @@ class CommunePositions:
         self.codes = codes
         self.points = shapely.points(longitudes, latitudes)
         self.tree = STRtree(self.points)
+        self._index = {code: number for number, code in enumerate(codes)}
+
+    def of(self, code: str) -> tuple[float, float] | None:
+        """The commune's position (latitude, longitude), if it has one."""
+        number = self._index.get(code)
+        if number is None:
+            return None
+        point = self.points[number]
+        return (float(shapely.get_y(point)), float(shapely.get_x(point)))
 
     def nearest(self, latitude: float, longitude: float, within_m: float) -> tuple[str, float] | None:
         """The nearest commune position and its distance, if one is within ``within_m``."""
@@ -146,6 +155,17 @@ class CommuneBoundaries:
             return None
         nearest = self.positions.nearest(latitude, longitude, within_m)
         return None if nearest is None else nearest[0]
+
+    def position_of(self, code: str) -> tuple[float, float] | None:
+        """One point of the commune (latitude, longitude): its town hall, else a point inside its polygon."""
+        position = self.positions.of(code) if self.positions is not None else None
+        if position is not None:
+            return position
+        number = self._index.get(code)
+        if number is None:
+            return None
+        inside = shapely.point_on_surface(self.geometries[number])
+        return (float(shapely.get_y(inside)), float(shapely.get_x(inside)))
 
     def distance_outside_m(self, code: str, latitude: float, longitude: float) -> float | None:
         """How far the point is outside the commune's polygon (0 inside it); None if the commune has no polygon."""

@@ -1,16 +1,22 @@
 """Deduplication of reports into cases: the pure decision logic and the state records it reads and writes.
 
-Three layers, tried in this order for each enriched report of a unit:
+Three layers, tried in this order for each enriched report of a deduplication area (streams/dedup_area.py: every
+report that may be a duplicate of another is in the same area, whatever units they resolve to):
 
 1. the same submission again (a retry, a replay, the same message twice): its report id was already seen → dropped;
 2. the same person sending the same report again (both channels, or twice in a short time): same contact, same
    normalized description, same case, within the resubmission window → dropped as a resubmission;
 3. the same dealing point or delivery network reported by someone else: merged into the open case.
    A dealing point with coordinates matches a case whose anchor (its first report's position) is within
-   ``distance_m``, looked up in the H3 cells around it rather than scanning; without coordinates, the same commune
-   and the same normalized street address (or place description). A delivery network matches on the same E.164
-   phone number or the same messaging handle, whatever the area. A case is open until ``case_window`` after its
+   ``distance_m``, looked up in the H3 cells around it rather than scanning; without coordinates on either side,
+   the same commune and the same normalized street address (or place description) — never the address alone when
+   both have positions farther apart (a long avenue holds several points). A delivery network matches on the same
+   E.164 phone number or the same messaging handle, anywhere. A case is open until ``case_window`` after its
    last report; a later report opens a new case.
+
+A case belongs to the unit competent for its first report (its anchor). A report resolved to another unit that
+merges into it is in the case's next update on the owner's queue, and that other unit gets a ``case.linked`` on its
+own queue: each unit knows the point is one case, and whose.
 
 Phone numbers, handles and contact fingerprints never appear in the state or its changelog: they are keyed by
 an HMAC-SHA256 with the policy's secret (``identifier_secret``, from a file every worker shares), so whoever reads
@@ -39,7 +45,7 @@ import h3
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from schemas.channels import Channel, ReportKind
-from schemas.events import CaseOpened, CaseUpdated, case_id_for
+from schemas.events import CaseLinked, CaseOpened, CaseUpdated, case_id_for
 from schemas.reports import EnrichedReport
 
 
@@ -88,6 +94,11 @@ class StateRecord(BaseModel):
 class CaseState(StateRecord):
     case_id: str
     unit_id: str
+    unit_name: str = ""
+    # The département's CROSS of the owner unit, which gets a copy of every event of the case.
+    cross_unit_id: str | None = None
+    # The case's deduplication area (the key of its reports): its throttled updates' flush ticks are sent with it.
+    area: str = ""
     kind: ReportKind
     anchor: tuple[float, float] | None = None
     opened_at: AwareDatetime
@@ -126,20 +137,21 @@ def seen_key(report_id: str) -> str:
     return f"seen:{report_id}"
 
 
-def cell_key(unit_id: str, cell: str) -> str:
-    return f"cell:{unit_id}:{cell}"
+# Index keys name no unit: a point or a network is one case whichever units its reports resolve to.
+def cell_key(cell: str) -> str:
+    return f"cell:{cell}"
 
 
-def address_key(unit_id: str, commune_code: str, address: str) -> str:
-    return f"addr:{unit_id}:{commune_code}:{address}"
+def address_key(commune_code: str, address: str) -> str:
+    return f"addr:{commune_code}:{address}"
 
 
-def network_key(unit_id: str, identifier: str) -> str:
-    return f"net:{unit_id}:{identifier}"
+def network_key(identifier: str) -> str:
+    return f"net:{identifier}"
 
 
-def resubmission_key(unit_id: str, fingerprint: str) -> str:
-    return f"resub:{unit_id}:{fingerprint}"
+def resubmission_key(fingerprint: str) -> str:
+    return f"resub:{fingerprint}"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -212,8 +224,10 @@ def contact_fingerprint(report: EnrichedReport, case_id: str, policy: DedupPolic
 
 @dataclass(frozen=True)
 class CaseEvent:
-    payload: CaseOpened | CaseUpdated
+    payload: CaseOpened | CaseUpdated | CaseLinked
     triggered_by: EnrichedReport | None = None
+    # Other queues that get a copy addressed to themselves: the owner's CROSS; for a link, the report's CROSS.
+    copies_to: tuple[str, ...] = ()
 
     @property
     def case_id(self) -> str:
@@ -262,12 +276,12 @@ def _open_case(view: StateView, case_id: str | None, moment: datetime, policy: D
 
 
 def _nearest_case(
-    view: StateView, unit_id: str, position: tuple[float, float], moment: datetime, policy: DedupPolicy
+    view: StateView, position: tuple[float, float], moment: datetime, policy: DedupPolicy
 ) -> CaseState | None:
     cell = h3.latlng_to_cell(position[0], position[1], policy.h3_resolution)
     best: tuple[float, CaseState] | None = None
     for neighbour in h3.grid_disk(cell, 1):
-        raw = view.get(cell_key(unit_id, neighbour))
+        raw = view.get(cell_key(neighbour))
         if not raw:
             continue
         for case_id in CellCases.model_validate_json(raw).case_ids:
@@ -282,45 +296,53 @@ def _nearest_case(
 
 def find_case(view: StateView, report: EnrichedReport, policy: DedupPolicy) -> CaseState | None:
     """The open case this report belongs to, if any."""
-    unit_id, moment = report.jurisdiction.unit_id, report.report.submitted_at
+    moment = report.report.submitted_at
     if report.report.kind is ReportKind.DELIVERY_NETWORK:
         for identifier in network_identifiers(report, policy):
-            ref = _ref(view, network_key(unit_id, identifier))
+            ref = _ref(view, network_key(identifier))
             case = _open_case(view, ref.case_id if ref else None, moment, policy)
             if case is not None:
                 return case
         return None
     position = coordinates(report)
     if position is not None:
-        case = _nearest_case(view, unit_id, position, moment, policy)
+        case = _nearest_case(view, position, moment, policy)
         if case is not None:
             return case
     address = point_address(report)
     if address is not None:
-        ref = _ref(view, address_key(unit_id, report.jurisdiction.commune_code, address))
-        return _open_case(view, ref.case_id if ref else None, moment, policy)
+        ref = _ref(view, address_key(report.jurisdiction.commune_code, address))
+        case = _open_case(view, ref.case_id if ref else None, moment, policy)
+        if case is not None and not _far_apart(position, case.anchor, policy):
+            return case
     return None
+
+
+def _far_apart(position: tuple[float, float] | None, anchor: tuple[float, float] | None, policy: DedupPolicy) -> bool:
+    """Both located, and not within the merge distance: the same street name then says nothing of the same point."""
+    if position is None or anchor is None:
+        return False
+    return h3.great_circle_distance(position, anchor, "m") > policy.distance_m
 
 
 def _index_report(view: StateView, effects: Effects, case: CaseState, report: EnrichedReport, policy: DedupPolicy) -> None:
     """Make later reports of this case findable by what this report says (new identifiers, its address)."""
-    unit_id = case.unit_id
     ref = CaseRef(case_id=case.case_id).model_dump_json().encode()
     if case.kind is ReportKind.DELIVERY_NETWORK:
         for identifier in network_identifiers(report, policy):
-            key = network_key(unit_id, identifier)
+            key = network_key(identifier)
             existing = _ref(view, key)
             if existing is None or existing.case_id != case.case_id:
                 effects.writes[key] = ref
         return
     address = point_address(report)
     if address is not None:
-        key = address_key(unit_id, report.jurisdiction.commune_code, address)
+        key = address_key(report.jurisdiction.commune_code, address)
         existing = _ref(view, key)
         if existing is None or existing.case_id != case.case_id:
             effects.writes[key] = ref
     if case.anchor is not None and case.report_count == 1:
-        key = cell_key(unit_id, h3.latlng_to_cell(case.anchor[0], case.anchor[1], policy.h3_resolution))
+        key = cell_key(h3.latlng_to_cell(case.anchor[0], case.anchor[1], policy.h3_resolution))
         raw = view.get(key)
         case_ids = CellCases.model_validate_json(raw).case_ids if raw else []
         # Expired cases leave the cell lazily, here: a cell only ever lists the cases that may still match.
@@ -328,10 +350,11 @@ def _index_report(view: StateView, effects: Effects, case: CaseState, report: En
         effects.writes[key] = CellCases(case_ids=[*alive, case.case_id]).model_dump_json().encode()
 
 
-def decide_report(view: StateView, report: EnrichedReport, now: datetime, policy: DedupPolicy) -> Effects:
-    """The deduplication decision for one enriched report; ``now`` is the record's Kafka timestamp."""
+def decide_report(view: StateView, report: EnrichedReport, now: datetime, policy: DedupPolicy, area: str = "") -> Effects:
+    """The deduplication decision for one enriched report; ``now`` is the record's Kafka timestamp, ``area`` its
+    key (streams/dedup_area.py)."""
     effects = Effects()
-    canonical, unit_id = report.report, report.jurisdiction.unit_id
+    canonical = report.report
     if view.get(seen_key(canonical.report_id)) is not None:
         effects.outcome = DedupOutcome.DUPLICATE
         return effects
@@ -340,30 +363,35 @@ def decide_report(view: StateView, report: EnrichedReport, now: datetime, policy
     if case is not None:
         fingerprint = contact_fingerprint(report, case.case_id, policy)
         if fingerprint is not None:
-            previous = _ref(view, resubmission_key(unit_id, fingerprint))
+            previous = _ref(view, resubmission_key(fingerprint))
             if previous and previous.seen_at and canonical.submitted_at - previous.seen_at <= policy.resubmission_window:
                 effects.outcome = DedupOutcome.RESUBMISSION
                 effects.writes[seen_key(canonical.report_id)] = CaseRef(case_id=case.case_id).model_dump_json().encode()
                 return effects
         _merge(view, effects, case, report, now, policy)
     else:
-        case = _open(view, effects, report, now, policy)
+        case = _open(view, effects, report, now, policy, area)
         fingerprint = contact_fingerprint(report, case.case_id, policy)
     effects.writes[seen_key(canonical.report_id)] = CaseRef(case_id=case.case_id).model_dump_json().encode()
     if fingerprint is not None:
-        effects.writes[resubmission_key(unit_id, fingerprint)] = (
+        effects.writes[resubmission_key(fingerprint)] = (
             CaseRef(case_id=case.case_id, seen_at=canonical.submitted_at).model_dump_json().encode()
         )
     return effects
 
 
-def _open(view: StateView, effects: Effects, report: EnrichedReport, now: datetime, policy: DedupPolicy) -> CaseState:
+def _open(
+    view: StateView, effects: Effects, report: EnrichedReport, now: datetime, policy: DedupPolicy, area: str
+) -> CaseState:
     canonical, jurisdiction = report.report, report.jurisdiction
     # Stable: the same first report always opens the same case, whoever processes it and however often.
     case_id = case_id_for(jurisdiction.unit_id, f"report:{canonical.report_id}")
     case = CaseState(
         case_id=case_id,
         unit_id=jurisdiction.unit_id,
+        unit_name=jurisdiction.unit_name,
+        cross_unit_id=jurisdiction.cross_unit_id,
+        area=area,
         kind=canonical.kind,
         anchor=coordinates(report) if canonical.kind is ReportKind.DEALING_POINT else None,
         opened_at=now,
@@ -384,9 +412,33 @@ def _open(view: StateView, effects: Effects, report: EnrichedReport, now: dateti
                 last_seen=case.last_seen, channels=case.channels, report=report,
             ),
             triggered_by=report,
+            copies_to=_crosses(case),
         )
     )
     return case
+
+
+def _crosses(case: CaseState) -> tuple[str, ...]:
+    return (case.cross_unit_id,) if case.cross_unit_id and case.cross_unit_id != case.unit_id else ()
+
+
+def _link(effects: Effects, case: CaseState, report: EnrichedReport, now: datetime) -> None:
+    """A report of another unit's territory joined the case: tell that unit (and its CROSS, if not the case's)."""
+    where = report.jurisdiction
+    if where.unit_id == case.unit_id:
+        return
+    copies = (where.cross_unit_id,) if where.cross_unit_id not in (None, case.cross_unit_id, where.unit_id) else ()
+    effects.events.append(
+        CaseEvent(
+            CaseLinked(
+                case_id=case.case_id, unit_id=where.unit_id, owner_unit_id=case.unit_id,
+                owner_unit_name=case.unit_name or case.unit_id, linked_at=now, report_count=case.report_count,
+                report=report,
+            ),
+            triggered_by=report,
+            copies_to=tuple(c for c in copies if c),
+        )
+    )
 
 
 def _merge(
@@ -404,13 +456,14 @@ def _merge(
     )
     effects.outcome = DedupOutcome.MERGED
     _index_report(OverlayView(view, effects.writes), effects, merged, report, policy)
+    _link(effects, merged, report, now)
     due_at = merged.last_event_at + policy.update_throttle
     if not case.pending and now >= due_at:
         merged = _emit_update(effects, merged, now, triggered_by=report)
     else:
         # A busy case: this report waits for the case's next update, at most one per throttle interval.
         effects.throttled = True
-        effects.pending[case.case_id] = (case.unit_id, due_at)
+        effects.pending[case.case_id] = (_tick_key(case), due_at)
     effects.writes[case_key(case.case_id)] = merged.model_dump_json().encode()
 
 
@@ -424,6 +477,7 @@ def _emit_update(effects: Effects, case: CaseState, now: datetime, triggered_by:
                 channels=case.channels, new_reports=case.pending,
             ),
             triggered_by=triggered_by,
+            copies_to=_crosses(case),
         )
     )
     effects.pending[case.case_id] = None
@@ -439,11 +493,16 @@ def flush_case(view: StateView, case_id: str, now: datetime, policy: DedupPolicy
         return effects
     due_at = case.last_event_at + policy.update_throttle
     if now < due_at:
-        effects.pending[case_id] = (case.unit_id, due_at)
+        effects.pending[case_id] = (_tick_key(case), due_at)
         return effects
     flushed = _emit_update(effects, case, now, triggered_by=None)
     effects.writes[case_key(case_id)] = flushed.model_dump_json().encode()
     return effects
+
+
+def _tick_key(case: CaseState) -> str:
+    """The key that sends the case's flush tick to its partition: its area (a case of an older state: its unit)."""
+    return case.area or case.unit_id
 
 
 def expired_keys(entries: Iterable[tuple[str, bytes]], now: datetime, policy: DedupPolicy) -> list[str]:

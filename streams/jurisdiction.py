@@ -308,6 +308,10 @@ class JurisdictionReference:
     def from_settings(cls, settings: Settings) -> JurisdictionReference:
         return cls.load(settings.reference_dir, settings.commune_reference_dir, settings.boundaries_file)
 
+    def commune_position(self, code: str) -> tuple[float, float] | None:
+        """A point of the commune (town hall, else inside its polygon); None without boundaries loaded."""
+        return self.boundaries.position_of(code) if self.boundaries is not None else None
+
     @property
     def unit_ids(self) -> list[str]:
         """Every territorial unit of the competence table and every CROSS."""

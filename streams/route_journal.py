@@ -33,9 +33,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from pydantic import AwareDatetime, BaseModel
+from pydantic import AliasChoices, AwareDatetime, BaseModel, Field
 
-from schemas.events import CaseOpened
+from schemas.events import CaseLinked, CaseOpened
 from streams.deduplication import CaseEvent, DedupOutcome, Effects
 from streams.worker_cipher import WorkerCipher
 
@@ -44,13 +44,17 @@ APPLIED_PREFIX = "applied:"
 
 
 class PendingHint(BaseModel):
-    unit_id: str
+    # The key of the case's reports (its deduplication area): the flush tick sent with it reaches the case's partition.
+    # ``unit_id``: the name this field had when reports were keyed by unit.
+    key: str = Field(validation_alias=AliasChoices("key", "unit_id"))
     due_at: AwareDatetime
 
 
 class JournaledEvent(BaseModel):
     opened: bool
+    linked: bool = False
     payload: str
+    copies_to: list[str] | None = None  # None in a journal written before copies were decided
     report_received_at: AwareDatetime | None = None
 
 
@@ -70,7 +74,7 @@ class Journal(BaseModel):
             throttled=effects.throttled,
             writes={key: None if value is None else value.decode() for key, value in effects.writes.items()},
             pending={
-                case_id: None if hint is None else PendingHint(unit_id=hint[0], due_at=hint[1])
+                case_id: None if hint is None else PendingHint(key=hint[0], due_at=hint[1])
                 for case_id, hint in effects.pending.items()
             },
             events=[_journaled(event) for event in effects.events],
@@ -81,7 +85,9 @@ def _journaled(event: CaseEvent) -> JournaledEvent:
     trigger = event.triggered_by
     return JournaledEvent(
         opened=isinstance(event.payload, CaseOpened),
+        linked=isinstance(event.payload, CaseLinked),
         payload=event.payload.model_dump_json(),
+        copies_to=list(event.copies_to),
         report_received_at=trigger.report.received_at if trigger else None,
     )
 

@@ -12,14 +12,14 @@ import logging
 import time
 from datetime import UTC, datetime
 
-from schemas.envelope import CASE_OPENED, EventType
-from schemas.events import CaseOpened, CaseUpdated
+from schemas.envelope import CASE_LINKED, CASE_OPENED, EventType
+from schemas.events import CaseLinked, CaseOpened, CaseUpdated
 from schemas.reasons import ReasonCode
 from schemas.topics import Topics
 from signalements.metrics import PipelineMetrics
 from streams.dead_letter import build_dead_letter
 from streams.deliveries import Deliveries, Outgoing
-from streams.stages import SOURCE, InputRecord, StageFailure, StageStep, case_event_records
+from streams.stages import SOURCE, InputRecord, StageFailure, StageStep, case_event_records, latest_report
 
 log = logging.getLogger(__name__)
 
@@ -65,28 +65,28 @@ class StageRunner:
 
 
 class CaseEventWriter:
-    """The route stage's case events: on the unit's queue and its CROSS's, counted (cases opened or updated,
-    routing latency) once Kafka has acknowledged the unit's copy."""
+    """The route stage's case events: on the unit's queue and its copies' (the CROSS), counted (cases opened,
+    updated or linked, routing latency) once Kafka has acknowledged the unit's copy."""
 
     def __init__(self, topics: Topics, metrics: PipelineMetrics, deliveries: Deliveries) -> None:
         self.topics = topics
         self.metrics = metrics
         self.deliveries = deliveries
 
-    async def __call__(self, source: InputRecord, event_type: EventType, case: CaseOpened | CaseUpdated,
-                       received_at: datetime | None) -> None:
-        latest = case.report if isinstance(case, CaseOpened) else case.new_reports[-1]
+    async def __call__(self, source: InputRecord, event_type: EventType, case: CaseOpened | CaseUpdated | CaseLinked,
+                       received_at: datetime | None, copies_to: tuple[str, ...] | None = None) -> None:
+        latest = latest_report(case)
         where = latest.jurisdiction
-        counter = self.metrics.cases_opened if event_type is CASE_OPENED else self.metrics.cases_updated
-        count = counter.labels(where.force.value, where.departement)
+        counters = {CASE_OPENED.name: self.metrics.cases_opened, CASE_LINKED.name: self.metrics.cases_linked}
+        count = counters.get(event_type.name, self.metrics.cases_updated).labels(where.force.value, where.departement)
         latency = self.metrics.routing_latency.labels(latest.report.channel.value, where.force.value)
 
         def on_delivered() -> None:
             count.inc()
-            if received_at is not None:
+            if received_at is not None and event_type is not CASE_LINKED:
                 latency.observe((datetime.now(UTC) - received_at).total_seconds())
 
-        unit_copy, *cross_copy = case_event_records(self.topics, event_type, case)
+        unit_copy, *copies = case_event_records(self.topics, event_type, case, copies_to)
         await self.deliveries.send(source, unit_copy, on_delivered)
-        for record in cross_copy:
+        for record in copies:
             await self.deliveries.send(source, record)

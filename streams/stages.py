@@ -32,7 +32,7 @@ from schemas.envelope import (
     encode,
     event_id_for,
 )
-from schemas.events import CaseOpened, CaseUpdated, UnroutedReport
+from schemas.events import CaseLinked, CaseOpened, CaseUpdated, UnroutedReport
 from schemas.reasons import ReasonCode
 from schemas.reports import CanonicalReport, EnrichedReport
 from schemas.submission_channels import channel_of_raw_topic
@@ -40,6 +40,7 @@ from schemas.submissions import BrigadeNumeriqueSubmission, MonCommissariatSubmi
 from schemas.topics import Topics
 from schemas.validation import describe_validation_error
 from signalements.metrics import Stage
+from streams.dedup_area import dedup_area
 from streams.deliveries import Outgoing
 from streams.jurisdiction import JurisdictionReference, Unrouted
 from streams.normalize import NormalizationError, ProtectContact, normalize_submission
@@ -144,8 +145,9 @@ class Normalize:
 
 
 class Enrich:
-    """A canonical report → its jurisdiction, on ``reports.enriched`` keyed by unit (every report a unit may have
-    to merge lands on one partition), or on ``reports.unrouted`` with the reason when no unit is competent."""
+    """A canonical report → its jurisdiction, on ``reports.enriched`` keyed by its deduplication area (every report
+    it may have to merge with, whatever their units, lands on one partition: streams/dedup_area.py), or on
+    ``reports.unrouted`` with the reason when no unit is competent."""
 
     stage = Stage.ENRICH
 
@@ -176,7 +178,8 @@ class Enrich:
         enriched = EnrichedReport(report=report, jurisdiction=resolution)
         return StageOutput("enriched", [event_record(
             self.topics.enriched, REPORT_ENRICHED, enriched,
-            key=resolution.unit_id, event_id=event_id_for(report.report_id, REPORT_ENRICHED),
+            key=dedup_area(report, resolution, self.reference.commune_position),
+            event_id=event_id_for(report.report_id, REPORT_ENRICHED),
         )])
 
 
@@ -205,21 +208,37 @@ class Route:
         return StageOutput(await self.router.route_report(record, enriched))
 
 
-def case_event_records(topics: Topics, event_type: EventType, case: CaseOpened | CaseUpdated) -> list[Outgoing]:
-    """A case event for its unit's queue, keyed by case id so a case's events stay in order, then the same case
-    for the département's drug-intelligence cell (CROSS), which every drug report also concerns: under the same case
-    id, addressed to itself (so its own consumer applies it), with event ids of its own."""
-    subject = case.case_id if isinstance(case, CaseOpened) else f"{case.case_id}:{case.case_version}"
+def latest_report(case: CaseOpened | CaseUpdated | CaseLinked) -> EnrichedReport:
+    return case.new_reports[-1] if isinstance(case, CaseUpdated) else case.report
+
+
+def case_event_records(topics: Topics, event_type: EventType, case: CaseOpened | CaseUpdated | CaseLinked,
+                       copies_to: tuple[str, ...] | None = None) -> list[Outgoing]:
+    """A case event for its unit's queue, keyed by case id so a case's events stay in order, then the same event for
+    each of ``copies_to`` (the département's drug-intelligence cell, CROSS, which every drug report also concerns):
+    under the same case id, addressed to itself (so its own consumer applies it), with event ids of its own.
+
+    ``copies_to`` is the route stage's decision (the case's CROSS); without it (a journal written before it was
+    recorded) the latest report's CROSS."""
+    if isinstance(case, CaseOpened):
+        subject = case.case_id
+    elif isinstance(case, CaseUpdated):
+        subject = f"{case.case_id}:{case.case_version}"
+    else:
+        subject = f"{case.case_id}:{case.unit_id}:{case.report.report.report_id}"
     records = [event_record(
         topics.unit(case.unit_id), event_type, case,
         key=case.case_id, event_id=event_id_for(subject, event_type), subject=case.case_id,
     )]
-    latest = case.report if isinstance(case, CaseOpened) else case.new_reports[-1]
-    cross_unit_id = latest.jurisdiction.cross_unit_id
-    if cross_unit_id and cross_unit_id != case.unit_id:
-        copy = case.model_copy(update={"unit_id": cross_unit_id})
+    if copies_to is None:
+        cross_unit_id = latest_report(case).jurisdiction.cross_unit_id
+        copies_to = (cross_unit_id,) if cross_unit_id else ()
+    for copy_unit_id in copies_to:
+        if copy_unit_id == case.unit_id:
+            continue
+        copy = case.model_copy(update={"unit_id": copy_unit_id})
         records.append(event_record(
-            topics.unit(cross_unit_id), event_type, copy,
-            key=case.case_id, event_id=event_id_for(f"{cross_unit_id}:{subject}", event_type), subject=case.case_id,
+            topics.unit(copy_unit_id), event_type, copy,
+            key=case.case_id, event_id=event_id_for(f"{copy_unit_id}:{subject}", event_type), subject=case.case_id,
         ))
     return records

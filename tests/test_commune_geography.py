@@ -9,6 +9,7 @@ import json
 import random
 import subprocess
 import sys
+from datetime import UTC, datetime
 
 import pytest
 import shapely
@@ -16,8 +17,11 @@ import shapely
 from devkit.commune_places import CommunePlaces
 from devkit.traffic_generator import TrafficGenerator, TrafficMix
 from ops.boundary_reference import PLM_CITIES
-from schemas.reports import Jurisdiction, Place, ResolutionMethod
+from schemas.channels import Channel, ReportKind
+from schemas.reports import CanonicalReport, DeliveryNetwork, Jurisdiction, Place, ResolutionMethod
 from signalements.settings import PROJECT_ROOT, Settings
+from streams.commune_boundaries import CommuneBoundaries
+from streams.dedup_area import NETWORKS_AREA, area_of_position, dedup_area
 from streams.jurisdiction import JurisdictionReference, Unrouted
 
 MANIFEST = PROJECT_ROOT / "reference" / "france" / "boundaries.json"
@@ -125,3 +129,38 @@ def test_a_position_kilometres_outside_the_commune_its_code_gives_is_flagged_not
     # Paris's own code is checked against its arrondissements.
     paris = reference.resolve_jurisdiction(Place(commune_code="75056", latitude=48.86, longitude=2.35))
     assert isinstance(paris, Jurisdiction) and paris.position_outside_commune_m is None
+
+
+def test_every_report_that_may_be_a_duplicate_of_another_has_its_deduplication_area(
+    reference: JurisdictionReference,
+) -> None:
+    """The key of reports.enriched: the coarse cell of the position, else of the commune's position; networks one."""
+    moment = datetime(2026, 3, 1, tzinfo=UTC)
+
+    def area(place: Place, kind: ReportKind = ReportKind.DEALING_POINT) -> str:
+        canonical = CanonicalReport(
+            report_id="r", channel=Channel.MONCOMMISSARIAT, submission_id="s", submitted_at=moment,
+            received_at=moment, kind=kind, place=place,
+            delivery=DeliveryNetwork(phone_e164="+33612345678") if kind is ReportKind.DELIVERY_NETWORK else None,
+        )
+        jurisdiction = reference.resolve_jurisdiction(place)
+        assert isinstance(jurisdiction, Jurisdiction)
+        return dedup_area(canonical, jurisdiction, reference.commune_position)
+
+    located = area(Place(commune_code="74056", latitude=45.9237, longitude=6.8694))
+    assert located == area_of_position(45.9237, 6.8694) == area(Place(latitude=45.9237, longitude=6.8694))
+    # Without a position, the commune's: Chamonix's town hall is in the same coarse cell as its centre.
+    town_hall = reference.commune_position("74056")
+    assert town_hall is not None and area(Place(commune_code="74056", street_address="place de l'Église")) == located
+    # Boundaries without positions (a GeoJSON file of one's own) still give each commune a point inside its polygon.
+    assert reference.boundaries is not None
+    own = CommuneBoundaries(reference.boundaries.codes[:3], reference.boundaries.geometries[:3])
+    for code in own.codes:
+        inside = own.position_of(code)
+        assert inside is not None and own.commune_at(*inside) == code
+    assert own.position_of("99999") is None
+    # Two points 100 m apart across the boundary between two communes (two units) share their area.
+    assert area_of_position(48.9000, 2.4500) == area_of_position(48.9009, 2.4500)
+    assert area(Place(commune_code="74056"), ReportKind.DELIVERY_NETWORK) == NETWORKS_AREA
+    assert area(Place(commune_code="75111", latitude=48.8649, longitude=2.37), ReportKind.DELIVERY_NETWORK) == (
+        NETWORKS_AREA)

@@ -23,7 +23,7 @@ def test_bench_dedup_measures_recovery_takeover_and_restart(kafka_bootstrap: str
            **broker_access_environment()}
     result = subprocess.run(
         [sys.executable, "-m", "cli.main", "bench-dedup", "--points", "40", "--throughput-points", "200",
-         "--recovery-points", str(RECOVERY_POINTS)],
+         "--boundary-points", "60", "--recovery-points", str(RECOVERY_POINTS)],
         capture_output=True, text=True, env=env, timeout=300, cwd=PROJECT_ROOT,
     )
     assert result.returncode == 0, result.stderr[-4000:]
@@ -32,6 +32,12 @@ def test_bench_dedup_measures_recovery_takeover_and_restart(kafka_bootstrap: str
     quality = figures["quality"]
     assert quality["points"] == 40 and 0.9 <= quality["precision"] <= 1.0 and 0.0 < quality["recall"] <= 1.0
     assert quality["repeats_dropped"] == quality["repeats"] and quality["originals_dropped_wrongly"] == 0
+    # At unit boundaries, keyed by area: the pairs across two units merge; keyed by unit, none of them does.
+    by_area, by_unit = figures["unit_boundaries"]["keyed_by_area"], figures["unit_boundaries"]["keyed_by_unit"]
+    assert by_area["points"] == by_unit["points"] == 60 and by_area["pairs_across_units"] > 0
+    assert by_area["recall_across_units"] >= 0.9 and by_unit["recall_across_units"] == 0.0
+    assert by_area["precision"] >= 0.98 and by_area["recall"] > by_unit["recall"]
+    assert 0 < figures["unit_boundaries"]["coarse_grid_split"]["share"] < 0.01
     assert figures["throughput"]["reports_per_s"] > 0 and figures["throughput"]["state_disk_bytes"] > 0
 
     recovery = figures["recovery"]

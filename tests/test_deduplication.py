@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from sample_submissions import SEALER
 
 from schemas.channels import Channel, Force, ReportKind
-from schemas.events import CaseOpened, CaseUpdated, case_id_for
+from schemas.events import CaseLinked, CaseOpened, CaseUpdated, case_id_for
 from schemas.reports import (
     CanonicalReport,
     DeliveryNetwork,
@@ -54,6 +54,7 @@ def report(
     description: str = "",
     channel: Channel = Channel.MONCOMMISSARIAT,
     unit_id: str = "pn-75-pp",
+    departement: str = "75",
     submission_id: str | None = None,
 ) -> EnrichedReport:
     kind = ReportKind.DELIVERY_NETWORK if (phone or handle) else ReportKind.DEALING_POINT
@@ -70,8 +71,9 @@ def report(
         reporter=SEALER.protect(ReporterContact(email=email)) if email else None,
     )
     jurisdiction = Jurisdiction(
-        commune_code="75111", commune_name="Paris 11e", departement="75", force=Force.POLICE, unit_id=unit_id,
-        unit_name="Préfecture de police", method=ResolutionMethod.CODE_INSEE, reference_version="test",
+        commune_code="75111", commune_name="Paris 11e", departement=departement, force=Force.POLICE, unit_id=unit_id,
+        unit_name=f"Unité {unit_id}", cross_unit_id=f"cross-{departement}", method=ResolutionMethod.CODE_INSEE,
+        reference_version="test",
     )
     return EnrichedReport(report=canonical, jurisdiction=jurisdiction)
 
@@ -162,6 +164,57 @@ def test_delivery_network_merges_on_phone_or_handle_whatever_the_area() -> None:
     assert decide(state, report(phone="+33699999999")).outcome is DedupOutcome.OPENED
     case_ids = {e.case_id for e in opened.events + by_phone.events}
     assert len(case_ids) == 1
+
+
+def test_a_point_on_a_unit_boundary_is_one_case_its_first_units_and_the_other_unit_is_told() -> None:
+    state = DictState()
+    here = (48.8649, 2.3700)
+    opened = decide(state, report(address=None, position=here, unit_id="pn-93-bobigny", departement="93"))
+    across = report(address=None, position=north_of(here, 60), unit_id="gn-77-chelles", departement="77",
+                    at=T0 + timedelta(hours=1))
+    merged = decide(state, across)
+
+    assert merged.outcome is DedupOutcome.MERGED
+    by_type = {type(event.payload).__name__: event for event in merged.events}
+    assert set(by_type) == {"CaseUpdated", "CaseLinked"}
+    update, link = by_type["CaseUpdated"], by_type["CaseLinked"]
+    case_id = opened.events[0].case_id
+    assert isinstance(update.payload, CaseUpdated) and isinstance(link.payload, CaseLinked)
+    # the owner's queue: its case, with the other unit's report in it; a copy for the owner's CROSS only
+    assert (update.payload.case_id, update.payload.unit_id) == (case_id, "pn-93-bobigny")
+    assert update.payload.new_reports == [across] and update.copies_to == ("cross-93",)
+    # the other unit's queue: a link to that case, whose it is and how many reports it has; its CROSS told too
+    assert (link.payload.case_id, link.payload.unit_id, link.payload.owner_unit_id) == (
+        case_id, "gn-77-chelles", "pn-93-bobigny")
+    assert link.payload.owner_unit_name == "Unité pn-93-bobigny"
+    assert link.payload.report == across and link.payload.report_count == 2 and link.copies_to == ("cross-77",)
+    # a third report from the owner's own territory links nothing
+    again = decide(state, report(address=None, position=north_of(here, -40), unit_id="pn-93-bobigny",
+                                 departement="93", at=T0 + timedelta(hours=2)))
+    assert again.outcome is DedupOutcome.MERGED
+    assert [type(event.payload).__name__ for event in again.events] == ["CaseUpdated"]
+
+
+def test_the_same_street_far_along_is_another_point_and_without_a_position_the_address_decides() -> None:
+    state = DictState()
+    here = (48.8649, 2.3700)
+    decide(state, report(address="avenue de la République", position=here))
+
+    far = decide(state, report(address="av. de la Republique", position=north_of(here, 600)))
+    assert far.outcome is DedupOutcome.OPENED
+    unlocated = decide(state, report(address="Avenue de la République"))
+    assert unlocated.outcome is DedupOutcome.MERGED
+
+
+def test_a_delivery_network_merges_across_units_and_departements() -> None:
+    state = DictState()
+    opened = decide(state, report(address=None, phone="+33612345678", unit_id="pn-75-pp"))
+    elsewhere = decide(state, report(address=None, handle="livreur13", phone="+33612345678",
+                                     unit_id="pn-13-marseille", departement="13", at=T0 + timedelta(hours=1)))
+
+    assert elsewhere.outcome is DedupOutcome.MERGED
+    links = [e.payload for e in elsewhere.events if isinstance(e.payload, CaseLinked)]
+    assert [(link.case_id, link.unit_id) for link in links] == [(opened.events[0].case_id, "pn-13-marseille")]
 
 
 def test_a_report_after_the_case_window_opens_a_new_case() -> None:

@@ -15,7 +15,7 @@ from sqlalchemy import create_engine, select
 from consumers.case_store import CaseStore, store_url_for
 from consumers.desk import case_map, create_desk_app, paris_time
 from consumers.store_schema import MIGRATIONS, cases, migrate
-from devkit.synthetic_cases import CHAMONIX, PARIS_11, case_opened, case_updated
+from devkit.synthetic_cases import CHAMONIX, PARIS_11, case_linked, case_opened, case_updated
 from signalements.settings import Settings
 
 NAMES = {PARIS_11.unit_id: "Préfecture de police", CHAMONIX.unit_id: "Brigade de Chamonix"}
@@ -72,6 +72,30 @@ def test_a_unit_desk_lists_its_cases_place_first_with_counts_and_a_map(desk_sett
     case_page = client.get(f"/unites/{PARIS_11.unit_id}/cas/{case_id}")
     assert case_page.status_code == 200 and "Traiter le cas" in case_page.text
     assert paris_time((now - timedelta(hours=2)).isoformat()) in case_page.text
+
+
+def test_a_report_of_the_units_territory_in_another_units_case_is_listed_apart(desk_settings: Settings) -> None:
+    now = datetime.now(UTC)
+    link = case_linked(CHAMONIX, PARIS_11, "limite", now - timedelta(minutes=5), "route des Praz")
+    store = store_with(desk_settings, CHAMONIX.unit_id, [case_opened(CHAMONIX, "gare", now, "place de la gare"), link])
+    # applied once by its event id, and never a case of this unit's
+    with store.transaction() as writer:
+        assert writer.apply(_decoded(link)).value == "duplicate"
+    assert store.count("linked_reports") == 1 and [c.place for c in store.list_cases()] == [
+        "place de la gare, Chamonix-Mont-Blanc"]
+    store.close()
+    store_with(desk_settings, PARIS_11.unit_id, [case_opened(PARIS_11, "limite", now - timedelta(hours=1))]).close()
+    client = TestClient(create_desk_app(desk_settings, [CHAMONIX.unit_id, PARIS_11.unit_id], NAMES))
+
+    page = client.get(f"/unites/{CHAMONIX.unit_id}").text
+    section = page[page.index('id="rattaches"'):]
+    [row] = re.findall(r'<tr data-cas="([^"]+)" data-signalement="[^"]+">\s*<td>([^<]+)<br>.*?<td>([^<]+)</td>',
+                       section, re.S)
+    assert row == (link.payload.case_id, "route des Praz, Chamonix-Mont-Blanc", PARIS_11.unit_id)
+    assert "rattachés au cas d'une autre unité" in page
+    # the owner's desk has the case, and no such section
+    owner = client.get(f"/unites/{PARIS_11.unit_id}").text
+    assert f'data-cas="{link.payload.case_id}"' in owner and 'id="rattaches"' not in owner
 
 
 def test_handling_asks_for_a_confirmation_first(desk_settings: Settings) -> None:

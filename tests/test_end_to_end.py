@@ -26,14 +26,14 @@ from sample_submissions import conversation_delivery_network, portal_dealing_poi
 
 from schemas.channels import Channel, Force
 from schemas.envelope import decode, read_attributes
-from schemas.events import CaseOpened, CaseUpdated
+from schemas.events import CaseLinked, CaseOpened, CaseUpdated
 from schemas.reports import Reporter, ReporterContact, report_id_for
 from schemas.topics import Topics
 from signalements.kafka_clients import new_producer
 from signalements.kafka_security import Role
 from signalements.reporter_sealing import ContactOpener
 
-UNITS = ["pn-75-pp", "gn-74-chamonix-mont-blanc", "cross-75", "cross-74"]
+UNITS = ["pn-75-pp", "pn-93-pp", "gn-74-chamonix-mont-blanc", "cross-75", "cross-93", "cross-74"]
 
 
 @pytest.fixture(scope="module")
@@ -325,6 +325,56 @@ def test_two_citizens_reporting_one_point_make_one_case_then_an_update(pipeline:
         isinstance(e.payload, CaseOpened) and e.payload.report.report.report_id == ids[1]
         for e in (decode(r.headers, r.key, r.value) for r in read_topic(pipeline.settings, unit_topic))
     )
+
+
+def test_a_point_on_the_boundary_between_two_units_is_one_case_and_the_other_unit_is_told(
+    pipeline: RunningPipeline,
+) -> None:
+    """Rue de Bagnolet where Paris 20e (pn-75-pp) meets Bagnolet (pn-93-pp): two citizens 55 m apart, one on each
+    side of the boundary. One case, Paris's (the first report's unit), with both reports; Bagnolet's unit gets a
+    case.linked on its queue and in its store, and never a case of its own for that point."""
+    paris = portal_dealing_point(citycode="75120", postcode="75020", city="Paris 20e Arrondissement")
+    paris["report"]["place"].update(latitude=48.863895, longitude=2.414345, street="Rue de Bagnolet",
+                                    housenumber="190", label="190 Rue de Bagnolet 75020 Paris")
+    bagnolet = portal_dealing_point(citycode="93006", postcode="93170", city="Bagnolet")
+    bagnolet["report"]["place"].update(latitude=48.864395, longitude=2.414345, street="Rue Sadi Carnot",
+                                       housenumber="2", label="2 Rue Sadi Carnot 93170 Bagnolet")
+    bagnolet["reporter"] = {"email": "riverain@example.org", "consent_to_recontact": True}
+    ids = []
+    for body in (paris, bagnolet):
+        response = httpx.post(f"{pipeline.intake_url}/v1/reports/moncommissariat", headers=pipeline.intake_headers,
+                              json=body, timeout=15)
+        assert response.status_code == 202, response.text
+        ids.append(response.json()["report_id"])
+    topics = Topics(pipeline.settings.topic_namespace)
+
+    def events_on(unit_id: str) -> list:
+        return [decode(r.headers, r.key, r.value) for r in read_topic(pipeline.settings, topics.unit(unit_id))]
+
+    def owner_case() -> CaseUpdated | None:
+        return next((e.payload for e in events_on("pn-75-pp") if isinstance(e.payload, CaseUpdated)
+                     and [r.report.report_id for r in e.payload.new_reports] == [ids[1]]), None)
+
+    update = wait_for(owner_case, timeout_s=60, what="the Bagnolet report in Paris's case")
+    assert update.unit_id == "pn-75-pp" and update.report_count == 2
+    assert update.new_reports[0].jurisdiction.unit_id == "pn-93-pp"
+
+    def linked_on(unit_id: str) -> CaseLinked | None:
+        return next((e.payload for e in events_on(unit_id) if isinstance(e.payload, CaseLinked)
+                     and e.payload.report.report.report_id == ids[1]), None)
+
+    link = wait_for(lambda: linked_on("pn-93-pp"), timeout_s=30, what="case.linked on Bagnolet's unit queue")
+    assert (link.case_id, link.owner_unit_id, link.report_count) == (update.case_id, "pn-75-pp", 2)
+    # Seine-Saint-Denis's CROSS is told too (Paris's CROSS has the case itself)
+    assert wait_for(lambda: linked_on("cross-93"), timeout_s=30, what="case.linked for cross-93").case_id == link.case_id
+    assert not [e for e in events_on("pn-93-pp")
+                if isinstance(e.payload, CaseOpened) and e.payload.report.report.report_id == ids[1]]
+    stored = wait_for(lambda: query_store(
+        pipeline.settings, "pn-93-pp",
+        "SELECT case_id, owner_unit_id, report_count FROM linked_reports WHERE report_id = ?", ids[1]),
+        timeout_s=30, what="the link in Bagnolet's unit store")
+    assert stored == [(link.case_id, "pn-75-pp", 2)]
+    assert stored_report(pipeline, "pn-75-pp", ids[1])[0][0] == link.case_id
 
 
 def test_invalid_submission_is_refused_with_the_field_and_the_reason(pipeline: RunningPipeline) -> None:

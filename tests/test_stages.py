@@ -30,6 +30,7 @@ from schemas.reports import EnrichedReport, report_id_for
 from schemas.submission_channels import SUBMISSION_CHANNELS
 from schemas.topics import Topics
 from signalements.settings import Settings
+from streams.dedup_area import area_of_position
 from streams.deliveries import Outgoing
 from streams.jurisdiction import JurisdictionReference
 from streams.stages import Enrich, InputRecord, Normalize, Route, StageFailure, StageOutput, case_event_records
@@ -111,7 +112,7 @@ def test_normalize_refuses_a_record_with_the_reason_a_dead_letter_carries() -> N
         assert failure.value.code is code, failure.value
 
 
-def test_enrich_keys_a_report_by_its_unit_and_sends_one_without_a_unit_to_unrouted(
+def test_enrich_keys_a_report_by_its_deduplication_area_and_sends_one_without_a_unit_to_unrouted(
     reference: JurisdictionReference,
 ) -> None:
     unrouted: list[str] = []
@@ -125,7 +126,7 @@ def test_enrich_keys_a_report_by_its_unit_and_sends_one_without_a_unit_to_unrout
     event = decode(written.headers, written.key, written.value)
     assert output.outcome == "enriched" and written.topic == TOPICS.enriched
     assert event.event_type == REPORT_ENRICHED
-    assert written.key == event.payload.jurisdiction.unit_id.encode() and event.payload.jurisdiction.departement == "75"
+    assert written.key == area_of_position(48.8649, 2.3700).encode() and event.payload.jurisdiction.departement == "75"
     assert not unrouted
 
     nowhere = portal_dealing_point(citycode="99999", postcode="99999", city="Nulle Part")
