@@ -16,7 +16,9 @@ report that may be a duplicate of another is in the same area, whatever units th
 
 A case belongs to the unit competent for its first report (its anchor). A report resolved to another unit that
 merges into it is in the case's next update on the owner's queue, and that other unit gets a ``case.linked`` on its
-own queue: each unit knows the point is one case, and whose.
+own queue: each unit knows the point is one case, and whose. The exception is a commune that changed unit (the
+competence reference moved it): a report there resolved to the new unit does not join the former unit's case but
+opens one in the new unit, which later reports of the point then join; the former unit keeps its case as it was.
 
 Phone numbers, handles and contact fingerprints never appear in the state or its changelog: they are keyed by
 an HMAC-SHA256 with the policy's secret (``identifier_secret``, from a file every worker shares), so whoever reads
@@ -99,6 +101,8 @@ class CaseState(StateRecord):
     cross_unit_id: str | None = None
     # The case's deduplication area (the key of its reports): its throttled updates' flush ticks are sent with it.
     area: str = ""
+    # The commune of its first report: a later report there resolved to another unit means the commune changed unit.
+    commune_code: str = ""
     kind: ReportKind
     anchor: tuple[float, float] | None = None
     opened_at: AwareDatetime
@@ -275,8 +279,20 @@ def _open_case(view: StateView, case_id: str | None, moment: datetime, policy: D
     return case if case is not None and case.open_at(moment, policy.case_window) else None
 
 
+def _superseded(case: CaseState, report: EnrichedReport) -> bool:
+    """The case's commune now resolves to another unit: a commune has one competent unit at a time, so its competence
+    changed since the case opened. The point's reports from now on are the new unit's, in a case of its own."""
+    where = report.jurisdiction
+    return bool(case.commune_code) and case.commune_code == where.commune_code and case.unit_id != where.unit_id
+
+
+def _candidate(view: StateView, case_id: str | None, report: EnrichedReport, policy: DedupPolicy) -> CaseState | None:
+    case = _open_case(view, case_id, report.report.submitted_at, policy)
+    return None if case is None or _superseded(case, report) else case
+
+
 def _nearest_case(
-    view: StateView, position: tuple[float, float], moment: datetime, policy: DedupPolicy
+    view: StateView, position: tuple[float, float], report: EnrichedReport, policy: DedupPolicy
 ) -> CaseState | None:
     cell = h3.latlng_to_cell(position[0], position[1], policy.h3_resolution)
     best: tuple[float, CaseState] | None = None
@@ -285,7 +301,7 @@ def _nearest_case(
         if not raw:
             continue
         for case_id in CellCases.model_validate_json(raw).case_ids:
-            case = _open_case(view, case_id, moment, policy)
+            case = _candidate(view, case_id, report, policy)
             if case is None or case.anchor is None:
                 continue
             distance = h3.great_circle_distance(position, case.anchor, "m")
@@ -296,23 +312,22 @@ def _nearest_case(
 
 def find_case(view: StateView, report: EnrichedReport, policy: DedupPolicy) -> CaseState | None:
     """The open case this report belongs to, if any."""
-    moment = report.report.submitted_at
     if report.report.kind is ReportKind.DELIVERY_NETWORK:
         for identifier in network_identifiers(report, policy):
             ref = _ref(view, network_key(identifier))
-            case = _open_case(view, ref.case_id if ref else None, moment, policy)
+            case = _candidate(view, ref.case_id if ref else None, report, policy)
             if case is not None:
                 return case
         return None
     position = coordinates(report)
     if position is not None:
-        case = _nearest_case(view, position, moment, policy)
+        case = _nearest_case(view, position, report, policy)
         if case is not None:
             return case
     address = point_address(report)
     if address is not None:
         ref = _ref(view, address_key(report.jurisdiction.commune_code, address))
-        case = _open_case(view, ref.case_id if ref else None, moment, policy)
+        case = _candidate(view, ref.case_id if ref else None, report, policy)
         if case is not None and not _far_apart(position, case.anchor, policy):
             return case
     return None
@@ -392,6 +407,7 @@ def _open(
         unit_name=jurisdiction.unit_name,
         cross_unit_id=jurisdiction.cross_unit_id,
         area=area,
+        commune_code=jurisdiction.commune_code,
         kind=canonical.kind,
         anchor=coordinates(report) if canonical.kind is ReportKind.DEALING_POINT else None,
         opened_at=now,

@@ -26,6 +26,7 @@ from streams.deduplication import (
     decide_report,
     expired_keys,
     flush_case,
+    load_case,
     normalize_address,
 )
 
@@ -55,6 +56,7 @@ def report(
     channel: Channel = Channel.MONCOMMISSARIAT,
     unit_id: str = "pn-75-pp",
     departement: str = "75",
+    commune: str = "75111",
     submission_id: str | None = None,
 ) -> EnrichedReport:
     kind = ReportKind.DELIVERY_NETWORK if (phone or handle) else ReportKind.DEALING_POINT
@@ -63,7 +65,7 @@ def report(
         report_id=report_id_for(channel, submission), channel=channel, submission_id=submission,
         submitted_at=at, received_at=at, kind=kind,
         place=Place(
-            street_address=address, commune_code="75111",
+            street_address=address, commune_code=commune,
             latitude=position[0] if position else None, longitude=position[1] if position else None,
         ),
         delivery=DeliveryNetwork(phone_e164=phone, handle=handle) if kind is ReportKind.DELIVERY_NETWORK else None,
@@ -71,7 +73,7 @@ def report(
         reporter=SEALER.protect(ReporterContact(email=email)) if email else None,
     )
     jurisdiction = Jurisdiction(
-        commune_code="75111", commune_name="Paris 11e", departement=departement, force=Force.POLICE, unit_id=unit_id,
+        commune_code=commune, commune_name=f"Commune {commune}", departement=departement, force=Force.POLICE, unit_id=unit_id,
         unit_name=f"Unité {unit_id}", cross_unit_id=f"cross-{departement}", method=ResolutionMethod.CODE_INSEE,
         reference_version="test",
     )
@@ -169,9 +171,10 @@ def test_delivery_network_merges_on_phone_or_handle_whatever_the_area() -> None:
 def test_a_point_on_a_unit_boundary_is_one_case_its_first_units_and_the_other_unit_is_told() -> None:
     state = DictState()
     here = (48.8649, 2.3700)
-    opened = decide(state, report(address=None, position=here, unit_id="pn-93-bobigny", departement="93"))
+    opened = decide(state, report(address=None, position=here, unit_id="pn-93-bobigny", departement="93",
+                                  commune="93055"))
     across = report(address=None, position=north_of(here, 60), unit_id="gn-77-chelles", departement="77",
-                    at=T0 + timedelta(hours=1))
+                    commune="77108", at=T0 + timedelta(hours=1))
     merged = decide(state, across)
 
     assert merged.outcome is DedupOutcome.MERGED
@@ -190,9 +193,30 @@ def test_a_point_on_a_unit_boundary_is_one_case_its_first_units_and_the_other_un
     assert link.payload.report == across and link.payload.report_count == 2 and link.copies_to == ("cross-77",)
     # a third report from the owner's own territory links nothing
     again = decide(state, report(address=None, position=north_of(here, -40), unit_id="pn-93-bobigny",
-                                 departement="93", at=T0 + timedelta(hours=2)))
+                                 departement="93", commune="93055", at=T0 + timedelta(hours=2)))
     assert again.outcome is DedupOutcome.MERGED
     assert [type(event.payload).__name__ for event in again.events] == ["CaseUpdated"]
+
+
+def test_after_a_commune_changes_unit_its_points_open_cases_in_the_new_unit() -> None:
+    state = DictState()
+    here = (45.0547, 5.6770)
+    before = decide(state, report(position=here, unit_id="gn-38-vif", departement="38", commune="38545"))
+    # The competence reference moved the commune to the police: the same point, by position and by address alone.
+    moved = decide(state, report(position=north_of(here, 20), unit_id="pn-38-grenoble", departement="38",
+                                 commune="38545", at=T0 + timedelta(hours=1)))
+    assert moved.outcome is DedupOutcome.OPENED
+    [opened] = moved.events
+    assert isinstance(opened.payload, CaseOpened) and opened.payload.unit_id == "pn-38-grenoble"
+    assert opened.case_id != before.events[0].case_id
+    # Later reports of the point, located or not, join the new unit's case, not the former one's.
+    later = [report(position=here, unit_id="pn-38-grenoble", departement="38", commune="38545",
+                    at=T0 + timedelta(hours=2)),
+             report(unit_id="pn-38-grenoble", departement="38", commune="38545", at=T0 + timedelta(hours=3))]
+    assert [decide(state, each).outcome for each in later] == [DedupOutcome.MERGED] * 2
+    counts = {case_id: case.report_count for case_id in (before.events[0].case_id, opened.case_id)
+              if (case := load_case(state, case_id)) is not None}
+    assert counts == {before.events[0].case_id: 1, opened.case_id: 3}
 
 
 def test_the_same_street_far_along_is_another_point_and_without_a_position_the_address_decides() -> None:
@@ -210,7 +234,8 @@ def test_a_delivery_network_merges_across_units_and_departements() -> None:
     state = DictState()
     opened = decide(state, report(address=None, phone="+33612345678", unit_id="pn-75-pp"))
     elsewhere = decide(state, report(address=None, handle="livreur13", phone="+33612345678",
-                                     unit_id="pn-13-marseille", departement="13", at=T0 + timedelta(hours=1)))
+                                     unit_id="pn-13-marseille", departement="13", commune="13201",
+                                     at=T0 + timedelta(hours=1)))
 
     assert elsewhere.outcome is DedupOutcome.MERGED
     links = [e.payload for e in elsewhere.events if isinstance(e.payload, CaseLinked)]
