@@ -9,6 +9,7 @@ import typer
 
 from cli import cases, operations, services, stats
 from cli.access import access_app
+from cli.desk_officers import desk_officers_app
 from cli.intake_clients import intake_clients_app
 from cli.redrive import dead_letters_app, unrouted_app
 from cli.reference import reference_app, resolve
@@ -25,6 +26,7 @@ app.add_typer(cases.cases_app, name="cases", rich_help_panel=operations.PANEL)
 app.add_typer(reference_app, name="reference", rich_help_panel=operations.PANEL)
 app.add_typer(access_app, name="access", rich_help_panel=operations.PANEL)
 app.add_typer(intake_clients_app, name="intake-clients", rich_help_panel=operations.PANEL)
+app.add_typer(desk_officers_app, name="desk-officers", rich_help_panel=operations.PANEL)
 app.command("resolve", rich_help_panel=operations.PANEL)(resolve)
 app.add_typer(dead_letters_app, name="dead-letters", rich_help_panel=operations.PANEL)
 app.add_typer(unrouted_app, name="unrouted", rich_help_panel=operations.PANEL)

@@ -7,9 +7,9 @@ where one was kept), and the handling of a case (dismantled, unfounded, transfer
 on the unit's queue exactly as ``signalements cases handle`` does, after a confirmation. The list refreshes itself
 (the page polls a fragment) when new cases arrive.
 
-It reads the unit consumers' case store (SQLite per unit, or the shared PostgreSQL). A unit's pages show that
-unit's cases only; until the broker's access control gives each unit its own credential, the desk listens on
-loopback only.
+It reads the unit consumers' case store (SQLite per unit, or the shared PostgreSQL). Every page but the login asks
+for an officer's session (consumers/desk_officers.py); an officer opens the desk of the units of their account only
+(another unit's pages answer 403), and the desk publishes a unit's handling as that unit's Kafka principal.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo
+from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -28,13 +28,14 @@ from fastapi.templating import Jinja2Templates
 
 from consumers.case_desk import CaseDeskError, handle_case
 from consumers.case_store import CaseCounts, CaseSort, CaseStore, CaseSummary, store_url_for
+from consumers.desk_officers import DeskOfficers, DeskSessions, OfficerAccount, load_session_key
+from consumers.paris_time import PARIS, paris_time
 from consumers.unit_territory import MapFrame, UnitTerritories
 from schemas.channels import Force
 from schemas.events import CaseOutcome
 from signalements.reporter_sealing import ContactOpener
 from signalements.settings import Settings
 
-PARIS = ZoneInfo("Europe/Paris")
 HERE = Path(__file__).parent
 PAGE_SIZE = 200
 MAP_POINTS = 1000  # the most recently active cases drawn on the map (thousands of circles slow every browser)
@@ -43,14 +44,12 @@ STATUSES = {"open": "ouvert", "dismantled": "démantelé", "unfounded": "infond�
 OUTCOMES = {CaseOutcome.DISMANTLED: "démantelé", CaseOutcome.UNFOUNDED: "infondé", CaseOutcome.TRANSFERRED: "transféré"}
 CHANNELS = {"moncommissariat": "moncommissariat", "brigade-numerique": "Ma brigade numérique"}
 SORTS = {"activite": "dernière activité", "signalements": "nombre de signalements", "nature": "nature"}
+SESSION_COOKIE = "bureau_session"
 
 
-def paris_time(text: str | datetime | None) -> str:
-    """A stored UTC time as officers read it: Europe/Paris, day first."""
-    if text is None or text == "":
-        return ""
-    moment = text if isinstance(text, datetime) else datetime.fromisoformat(text)
-    return moment.astimezone(PARIS).strftime("%d/%m/%Y %H:%M")
+def local_path(target: str) -> str:
+    """Where to go after the login: a path of this desk only (never another site, "//host" included)."""
+    return target if target.startswith("/") and not target.startswith("//") and "\\" not in target else "/"
 
 
 @dataclass(frozen=True)
@@ -130,6 +129,9 @@ class UnitDesk:
         self.unit_names = unit_names
         self.territories = territories
         self.stores = DeskStores(settings, unit_ids)
+        self.officers = DeskOfficers(settings.desk_officers_path)
+        self.sessions = DeskSessions(load_session_key(settings.desk_session_key_path),
+                                     max_age_s=int(settings.desk_session_hours * 3600))
         # The private keys this desk holds (its units' forces'): a contact is shown only where one opens it.
         self.openers = {force: ContactOpener.load(settings.reporter_keys_path, force) for force in Force}
         self.templates = Jinja2Templates(directory=HERE / "desk_templates")
@@ -138,8 +140,40 @@ class UnitDesk:
                                           SORTS=SORTS)
 
     def page(self, request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-        return self.templates.TemplateResponse(request, name, {"unit_names": self.unit_names, **context},
-                                               status_code=status_code)
+        return self.templates.TemplateResponse(
+            request, name, {"unit_names": self.unit_names, "officer": self.officer_of(request), **context},
+            status_code=status_code)
+
+    def officer_of(self, request: Request) -> OfficerAccount | None:
+        """The officer of the request's session, as the accounts file holds them now (None once revoked)."""
+        login = self.sessions.login_of(request.cookies.get(SESSION_COOKIE))
+        return self.officers.current(login) if login else None
+
+    def refusal(self, request: Request, unit_id: str | None, fragment: bool = False) -> Response | None:
+        """None when the request's officer may open ``unit_id``'s desk (or, without a unit, any page); else the
+        answer: the login page (401 for the list the page polls), or 403 for another unit."""
+        officer = self.officer_of(request)
+        if officer is None:
+            if fragment or request.method != "GET":
+                return Response("connexion requise", status_code=401, media_type="text/plain; charset=utf-8")
+            return RedirectResponse(f"/connexion?suite={quote(request.url.path)}", status_code=303)
+        if unit_id is not None and unit_id not in officer.unit_ids:
+            return self.absent(request, "Accès refusé",
+                               f"Votre compte ne donne pas accès au bureau de l'unité « {unit_id} ».", 403)
+        return None
+
+    def login(self, request: Request, login: str, password: str, after: str) -> Response:
+        officer = self.officers.authenticate(login.strip().lower(), password)
+        if officer is None:
+            return self.page(request, "login.html", 401, title="Connexion", suite=after,
+                             error="Identifiant ou mot de passe incorrect.")
+        response = RedirectResponse(local_path(after), status_code=303)
+        response.set_cookie(SESSION_COOKIE, self.sessions.issue(officer.login), max_age=self.sessions.max_age_s,
+                            httponly=True, samesite="strict", secure=self.settings.desk_secure_cookie, path="/")
+        return response
+
+    def served_units_of(self, officer: OfficerAccount) -> list[str]:
+        return [unit_id for unit_id in self.unit_ids if unit_id in officer.unit_ids]
 
     def absent(self, request: Request, title: str, message: str, status_code: int = 404) -> HTMLResponse:
         return self.page(request, "absent.html", status_code, title=title, message=message)
@@ -242,27 +276,45 @@ def create_desk_app(settings: Settings, unit_ids: list[str], unit_names: dict[st
     app.mount("/static", StaticFiles(directory=HERE / "desk_static"), name="static")
     app.router.add_event_handler("shutdown", desk.stores.close)
 
+    @app.get("/connexion", response_class=HTMLResponse)
+    def login_page(request: Request, suite: str = "/") -> HTMLResponse:
+        return desk.page(request, "login.html", title="Connexion", suite=local_path(suite), error="")
+
+    @app.post("/connexion", response_class=HTMLResponse)
+    def login(request: Request, identifiant: Annotated[str, Form()], mot_de_passe: Annotated[str, Form()],
+              suite: Annotated[str, Form()] = "/") -> Response:
+        return desk.login(request, identifiant, mot_de_passe, suite)
+
+    @app.post("/deconnexion")
+    def logout() -> Response:
+        response = RedirectResponse("/connexion", status_code=303)
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
+
     @app.get("/", response_class=HTMLResponse)
-    def units(request: Request) -> HTMLResponse:
-        return desk.page(request, "units.html", title="Bureau des unités", unit_ids=unit_ids)
+    def units(request: Request) -> Response:
+        officer = desk.officer_of(request)
+        if officer is None:
+            return RedirectResponse("/connexion", status_code=303)
+        return desk.page(request, "units.html", title="Bureau des unités", unit_ids=desk.served_units_of(officer))
 
     @app.get("/unites/{unit_id}", response_class=HTMLResponse)
-    def unit_desk(request: Request, unit_id: str, filters: Filters) -> HTMLResponse:
-        return desk.desk(request, unit_id, filters)
+    def unit_desk(request: Request, unit_id: str, filters: Filters) -> Response:
+        return desk.refusal(request, unit_id) or desk.desk(request, unit_id, filters)
 
     @app.get("/unites/{unit_id}/liste", response_class=HTMLResponse)
-    def unit_desk_content(request: Request, unit_id: str, filters: Filters) -> HTMLResponse:
+    def unit_desk_content(request: Request, unit_id: str, filters: Filters) -> Response:
         """The counts, the map and the list alone: what the page fetches to update itself without a reload."""
-        return desk.desk(request, unit_id, filters, fragment=True)
+        return desk.refusal(request, unit_id, fragment=True) or desk.desk(request, unit_id, filters, fragment=True)
 
     @app.get("/unites/{unit_id}/cas/{case_id}", response_class=HTMLResponse)
-    def case_page(request: Request, unit_id: str, case_id: str, message: str = "") -> HTMLResponse:
-        return desk.case(request, unit_id, case_id, message=message)
+    def case_page(request: Request, unit_id: str, case_id: str, message: str = "") -> Response:
+        return desk.refusal(request, unit_id) or desk.case(request, unit_id, case_id, message=message)
 
     @app.post("/unites/{unit_id}/cas/{case_id}/traitement", response_class=HTMLResponse)
     def handle(request: Request, unit_id: str, case_id: str, issue: Annotated[str, Form()],
                vers: Annotated[str, Form()] = "", confirme: Annotated[str, Form()] = "") -> Response:
-        return desk.handle(request, unit_id, case_id, issue, vers, confirme == "oui")
+        return desk.refusal(request, unit_id) or desk.handle(request, unit_id, case_id, issue, vers, confirme == "oui")
 
     return app
 

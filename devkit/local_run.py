@@ -21,6 +21,7 @@ from devkit.intake_key import development_headers
 from devkit.local_broker import LocalBroker
 from devkit.traffic_generator import DEMO_MIX, TrafficGenerator
 from ops.access_control import SERVICE_ROLES, AccessControl, unit_roles
+from ops.desk_officers import add_officer
 from ops.reference_topic import publish_reference_if_empty
 from signalements.kafka_security import Role
 from signalements.settings import Settings
@@ -96,6 +97,7 @@ def count_stored_cases(store_dir: Path) -> tuple[int, int]:
 # The demo's cases updated within seconds of a new report of their point, not the production's 15 minutes, so that
 # a newcomer sees reports merge while watching (unless SIGNALEMENTS_DEDUP_UPDATE_THROTTLE_S says otherwise).
 DEMO_UPDATE_THROTTLE_S = 10.0
+DEMO_OFFICER = "demo"
 
 
 def demo_settings(settings: Settings) -> Settings:
@@ -151,7 +153,9 @@ def run_local_pipeline(settings: Settings, rate: float, duration_s: float) -> No
         services.start("national-stats", "stats", "serve")
         intake_url = f"http://{settings.intake_host}:{settings.intake_port}"
         wait_for_http(f"{intake_url}/healthz", services)
-        _print_banner(settings, intake_url, reference, broker.log_file if broker else None)
+        # One officer's account for every demo unit's desk, its password drawn now and printed below.
+        desk_password = add_officer(settings.desk_officers_path, DEMO_OFFICER, reference.demo_unit_ids)
+        _print_banner(settings, intake_url, reference, broker.log_file if broker else None, desk_password)
         _feed_demo_traffic(settings, services, intake_url, reference, rate, duration_s)
     except KeyboardInterrupt:
         console.print("\nstopping…")
@@ -162,7 +166,8 @@ def run_local_pipeline(settings: Settings, rate: float, duration_s: float) -> No
         console.print("stopped")
 
 
-def _print_banner(settings: Settings, intake_url: str, reference: JurisdictionReference, broker_log: Path | None) -> None:
+def _print_banner(settings: Settings, intake_url: str, reference: JurisdictionReference, broker_log: Path | None,
+                  desk_password: str) -> None:
     host = settings.metrics_host
     console.print(f"[bold]Kafka[/]          {settings.bootstrap_servers}" + (f"  (log {broker_log})" if broker_log else ""))
     console.print(f"[bold]Intake[/]         {intake_url}/v1/reports/{{moncommissariat,brigade-numerique}}  docs {intake_url}/docs")
@@ -174,7 +179,7 @@ def _print_banner(settings: Settings, intake_url: str, reference: JurisdictionRe
     console.print(f"[bold]Statistics[/]     {stats_url}/v1/stats/departements  {stats_url}/v1/stats/monthly")
     console.print("[bold]Status[/]         .venv/bin/signalements status   (live view of throughput, lag, latency)")
     desk_url = f"http://{settings.desk_host}:{settings.desk_port}"
-    console.print(f"[bold]Desk[/]           {desk_url}/  (loopback only), one page per unit:")
+    console.print(f"[bold]Desk[/]           {desk_url}/  login {DEMO_OFFICER}, password {desk_password}; one page per unit:")
     for unit_id in reference.demo_unit_ids:
         console.print(f"                 {desk_url}/unites/{unit_id}")
     console.print(f"[bold]Unit stores[/]    {settings.unit_store_dir}/<unit_id>.sqlite3 for {', '.join(reference.demo_unit_ids)}")

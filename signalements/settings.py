@@ -109,10 +109,18 @@ class Settings(BaseSettings):
     stats_database_url: str | None = Field(default=None, description="unset: SQLite in <state_dir>/stats")
     stats_port: int = Field(default=9104, description="the statistics' JSON API and /metrics")
 
-    # The units' desk (consumers/desk.py): loopback only until the broker's access control gives each unit its
-    # own credential.
+    # The units' desk (consumers/desk.py): each officer logs in with an account of their own
+    # (consumers/desk_officers.py); serve it over TLS (a reverse proxy) beyond loopback, with secure cookies.
     desk_host: str = "127.0.0.1"
     desk_port: int = Field(default=9105, description="the units' desk (web pages)")
+    desk_officers_file: Path | None = Field(
+        default=None, description="the officers' accounts, their units and scrypt-hashed passwords; unset: <state_dir>/secrets/desk-officers.json"
+    )
+    desk_session_key_file: Path | None = Field(
+        default=None, description="the key of the desk's session cookies, shared by every desk; unset: <state_dir>/secrets/desk-session.key"
+    )
+    desk_session_hours: float = Field(default=12.0, gt=0, description="how long a login lasts (a shift)")
+    desk_secure_cookie: bool = Field(default=False, description="mark the session cookie Secure (set it when the desk is served over HTTPS)")
 
     metrics_host: str = "127.0.0.1"
     # kafka-python logs every connection and metadata refresh at INFO: a service's log would be mostly that.
@@ -163,6 +171,14 @@ class Settings(BaseSettings):
     @property
     def intake_clients_path(self) -> Path:
         return self.intake_clients_file or self.secrets_dir / "intake-clients.json"
+
+    @property
+    def desk_officers_path(self) -> Path:
+        return self.desk_officers_file or self.secrets_dir / "desk-officers.json"
+
+    @property
+    def desk_session_key_path(self) -> Path:
+        return self.desk_session_key_file or self.secrets_dir / "desk-session.key"
 
     @property
     def dedup_identifier_key_path(self) -> Path:

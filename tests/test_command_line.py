@@ -19,11 +19,12 @@ SUBCOMMANDS = [
     ["bench-consumer"], ["bench-intake"], ["bench-jurisdiction"], ["generate"], ["replay"], ["status"], ["contract"],
     ["lag-exporter"], ["desk"], ["bench-desk"], ["resolve"], ["reference"], ["dead-letters"], ["unrouted"],
     ["access", "grant"], ["access", "revoke"], ["access", "show"], ["intake-clients", "add"], ["compose-secrets"],
+    ["desk-officers", "add"], ["desk-officers", "revoke"], ["desk-officers", "list"],
 ]
 PANELS = {
     "Services": ["topics", "intake", "worker", "consume", "desk", "lag-exporter", "stats"],
     "Operator tools": ["status", "contract", "replay", "resolve", "cases", "reference", "dead-letters", "unrouted",
-                       "access", "intake-clients"],
+                       "access", "intake-clients", "desk-officers"],
     "Development and benchmarks": ["demo", "generate", "bench", "bench-intake", "bench-consumer", "bench-jurisdiction",
                                    "bench-dedup", "bench-desk", "compose-secrets", "broker"],
 }
@@ -70,6 +71,30 @@ def test_every_subcommand_has_help(subcommand: list[str]) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "Usage:" in result.stdout
+
+
+def test_desk_officers_are_given_a_password_once_for_known_units_and_revoked(tmp_path) -> None:  # noqa: ANN001
+    from consumers.desk_officers import DeskOfficers
+
+    env = {**os.environ, "SIGNALEMENTS_STATE_DIR": str(tmp_path), "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9"}
+
+    def officers(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "cli.main", "desk-officers", *args], capture_output=True,
+                              text=True, env=env, timeout=60)
+
+    unknown = officers("add", "--login", "brigadier.martin", "--unit", "gn-99-nulle-part")
+    assert unknown.returncode == 1 and "unknown unit(s): gn-99-nulle-part" in unknown.stderr
+    added = officers("add", "--login", "brigadier.martin", "--unit", "gn-74-chamonix-mont-blanc", "--unit", "cross-74")
+    assert added.returncode == 0, added.stderr
+    password = added.stdout.strip()
+    accounts = DeskOfficers(tmp_path / "secrets" / "desk-officers.json")
+    assert accounts.authenticate("brigadier.martin", password) is not None
+    assert accounts.authenticate("brigadier.martin", password + "x") is None
+    assert password not in (tmp_path / "secrets" / "desk-officers.json").read_text(encoding="utf-8")
+    assert officers("list").stdout == "brigadier.martin\tgn-74-chamonix-mont-blanc,cross-74\n"
+    assert officers("revoke", "--login", "brigadier.martin").returncode == 0
+    assert accounts.current("brigadier.martin") is None
+    assert officers("revoke", "--login", "brigadier.martin").returncode == 1
 
 
 def test_broker_start_uses_the_given_cluster_and_starts_nothing(tmp_path) -> None:  # noqa: ANN001

@@ -5,6 +5,7 @@ against the whole pipeline, are in tests/test_desk_browser.py."""
 from __future__ import annotations
 
 import re
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,9 +14,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, select
 
 from consumers.case_store import CaseStore, store_url_for
-from consumers.desk import case_map, create_desk_app, paris_time
+from consumers.desk import SESSION_COOKIE, case_map, create_desk_app, paris_time
 from consumers.store_schema import MIGRATIONS, cases, migrate
+from consumers.unit_territory import UnitTerritories
 from devkit.synthetic_cases import CHAMONIX, PARIS_11, case_linked, case_opened, case_updated
+from ops.desk_officers import add_officer, revoke_officer
 from signalements.settings import Settings
 
 NAMES = {PARIS_11.unit_id: "Préfecture de police", CHAMONIX.unit_id: "Brigade de Chamonix"}
@@ -24,6 +27,17 @@ NAMES = {PARIS_11.unit_id: "Préfecture de police", CHAMONIX.unit_id: "Brigade d
 @pytest.fixture
 def desk_settings(tmp_path: Path) -> Settings:
     return Settings(state_dir=tmp_path, kafka_bootstrap_servers="127.0.0.1:9")
+
+
+def desk_client(settings: Settings, units: list[str], territories: UnitTerritories | None = None,
+                officer_units: list[str] | None = None) -> TestClient:
+    """A browser of the desk, logged in as an officer of ``officer_units`` (by default, every unit served)."""
+    password = add_officer(settings.desk_officers_path, "officier.test", officer_units or units)
+    client = TestClient(create_desk_app(settings, units, NAMES, territories))
+    answer = client.post("/connexion", data={"identifiant": "officier.test", "mot_de_passe": password},
+                         follow_redirects=False)
+    assert answer.status_code == 303, answer.text
+    return client
 
 
 def store_with(settings: Settings, unit_id: str, events: list) -> CaseStore:
@@ -49,7 +63,7 @@ def test_a_unit_desk_lists_its_cases_place_first_with_counts_and_a_map(desk_sett
         case_opened(PARIS_11, "ancien", now - timedelta(days=3), "3 rue de la roquette", (48.8555, 2.3740)),
     ]).close()
     store_with(desk_settings, CHAMONIX.unit_id, [case_opened(CHAMONIX, "gare", now, "place de la gare")]).close()
-    client = TestClient(create_desk_app(desk_settings, [PARIS_11.unit_id], NAMES))
+    client = desk_client(desk_settings, [PARIS_11.unit_id])
 
     page = client.get(f"/unites/{PARIS_11.unit_id}")
     assert page.status_code == 200 and 'lang="fr"' in page.text
@@ -64,8 +78,8 @@ def test_a_unit_desk_lists_its_cases_place_first_with_counts_and_a_map(desk_sett
     fragment = client.get(f"/unites/{PARIS_11.unit_id}/liste", params={"statut": "tous"})
     assert fragment.status_code == 200 and "<html" not in fragment.text and "oberkampf" in fragment.text
 
-    # Another unit, and another unit's case, do not exist on this desk.
-    assert client.get(f"/unites/{CHAMONIX.unit_id}").status_code == 404
+    # Another unit is refused to this officer, and another unit's case does not exist on this desk.
+    assert client.get(f"/unites/{CHAMONIX.unit_id}").status_code == 403
     chamonix_case = case_opened(CHAMONIX, "gare").payload.case_id
     assert client.get(f"/unites/{PARIS_11.unit_id}/cas/{chamonix_case}").status_code == 404
     case_id = rows[0][0]
@@ -85,7 +99,7 @@ def test_a_report_of_the_units_territory_in_another_units_case_is_listed_apart(d
         "place de la gare, Chamonix-Mont-Blanc"]
     store.close()
     store_with(desk_settings, PARIS_11.unit_id, [case_opened(PARIS_11, "limite", now - timedelta(hours=1))]).close()
-    client = TestClient(create_desk_app(desk_settings, [CHAMONIX.unit_id, PARIS_11.unit_id], NAMES))
+    client = desk_client(desk_settings, [CHAMONIX.unit_id, PARIS_11.unit_id])
 
     page = client.get(f"/unites/{CHAMONIX.unit_id}").text
     section = page[page.index('id="rattaches"'):]
@@ -98,9 +112,89 @@ def test_a_report_of_the_units_territory_in_another_units_case_is_listed_apart(d
     assert f'data-cas="{link.payload.case_id}"' in owner and 'id="rattaches"' not in owner
 
 
+def test_the_desk_asks_an_officer_to_log_in_and_opens_only_their_units(desk_settings: Settings) -> None:
+    store_with(desk_settings, PARIS_11.unit_id, [case_opened(PARIS_11, "hall")]).close()
+    store_with(desk_settings, CHAMONIX.unit_id, [case_opened(CHAMONIX, "gare")]).close()
+    served = [PARIS_11.unit_id, CHAMONIX.unit_id]
+    path = desk_settings.desk_officers_path
+    password = add_officer(path, "brigadier.martin", [CHAMONIX.unit_id])
+    assert password not in path.read_text(encoding="utf-8") and oct(path.stat().st_mode & 0o777) == "0o600"
+    client = TestClient(create_desk_app(desk_settings, served, NAMES))
+    case_id = case_opened(PARIS_11, "hall").payload.case_id
+
+    # Without a session: the pages lead to the login, the polled list and the handling answer 401, nothing leaks.
+    first = client.get(f"/unites/{CHAMONIX.unit_id}", follow_redirects=False)
+    assert first.status_code == 303 and first.headers["location"] == f"/connexion?suite=/unites/{CHAMONIX.unit_id}"
+    assert client.get("/", follow_redirects=False).headers["location"] == "/connexion"
+    assert client.get(f"/unites/{CHAMONIX.unit_id}/liste").status_code == 401
+    forged = client.post(f"/unites/{PARIS_11.unit_id}/cas/{case_id}/traitement",
+                         data={"issue": "dismantled", "confirme": "oui"})
+    assert forged.status_code == 401 and "hall" not in forged.text
+    login_page = client.get(first.headers["location"])
+    assert 'name="mot_de_passe"' in login_page.text and 'lang="fr"' in login_page.text
+
+    # A wrong password, or an unknown login, is one same refusal.
+    for login, attempt in (("brigadier.martin", "mauvais"), ("inconnu", password)):
+        refused = client.post("/connexion", data={"identifiant": login, "mot_de_passe": attempt},
+                              follow_redirects=False)
+        assert refused.status_code == 401 and "Identifiant ou mot de passe incorrect" in refused.text
+        assert SESSION_COOKIE not in refused.headers.get("set-cookie", "")
+
+    # Logged in: back where they were going (never to another site), with a cookie no script or other site carries.
+    for suite, lands in ((f"/unites/{CHAMONIX.unit_id}", f"/unites/{CHAMONIX.unit_id}"),
+                         ("//ailleurs.example/piege", "/"), ("https://ailleurs.example/", "/")):
+        logged = client.post("/connexion", data={"identifiant": "Brigadier.Martin", "mot_de_passe": password,
+                                                 "suite": suite}, follow_redirects=False)
+        assert logged.status_code == 303 and logged.headers["location"] == lands
+    cookie = logged.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie and "max-age=43200" in cookie
+    home = client.get("/")
+    assert f'href="/unites/{CHAMONIX.unit_id}"' in home.text and f'href="/unites/{PARIS_11.unit_id}"' not in home.text
+    assert "brigadier.martin" in home.text
+    assert client.get(f"/unites/{CHAMONIX.unit_id}").status_code == 200
+    # Another unit's desk, its cases and its handling are refused to this officer.
+    assert client.get(f"/unites/{PARIS_11.unit_id}").status_code == 403
+    assert client.get(f"/unites/{PARIS_11.unit_id}/cas/{case_id}").status_code == 403
+    assert client.post(f"/unites/{PARIS_11.unit_id}/cas/{case_id}/traitement",
+                       data={"issue": "dismantled", "confirme": "oui"}).status_code == 403
+    store = CaseStore.open(store_url_for(None, desk_settings.unit_store_dir, PARIS_11.unit_id), PARIS_11.unit_id)
+    assert store.get_case(case_id).status == "open"
+    store.close()
+    # A tampered cookie is no session.
+    tampered = TestClient(client.app, cookies={SESSION_COOKIE: client.cookies[SESSION_COOKIE][:-4] + "AAAA"})
+    assert tampered.get(f"/unites/{CHAMONIX.unit_id}/liste").status_code == 401
+
+    # Revoked: the session ends at the next request; logged out: the same.
+    again = client.post("/connexion", data={"identifiant": "brigadier.martin", "mot_de_passe": password},
+                        follow_redirects=False)
+    assert again.status_code == 303
+    assert client.get(f"/unites/{CHAMONIX.unit_id}/liste").status_code == 200
+    assert client.post("/deconnexion", follow_redirects=False).headers["location"] == "/connexion"
+    assert client.get(f"/unites/{CHAMONIX.unit_id}/liste").status_code == 401
+    client.post("/connexion", data={"identifiant": "brigadier.martin", "mot_de_passe": password})
+    assert client.get(f"/unites/{CHAMONIX.unit_id}/liste").status_code == 200
+    assert revoke_officer(path, "brigadier.martin")
+    assert client.get(f"/unites/{CHAMONIX.unit_id}/liste").status_code == 401
+
+
+def test_a_session_lasts_a_shift_and_no_longer(desk_settings: Settings) -> None:
+    from cryptography.fernet import Fernet
+
+    from consumers.desk_officers import DeskSessions
+
+    key = Fernet.generate_key()
+    sessions = DeskSessions(key, max_age_s=3600)
+    token = sessions.issue("brigadier.martin")
+    assert sessions.login_of(token) == "brigadier.martin"
+    assert DeskSessions(Fernet.generate_key(), 3600).login_of(token) is None, "another desk key"
+    stale = Fernet(key).encrypt_at_time(b'{"login": "brigadier.martin"}', current_time=int(time.time()) - 3601)
+    assert sessions.login_of(stale.decode()) is None
+    assert sessions.login_of("") is None and sessions.login_of("pas-un-jeton") is None
+
+
 def test_handling_asks_for_a_confirmation_first(desk_settings: Settings) -> None:
     store_with(desk_settings, PARIS_11.unit_id, [case_opened(PARIS_11, "hall")]).close()
-    client = TestClient(create_desk_app(desk_settings, [PARIS_11.unit_id], NAMES))
+    client = desk_client(desk_settings, [PARIS_11.unit_id])
     case_id = case_opened(PARIS_11, "hall").payload.case_id
     answer = client.post(f"/unites/{PARIS_11.unit_id}/cas/{case_id}/traitement", data={"issue": "dismantled"})
     assert answer.status_code == 200 and "Confirmer" in answer.text and "démantelé" in answer.text
@@ -168,7 +262,6 @@ def test_the_terminal_list_fits_80_columns_place_first_with_a_short_reference(de
 def test_the_map_draws_the_units_communes_from_the_shipped_boundaries_with_its_cases_on_them(
     desk_settings: Settings,
 ) -> None:
-    from consumers.unit_territory import UnitTerritories
     from streams.jurisdiction import JurisdictionReference
 
     reference = JurisdictionReference.from_settings(desk_settings)
@@ -177,7 +270,7 @@ def test_the_map_draws_the_units_communes_from_the_shipped_boundaries_with_its_c
     store_with(desk_settings, CHAMONIX.unit_id, [
         case_opened(CHAMONIX, "gare", datetime.now(UTC), "place de la gare", (45.9237, 6.8694)),
     ]).close()
-    client = TestClient(create_desk_app(desk_settings, units, NAMES, territories))
+    client = desk_client(desk_settings, units, territories)
 
     page = client.get(f"/unites/{CHAMONIX.unit_id}").text
     expected = {c.code for c in reference.communes if c.unit_id == CHAMONIX.unit_id}

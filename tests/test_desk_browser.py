@@ -23,6 +23,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
+from ops.desk_officers import add_officer
 from schemas.channels import Channel
 from schemas.envelope import decode
 from schemas.events import CaseHandled
@@ -33,6 +34,7 @@ pytestmark = pytest.mark.processes
 
 UNIT = "pn-75-pp"
 OTHER_UNIT = "gn-74-chamonix-mont-blanc"
+OFFICER = "gardien.dupont"
 SCREENSHOTS = Path(__file__).parent / "screenshots"
 
 
@@ -42,14 +44,19 @@ def pipeline(pipeline_factory: PipelineFactory) -> RunningPipeline:
 
 
 @pytest.fixture(scope="module")
-def desk_url(pipeline: RunningPipeline) -> Iterator[str]:
+def officer_password(pipeline: RunningPipeline) -> str:
+    return add_officer(pipeline.settings.desk_officers_path, OFFICER, [UNIT])
+
+
+@pytest.fixture(scope="module")
+def desk_url(pipeline: RunningPipeline, officer_password: str) -> Iterator[str]:
     pipeline.services.start("desk", "desk", "--unit", UNIT)
     url = f"http://{pipeline.settings.desk_host}:{pipeline.settings.desk_port}"
 
     def answers() -> bool:
         pipeline.services.check_alive()
         try:
-            return httpx.get(url, timeout=2).status_code == 200
+            return httpx.get(f"{url}/connexion", timeout=2).status_code == 200
         except httpx.HTTPError:
             return False
 
@@ -88,12 +95,23 @@ def post_point(pipeline: RunningPipeline, housenumber: int, latitude: float) -> 
     return str(case_id)
 
 
-def test_an_officer_sees_a_new_case_on_the_desk_and_its_map_then_handles_it(
-    pipeline: RunningPipeline, desk_url: str, browser: WebDriver,
+def test_an_officer_logs_in_sees_a_new_case_on_the_desk_and_its_map_then_handles_it(
+    pipeline: RunningPipeline, desk_url: str, browser: WebDriver, officer_password: str,
 ) -> None:
     first = post_point(pipeline, 12, 48.8649)
     wait = WebDriverWait(browser, 30)
+    # The desk asks who is there first, then opens the page asked for.
     browser.get(f"{desk_url}/unites/{UNIT}")
+    wait.until(expected_conditions.presence_of_element_located((By.ID, "identifiant")))
+    browser.find_element(By.ID, "identifiant").send_keys(OFFICER)
+    browser.find_element(By.ID, "mot_de_passe").send_keys("pas le bon")
+    browser.find_element(By.ID, "se-connecter").click()
+    wait.until(expected_conditions.presence_of_element_located((By.ID, "erreur-connexion")))
+    screenshot(browser, "connexion")
+    browser.find_element(By.ID, "identifiant").clear()
+    browser.find_element(By.ID, "identifiant").send_keys(OFFICER)
+    browser.find_element(By.ID, "mot_de_passe").send_keys(officer_password)
+    browser.find_element(By.ID, "se-connecter").click()
     wait.until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, f'tr[data-cas="{first}"]')))
     assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "fr"
     assert browser.find_elements(By.CSS_SELECTOR, f'#carte a.point-cas[data-cas="{first}"]'), "the case on the map"
@@ -127,9 +145,12 @@ def test_an_officer_sees_a_new_case_on_the_desk_and_its_map_then_handles_it(
 
 
 def test_another_unit_is_not_reachable_from_this_desk(desk_url: str, browser: WebDriver) -> None:
+    # Logged in (the test before) as an officer of UNIT only: another unit's desk is refused.
     browser.get(f"{desk_url}/unites/{OTHER_UNIT}")
-    assert "n'est pas servie par ce poste" in browser.page_source
-    assert httpx.get(f"{desk_url}/unites/{OTHER_UNIT}", timeout=5).status_code == 404
+    assert "Accès refusé" in browser.page_source and OFFICER in browser.page_source
+    # Without a session, nothing but the login page.
+    anonymous = httpx.get(f"{desk_url}/unites/{UNIT}", timeout=5)
+    assert anonymous.status_code == 303 and anonymous.headers["location"].startswith("/connexion")
     started = time.monotonic()
     browser.get(f"{desk_url}/")
     assert browser.find_elements(By.CSS_SELECTOR, f'a[href="/unites/{UNIT}"]')

@@ -6,6 +6,10 @@
   async function refresh() {
     try {
       const response = await fetch(bureau.dataset.source, { headers: { "Accept": "text/html" } });
+      if (response.status === 401) {  // the session ended (expired, revoked): back to the login, then here
+        window.location.assign("/connexion?suite=" + encodeURIComponent(window.location.pathname));
+        return;
+      }
       if (!response.ok) return;
       const html = await response.text();
       if (!bureau.contains(document.activeElement)) bureau.innerHTML = html;
