@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-import threading
 from pathlib import Path
 
 from cryptography.exceptions import InvalidKey
@@ -27,6 +26,7 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from pydantic import BaseModel, Field
 
 from signalements.private_files import write_private
+from signalements.watched_file import WatchedModelFile, read_model, write_model
 
 # scrypt's cost: 16 MiB and about 50 ms a login on this machine (RFC 7914's interactive figures).
 SCRYPT_N, SCRYPT_R, SCRYPT_P, HASH_BYTES = 2**14, 8, 1, 32
@@ -71,13 +71,11 @@ def password_matches(account: OfficerAccount, password: str) -> bool:
 
 
 def read_officers(path: Path) -> OfficerRegister:
-    if not path.exists():
-        return OfficerRegister()
-    return OfficerRegister.model_validate_json(path.read_text(encoding="utf-8"))
+    return read_model(path, OfficerRegister, OfficerRegister)
 
 
 def write_officers(path: Path, register: OfficerRegister) -> None:
-    write_private(path, json.dumps(register.model_dump(mode="json"), indent=2) + "\n")
+    write_model(path, register)
 
 
 class DeskOfficers:
@@ -85,9 +83,7 @@ class DeskOfficers:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._lock = threading.Lock()
-        self._stamp: tuple[int, int] | None = None
-        self._register = OfficerRegister()
+        self._file = WatchedModelFile(path, OfficerRegister, OfficerRegister)
         # Compared against when the login is unknown, so a wrong login costs the same time as a wrong password.
         self._decoy = hashed_account("decoy", ["none"], new_password())
 
@@ -98,16 +94,7 @@ class DeskOfficers:
 
     def current(self, login: str) -> OfficerAccount | None:
         """The account as the file holds it now: None once revoked."""
-        try:
-            stat = self.path.stat()
-            stamp: tuple[int, int] | None = (stat.st_mtime_ns, stat.st_size)
-        except FileNotFoundError:
-            stamp = None
-        with self._lock:
-            if stamp != self._stamp:
-                self._register = read_officers(self.path) if stamp is not None else OfficerRegister()
-                self._stamp = stamp
-            return self._register.find(login)
+        return self._file.current().find(login)
 
 
 def load_session_key(path: Path) -> bytes:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import secrets
 import threading
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from schemas.channels import Channel
-from signalements.private_files import write_private
+from signalements.watched_file import WatchedModelFile, read_model, write_model
 
 API_KEY_HEADER = "X-Api-Key"
 
@@ -45,14 +44,11 @@ def hash_key(key: str) -> str:
 
 
 def read_clients(path: Path) -> IntakeClientList:
-    if not path.exists():
-        return IntakeClientList()
-    return IntakeClientList.model_validate_json(path.read_text(encoding="utf-8"))
+    return read_model(path, IntakeClientList, IntakeClientList)
 
 
 def write_clients(path: Path, clients: IntakeClientList) -> None:
-    """Replace the file atomically (the intake may be reading it), readable by its owner only."""
-    write_private(path, json.dumps(clients.model_dump(mode="json"), indent=2) + "\n")
+    write_model(path, clients)
 
 
 class ClientRates:
@@ -83,27 +79,13 @@ class IntakeClients:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._lock = threading.Lock()
-        self._stamp: tuple[int, int] | None = None
-        self._clients: list[IntakeClient] = []
+        self._file = WatchedModelFile(path, IntakeClientList, IntakeClientList)
 
     def identify(self, key: str) -> IntakeClient | None:
         """The client whose key this is, or None (every hash compared in constant time)."""
         digest = hash_key(key)
         found = None
-        for client in self._current():
+        for client in self._file.current().clients:
             if hmac.compare_digest(client.key_sha256, digest):
                 found = client
         return found
-
-    def _current(self) -> list[IntakeClient]:
-        try:
-            stat = self.path.stat()
-            stamp: tuple[int, int] | None = (stat.st_mtime_ns, stat.st_size)
-        except FileNotFoundError:
-            stamp = None
-        with self._lock:
-            if stamp != self._stamp:
-                self._clients = read_clients(self.path).clients if stamp is not None else []
-                self._stamp = stamp
-            return self._clients
