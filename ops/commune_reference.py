@@ -1,14 +1,18 @@
 """Build the compact commune reference from the open data of the npm registry.
 
-Sources (both MIT, pinned in reference/sources/package.json):
+Sources (all MIT, pinned in reference/sources/package.json):
 - @etalab/decoupage-administratif: the Code officiel géographique (COG) of INSEE: current communes, municipal
-  arrondissements, communes déléguées and associées, former codes (``anciensCodes``), département and region.
+  arrondissements, communes déléguées and associées, former codes (``anciensCodes``), département and region;
+- the same package at 0.8.0 (installed as decoupage-administratif-historique), whose data/historique-communes.json
+  (the COG's history of communes since 1943, which later versions no longer ship) names the former codes: the
+  communes merged without a commune déléguée, or whose commune déléguée has since been removed;
 - codes-postaux: La Poste's postcodes per commune, with the commune name and the delivery label.
 
 Output, in reference/france/ (committed, so the runtime needs no npm):
 - communes.csv: every code a report may carry, each pointing to the *routable* code it resolves to (a current
-  commune or a municipal arrondissement);
-- postcodes.csv: every (postcode, folded name) pair a citizen may write, pointing to a routable code;
+  commune or a municipal arrondissement), a former code with the name it bore when it merged;
+- postcodes.csv: every (postcode, folded name) pair a citizen may write, pointing to a routable code, with the
+  strength of its evidence (``streams.jurisdiction.NameEvidence``: a former commune's name is the weakest);
 - departements.csv and manifest.json (sources, versions, build date: the reference version).
 """
 
@@ -19,16 +23,25 @@ import json
 import subprocess
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from streams.jurisdiction import NameEvidence
 from streams.place_names import fold_commune_name
 
 COG_PACKAGE = "@etalab/decoupage-administratif"
 POSTCODE_PACKAGE = "codes-postaux"
+# An npm alias of @etalab/decoupage-administratif 0.8.0: its data/historique-communes.json (COG 2019) is the COG's
+# history of communes since 1943, which later versions of the package no longer ship.
+HISTORY_PACKAGE = "decoupage-administratif-historique"
+HISTORY_FILE = Path("data") / "historique-communes.json"
+# At the date of its last event one code may hold several states (the commune déléguée it became, its part of an
+# older fusion, the commune nouvelle it was the chef-lieu of): the first of these types names it as it merged.
+HISTORY_TYPE_PREFERENCE = ("COMD", "COMA", "COMP", "COM")
+HISTORY_START = "1943-01-01"  # an entry without dateDebut existed when the history starts
 # Départements the pipeline serves: metropolitan (with Corsica) and overseas 971-978; the uninhabited TAAF (984)
 # and the Pacific collectivities (98x) have no commune a report could name.
 SERVED_DEPARTEMENT_PREFIXES = tuple(f"{n:02d}" for n in range(1, 96)) + ("2A", "2B") + tuple(
@@ -63,21 +76,22 @@ class CommuneCode:
 class PostcodeIndex:
     """(postcode, folded name) → routable code, keeping the strongest evidence and dropping true ambiguities."""
 
-    entries: dict[tuple[str, str], tuple[int, set[str]]] = field(default_factory=dict)
+    entries: dict[tuple[str, str], tuple[NameEvidence, set[str]]] = field(default_factory=dict)
 
-    def add(self, postcode: str, name: str, routable_code: str, priority: int) -> None:
+    def add(self, postcode: str, name: str, routable_code: str, evidence: NameEvidence) -> None:
         key = (postcode, fold_commune_name(name))
         current = self.entries.get(key)
-        if current is None or priority < current[0]:
-            self.entries[key] = (priority, {routable_code})
-        elif priority == current[0]:
+        if current is None or evidence < current[0]:
+            self.entries[key] = (evidence, {routable_code})
+        elif evidence == current[0]:
             current[1].add(routable_code)
 
-    def rows(self) -> list[tuple[str, str, str]]:
-        """Unambiguous pairs only: a name shared by two communes of one postcode at equal strength routes nowhere."""
+    def rows(self) -> list[tuple[str, str, str, int]]:
+        """Unambiguous pairs only: a name shared by two communes of one postcode at equal strength routes nowhere.
+        Each with the strength of its evidence (``NameEvidence``), which a name written alone reads."""
         return sorted(
-            (postcode, folded, next(iter(codes)))
-            for (postcode, folded), (_, codes) in self.entries.items()
+            (postcode, folded, next(iter(codes)), int(evidence))
+            for (postcode, folded), (evidence, codes) in self.entries.items()
             if len(codes) == 1
         )
 
@@ -128,10 +142,38 @@ def read_cog(sources_dir: Path) -> list[CommuneCode]:
     return codes
 
 
+def history_names(history: list[dict[str, Any]]) -> dict[str, str]:
+    """Each code of the COG's history with the name of its last state: the name the commune bore when it merged."""
+    latest: dict[str, tuple[tuple[str, int], str]] = {}
+    for entry in history:
+        code, kind = str(entry["code"]), str(entry["type"])
+        rank = (str(entry.get("dateDebut") or HISTORY_START), -HISTORY_TYPE_PREFERENCE.index(kind))
+        if code not in latest or rank > latest[code][0]:
+            latest[code] = (rank, str(entry["nom"]))
+    return {code: name for code, (_, name) in latest.items()}
+
+
+def read_history_names(sources_dir: Path) -> dict[str, str]:
+    return history_names(_load_json(sources_dir / "node_modules" / HISTORY_PACKAGE / HISTORY_FILE))
+
+
+def name_former_codes(codes: list[CommuneCode], names: dict[str, str]) -> list[CommuneCode]:
+    """The former codes with the name the history gives them (the COG of the day lists their codes only)."""
+    return [replace(c, name=names.get(c.code, "")) if c.kind is CodeKind.FORMER else c for c in codes]
+
+
+# The names of the codes that are not routable themselves, written with a postcode of the commune they belong to.
+ALIAS_EVIDENCE = {
+    CodeKind.DELEGUEE: NameEvidence.DELEGUEE, CodeKind.ASSOCIEE: NameEvidence.DELEGUEE,
+    CodeKind.FORMER: NameEvidence.FORMER,
+}
+
+
 def build_postcode_index(codes: list[CommuneCode], postcode_rows: list[dict[str, object]]) -> PostcodeIndex:
     """Names citizens write with a postcode, strongest evidence first: the commune's own name (COG), La Poste's
-    commune name, La Poste's delivery label, the city name with an arrondissement's postcode ("Paris" + 75011), and
-    the name of a commune déléguée or associée with a postcode of its commune nouvelle."""
+    commune name, La Poste's delivery label, the city name with an arrondissement's postcode ("Paris" + 75011), the
+    name of a commune déléguée or associée, then the name of a former commune (the COG's history), each of these two
+    with every postcode of the commune it merged into. A weaker name never takes a pair a stronger one holds."""
     by_code = {c.code: c for c in codes if c.kind in (CodeKind.COMMUNE, CodeKind.ARRONDISSEMENT)}
     alias = {c.code: c.routable_code for c in codes if c.kind not in (CodeKind.COMMUNE, CodeKind.ARRONDISSEMENT)}
     index = PostcodeIndex()
@@ -147,21 +189,22 @@ def build_postcode_index(codes: list[CommuneCode], postcode_rows: list[dict[str,
                 # several arrondissements.
                 arrondissements = arrondissements_by_city[commune.code].get(postcode, set())
                 target = next(iter(arrondissements)) if len(arrondissements) == 1 else commune.code
-                index.add(postcode, commune.name, target, priority=0)
+                index.add(postcode, commune.name, target, NameEvidence.COMMUNE)
             else:
-                index.add(postcode, commune.name, commune.code, priority=0)
+                index.add(postcode, commune.name, commune.code, NameEvidence.COMMUNE)
     for row in postcode_rows:
         row_code = str(row["codeCommune"])
         routable = row_code if row_code in by_code else alias.get(row_code)
         if routable is None:
             continue
         postcode = str(row["codePostal"])
-        index.add(postcode, str(row["nomCommune"]), routable, priority=1)
-        index.add(postcode, str(row["libelleAcheminement"]), routable, priority=2)
+        index.add(postcode, str(row["nomCommune"]), routable, NameEvidence.LA_POSTE_NAME)
+        index.add(postcode, str(row["libelleAcheminement"]), routable, NameEvidence.LA_POSTE_LABEL)
     for code in codes:
-        if code.kind in (CodeKind.DELEGUEE, CodeKind.ASSOCIEE) and code.routable_code in by_code:
+        evidence = ALIAS_EVIDENCE.get(code.kind)
+        if evidence is not None and code.name and code.routable_code in by_code:
             for postcode in by_code[code.routable_code].postcodes:
-                index.add(postcode, code.name, code.routable_code, priority=4)
+                index.add(postcode, code.name, code.routable_code, evidence)
     return index
 
 
@@ -176,7 +219,7 @@ def build_commune_reference(sources_dir: Path, output_dir: Path, install: bool =
     """Install the pinned sources (npm ci), read them, write the compact reference; returns the manifest."""
     if install:
         install_sources(sources_dir)
-    codes = read_cog(sources_dir)
+    codes = name_former_codes(read_cog(sources_dir), read_history_names(sources_dir))
     postcode_rows = _load_json(sources_dir / "node_modules" / POSTCODE_PACKAGE / "codes-postaux.json")
     index = build_postcode_index(codes, postcode_rows)
     departements = [
@@ -194,20 +237,24 @@ def build_commune_reference(sources_dir: Path, output_dir: Path, install: bool =
             for c in sorted(codes, key=lambda c: (c.code, kind_order.index(c.kind)))
         ],
     )
-    _write_csv(output_dir / "postcodes.csv", ["postcode", "folded_name", "routable_code"], index.rows())
+    _write_csv(output_dir / "postcodes.csv", ["postcode", "folded_name", "routable_code", "evidence"], index.rows())
     _write_csv(
         output_dir / "departements.csv", ["code", "name", "region"],
         [(d["code"], d["nom"], d["region"]) for d in departements],
     )
     cog_version = package_version(sources_dir, COG_PACKAGE)
     postcode_version = package_version(sources_dir, POSTCODE_PACKAGE)
+    history_version = package_version(sources_dir, HISTORY_PACKAGE)
     manifest: dict[str, object] = {
-        "version": f"cog-{cog_version}+cp-{postcode_version}",
+        "version": f"cog-{cog_version}+history-{history_version}+cp-{postcode_version}",
         "built_at": datetime.now(UTC).date().isoformat(),
-        "sources": {COG_PACKAGE: cog_version, POSTCODE_PACKAGE: postcode_version},
+        "sources": {COG_PACKAGE: cog_version, HISTORY_PACKAGE: history_version, POSTCODE_PACKAGE: postcode_version},
         "counts": {
             kind.value: sum(1 for c in codes if c.kind is kind) for kind in CodeKind
-        } | {"postcode_names": len(index.rows()), "departements": len(departements)},
+        } | {
+            "former_named": sum(1 for c in codes if c.kind is CodeKind.FORMER and c.name),
+            "postcode_names": len(index.rows()), "departements": len(departements),
+        },
     }
     (output_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return manifest

@@ -19,6 +19,7 @@ import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from enum import IntEnum
 from functools import lru_cache
 from pathlib import Path
 
@@ -36,6 +37,19 @@ DEMO_UNITS_FILE = "demo-units.txt"
 # A code of the COG stands for a routable commune; when one code has several roles (a commune déléguée keeps the
 # code of its commune nouvelle), the first of these wins.
 KIND_PRECEDENCE = ("commune", "arrondissement", "deleguee", "associee", "former")
+
+
+class NameEvidence(IntEnum):
+    """What a (postcode, name) pair of the commune reference rests on, strongest first: where two names of one
+    postcode are spelt alike, the stronger decides (postcodes.csv, column ``evidence``)."""
+
+    COMMUNE = 0  # the commune's own name in the COG (a city's with an arrondissement's postcode)
+    LA_POSTE_NAME = 1  # La Poste's commune name
+    LA_POSTE_LABEL = 2  # La Poste's delivery label
+    DELEGUEE = 4  # a commune déléguée's or associée's name, with a postcode of its commune nouvelle
+    FORMER = 5  # a former commune's name (the COG's history), with a postcode of the commune it merged into
+
+
 # A position in no commune's polygon is a coast, a harbour, a border blurred by the polygons' simplification (about
 # 20 m) or a commune without a polygon in the source: its nearest town hall within this distance decides.
 POSITION_FALLBACK_M = 3_000.0
@@ -139,6 +153,7 @@ class CommuneReference:
     def __init__(
         self, communes: dict[str, Commune], code_aliases: dict[str, str],
         postcode_names: dict[tuple[str, str], str], departement_names: dict[str, str], version: str,
+        former_names: frozenset[tuple[str, str]] = frozenset(),
     ) -> None:
         self.communes = communes
         self.code_aliases = code_aliases
@@ -157,11 +172,15 @@ class CommuneReference:
             if commune.code not in cities:
                 for postcode in commune.postcodes:
                     self.postcode_communes.setdefault(postcode, set()).add(commune.code)
+        # A former commune's name, alone, is read only where no current name matches: "Levens" is the town of the
+        # Alpes-Maritimes, not also the village merged into Majastres in 1951.
         self.name_communes: dict[str, set[str]] = {}
+        self.former_name_communes: dict[str, set[str]] = {}
         for commune in communes.values():
             self.name_communes.setdefault(folded_name(commune.name), set()).add(commune.code)
-        for (_, name), code in postcode_names.items():  # La Poste's spellings, communes déléguées' names
-            self.name_communes.setdefault(name, set()).add(code)
+        for key, code in postcode_names.items():  # La Poste's spellings, communes déléguées' and former names
+            names = self.former_name_communes if key in former_names else self.name_communes
+            names.setdefault(key[1], set()).add(code)
 
     @classmethod
     def load(cls, directory: Path) -> CommuneReference:
@@ -179,16 +198,19 @@ class CommuneReference:
                 rank = KIND_PRECEDENCE.index(kind)
                 if code not in aliases or rank < aliases[code][0]:
                     aliases[code] = (rank, row["routable_code"])
+        postcode_names: dict[tuple[str, str], str] = {}
+        former_names: set[tuple[str, str]] = set()
         with (directory / "postcodes.csv").open(newline="", encoding="utf-8") as handle:
-            postcode_names = {
-                (row["postcode"], row["folded_name"]): row["routable_code"]
-                for row in csv.DictReader(handle, delimiter=";")
-            }
+            for row in csv.DictReader(handle, delimiter=";"):
+                key = (row["postcode"], row["folded_name"])
+                postcode_names[key] = row["routable_code"]
+                if int(row["evidence"]) == NameEvidence.FORMER:
+                    former_names.add(key)
         with (directory / "departements.csv").open(newline="", encoding="utf-8") as handle:
             departement_names = {row["code"]: row["name"] for row in csv.DictReader(handle, delimiter=";")}
         return cls(
             communes, {code: target for code, (_, target) in aliases.items()}, postcode_names, departement_names,
-            str(manifest["version"]),
+            str(manifest["version"]), frozenset(former_names),
         )
 
     def by_code(self, code: str) -> Commune | None:
@@ -210,12 +232,15 @@ class CommuneReference:
         return self._communes(self.postcode_communes.get(postcode, set()))
 
     def by_name(self, name: str, departement: str | None = None) -> list[Commune]:
-        """The communes a name alone stands for, in France or in one département (homonyms are common)."""
-        for variant in name_variants(folded_name(name)):
-            found = [c for c in self._communes(self.name_communes.get(variant, set()))
-                     if departement is None or c.departement == departement]
-            if found:
-                return found
+        """The communes a name alone stands for, in France or in one département (homonyms are common); a former
+        commune's name only where no current commune, La Poste spelling or commune déléguée bears it."""
+        variants = name_variants(folded_name(name))
+        for names in (self.name_communes, self.former_name_communes):
+            for variant in variants:
+                found = [c for c in self._communes(names.get(variant, set()))
+                         if departement is None or c.departement == departement]
+                if found:
+                    return found
         return []
 
     def arrondissements_of(self, city_code: str) -> list[Commune]:

@@ -1,6 +1,7 @@
 """The names and places citizens write, over the whole commune reference (not a sample): every commune from each of
 its postcodes with its name (with or without its article), every commune déléguée or associée by its own name,
-arrondissements with their ordinal, a postcode alone, a name alone, and the candidates named when several remain."""
+every former commune by the name it bore when it merged, arrondissements with their ordinal, a postcode alone, a name
+alone, and the candidates named when several remain."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from collections.abc import Callable
 
 import pytest
 
+from ops.commune_reference import CodeKind, CommuneCode, build_postcode_index
 from schemas.reports import Jurisdiction, Place, ResolutionMethod
 from signalements.settings import Settings
-from streams.jurisdiction import JurisdictionReference, Unrouted, folded_name
+from streams.jurisdiction import JurisdictionReference, NameEvidence, Unrouted, folded_name
 from streams.place_names import arrondissement_name
 
 ARTICLES = ("Le ", "La ", "Les ", "L'")
@@ -26,6 +28,11 @@ def reference() -> JurisdictionReference:
 def resolved_code(reference: JurisdictionReference, **place: str) -> str | None:
     result = reference.resolve_jurisdiction(Place(**place))
     return result.commune_code if isinstance(result, Jurisdiction) else None
+
+
+def reference_rows(file_name: str) -> list[dict[str, str]]:
+    with (Settings().commune_reference_dir / file_name).open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle, delimiter=";"))
 
 
 def test_every_commune_resolves_from_each_of_its_postcodes_with_its_name(reference: JurisdictionReference) -> None:
@@ -42,9 +49,8 @@ def test_every_commune_resolves_from_each_of_its_postcodes_with_its_name(referen
 
 def test_every_commune_deleguee_or_associee_resolves_by_its_own_name(reference: JurisdictionReference) -> None:
     communes = reference.commune_reference
-    rows = csv.DictReader((Settings().commune_reference_dir / "communes.csv").open(encoding="utf-8"), delimiter=";")
     checked, wrong = 0, []
-    for row in rows:
+    for row in reference_rows("communes.csv"):
         if row["kind"] not in ("deleguee", "associee") or not row["name"]:
             continue
         nouvelle = communes.communes[row["routable_code"]]
@@ -54,6 +60,103 @@ def test_every_commune_deleguee_or_associee_resolves_by_its_own_name(reference: 
             if found is None or found.code != nouvelle.code:
                 wrong.append((row["code"], row["name"], postcode, found.code if found else None))
     assert checked > 2_500 and wrong == []
+
+
+def test_every_former_commune_resolves_by_its_name_with_a_postcode_of_its_commune(
+    reference: JurisdictionReference,
+) -> None:
+    """The name a former code bore when it merged (the COG's history), with each postcode of the commune it merged
+    into: that commune, wherever no stronger name of another commune holds the pair."""
+    communes = reference.commune_reference
+    evidence = {(row["postcode"], row["folded_name"]): int(row["evidence"]) for row in reference_rows("postcodes.csv")}
+    formers = [row for row in reference_rows("communes.csv") if row["kind"] == "former"]
+    assert all(row["name"] for row in formers)
+    checked, wrong = 0, []
+    for row in formers:
+        for postcode in communes.communes[row["routable_code"]].postcodes:
+            if evidence.get((postcode, folded_name(row["name"]))) != NameEvidence.FORMER:
+                continue  # the same spelling from the COG or La Poste, or a stronger name of another commune
+            checked += 1
+            found = communes.by_postcode_name(postcode, row["name"])
+            if found is None or found.code != row["routable_code"]:
+                wrong.append((row["code"], row["name"], postcode, found.code if found else None))
+    assert checked > 1_500 and wrong == []
+
+
+@pytest.mark.parametrize(
+    ("code", "name"),
+    [
+        ("04060", "Saint-Michel-Peyresq"),  # Colle-Saint-Michel until its fusion with Peyresq in 1964, merged in 1974
+        ("14624", "Saint-Martin-de-Fresnay"),  # not L'Oudon, the group it was the chef-lieu of from 1973 to 1990
+        ("49065", "Champigné"),  # in 2019 both the commune déléguée Champigné and a part of Les Hauts-d'Anjou
+    ],
+)
+def test_a_former_code_bears_the_name_it_had_when_it_merged(code: str, name: str) -> None:
+    names = {row["code"]: row["name"] for row in reference_rows("communes.csv") if row["kind"] == "former"}
+    assert names[code] == name
+
+
+@pytest.mark.parametrize(
+    ("name", "postcode", "commune_code"),
+    [
+        ("Metz-Tessy", "74370", "74112"),  # merged into Epagny Metz-Tessy in 2016, no commune déléguée
+        ("Hargicourt", "80500", "80625"),  # déléguée of Trois-Rivières from 2019 until the délégués were removed
+        ("Essonnes", "91100", "91174"),  # merged with Corbeil in 1951
+        ("Saint Marc", "29200", "29019"),  # merged into Brest in 1945
+        ("Levens", "04270", "04107"),  # merged into Majastres in 1951; also the name of a town of the 06
+    ],
+)
+def test_a_former_commune_written_with_its_postcode_resolves_to_the_commune_it_merged_into(
+    reference: JurisdictionReference, name: str, postcode: str, commune_code: str,
+) -> None:
+    result = reference.resolve_jurisdiction(Place(postcode=postcode, commune_name=name))
+    assert isinstance(result, Jurisdiction) and result.method is ResolutionMethod.POSTCODE_NAME, result
+    assert result.commune_code == commune_code
+
+
+def test_a_former_name_shared_by_two_communes_is_not_routed_alone_and_each_postcode_tells(
+    reference: JurisdictionReference,
+) -> None:
+    """Two villages called Dreslincourt merged, one into Ribécourt-Dreslincourt (Oise), one into Curchy (Somme)."""
+    alone = reference.resolve_jurisdiction(Place(commune_name="Dreslincourt"))
+    assert isinstance(alone, Unrouted) and alone.reason == "ambiguous_place"
+    assert "60537" in alone.detail and "80230" in alone.detail
+    assert resolved_code(reference, postcode="60170", commune_name="Dreslincourt") == "60537"
+    assert resolved_code(reference, postcode="80190", commune_name="Dreslincourt") == "80230"
+
+
+def test_a_former_name_never_shadows_a_current_or_a_delegated_name(reference: JurisdictionReference) -> None:
+    # Alone, "Levens" is the town of the Alpes-Maritimes, not also the village merged into Majastres (04).
+    alone = reference.resolve_jurisdiction(Place(commune_name="Levens"))
+    assert isinstance(alone, Jurisdiction) and alone.method is ResolutionMethod.COMMUNE_NAME
+    assert alone.commune_code == "06075"
+    assert resolved_code(reference, postcode="06670", commune_name="Levens") == "06075"
+    # A former name alone, where no current name matches, names its commune.
+    assert resolved_code(reference, commune_name="Metz-Tessy") == "74112"
+    # Code 55273 is both Lamarche-en-Woëvre, associée of Nonsard-Lamarche, and a former code of Heudicourt-sous-les-
+    # Côtes (same postcode): the associée is the stronger, for its name as for its code.
+    assert resolved_code(reference, postcode="55210", commune_name="Lamarche-en-Woëvre") == "55386"
+    assert resolved_code(reference, commune_code="55273") == "55386"
+
+
+def test_the_index_keeps_the_stronger_name_and_drops_two_former_names_alike() -> None:
+    """A constructed case: a former commune named like a current one of the same postcode, and two former communes
+    of one name merged into two communes of one postcode."""
+
+    def commune(code: str, name: str) -> CommuneCode:
+        return CommuneCode(code, CodeKind.COMMUNE, name, code, "01", "84", postcodes=("01100",))
+
+    def former(code: str, name: str, merged_into: str) -> CommuneCode:
+        return CommuneCode(code, CodeKind.FORMER, name, merged_into, "01", "84")
+
+    codes = [
+        commune("01001", "Arbent"), commune("01002", "Belmont"), former("01901", "Arbent", "01002"),
+        former("01902", "Chavannes", "01001"), former("01903", "Chavannes", "01002"), former("01904", "Dortan", "01001"),
+    ]
+    rows = {(postcode, name): (code, strength) for postcode, name, code, strength in build_postcode_index(codes, []).rows()}
+    assert rows[("01100", "arbent")] == ("01001", NameEvidence.COMMUNE)
+    assert rows[("01100", "dortan")] == ("01001", NameEvidence.FORMER)
+    assert ("01100", "chavannes") not in rows
 
 
 def test_a_name_resolves_with_or_without_its_article(reference: JurisdictionReference) -> None:
