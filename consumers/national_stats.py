@@ -1,9 +1,10 @@
 """The national statistics consumer: every unit queue (a topic pattern) into open and handled points.
 
-One row per dealing point (case id): its département, force and month of opening, and, once a unit closed it, how
-and in which month. Applying an event is idempotent by nature (an opening inserts the point if it is new, a handling
-sets its outcome), so a replay or a transfer (the same case id opened on another unit's queue) never counts a point
-twice. Offsets are committed after the store, as in the unit consumer.
+One row per dealing point (case id): its département, force and month of opening (Europe/Paris), its report count,
+and, once a unit closed it, how and in which month. Applying an event is idempotent by nature (an opening inserts
+the point if it is new, a handling sets its outcome, every event of the case raises its report count to the count
+the event carries, never lowers it), so a replay or a transfer (the same case id opened on another unit's queue)
+never counts a point, or a report, twice. Offsets are committed after the store, as in the unit consumer.
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ from pathlib import Path
 from kafka import KafkaConsumer
 from kafka.consumer.fetcher import ConsumerRecord
 from pydantic import BaseModel
-from sqlalchemy import Column, Connection, Engine, Integer, MetaData, String, Table, case, func, select, update
+from sqlalchemy import Column, Connection, Engine, Integer, MetaData, String, Table, case, func, select, text, update
 
 from consumers.case_store import create_store_engine, insert_ignore
+from consumers.paris_time import paris_month
 from consumers.store_schema import migrate, utc_now
 from consumers.unit_consumer import Unreadable, read_unit_event
 from schemas.envelope import DecodedEvent
-from schemas.events import CaseHandled, CaseOpened, CaseOutcome
+from schemas.events import CaseHandled, CaseLinked, CaseOpened, CaseOutcome, CaseUpdated
 from schemas.topics import Topics
 from signalements.commit_after_store import CommitAfterStore
 from signalements.kafka_clients import new_consumer
@@ -53,14 +55,26 @@ points = Table(
     Column("status", String, nullable=False),
     Column("handled_month", String, nullable=True),
     Column("updated_at", String, nullable=False),
+    # Version 2: the reports of the point, the highest report count its events carried (a case.updated is
+    # throttled, so the count may lag by the worker's SIGNALEMENTS_DEDUP_UPDATE_THROTTLE_S).
+    Column("reports", Integer, nullable=False),
 )
+VERSION_2_POINT_COLUMNS = ("reports",)
 
 
 def _create_version_1(connection: Connection) -> None:
-    stats_metadata.create_all(connection, tables=[points])
+    # The table object has today's shape: version 1 is created without the columns later versions add.
+    version_1 = [Column(column.name, column.type, primary_key=column.primary_key, nullable=column.nullable,
+                        index=column.index) for column in points.columns if column.name not in VERSION_2_POINT_COLUMNS]
+    Table(points.name, MetaData(), *version_1).create(connection, checkfirst=True)
 
 
-STATS_MIGRATIONS = [(1, _create_version_1)]
+def _add_point_reports(connection: Connection) -> None:
+    """Version 2: each point's report count; a point counted before it has its opening's one report."""
+    connection.execute(text("ALTER TABLE points ADD COLUMN reports INTEGER NOT NULL DEFAULT 1"))
+
+
+STATS_MIGRATIONS = [(1, _create_version_1), (2, _add_point_reports)]
 
 
 class DepartementRank(BaseModel):
@@ -70,6 +84,7 @@ class DepartementRank(BaseModel):
     dismantled: int
     unfounded: int
     total_points: int
+    reports: int  # the reports of the département's points (a report joining a point counts in the point's)
 
 
 class MonthlyFigures(BaseModel):
@@ -96,28 +111,42 @@ class NationalStatsStore:
         payload = decoded.payload
         if isinstance(payload, CaseOpened):
             jurisdiction = payload.report.jurisdiction
-            return self._add_point(connection, payload.case_id, jurisdiction.departement, jurisdiction.force.value,
-                                   payload.opened_at.strftime("%Y-%m"))
+            added = self._add_point(connection, payload.case_id, jurisdiction.departement, jurisdiction.force.value,
+                                    paris_month(payload.opened_at), payload.report_count)
+            return added or self._raise_reports(connection, payload.case_id, payload.report_count)
+        if isinstance(payload, CaseUpdated | CaseLinked):
+            # Reports joining a point (a link is the owner's case): counted once the point is, never a point alone.
+            return self._raise_reports(connection, payload.case_id, payload.report_count)
         if isinstance(payload, CaseHandled):
             # A handling read before its opening (another unit's queue after a transfer) still counts the point.
             added = self._add_point(connection, payload.case_id, payload.departement, payload.force.value,
-                                    payload.opened_at.strftime("%Y-%m"))
+                                    paris_month(payload.opened_at), payload.report_count)
+            raised = self._raise_reports(connection, payload.case_id, payload.report_count)
             if payload.outcome not in CLOSING_OUTCOMES:
-                return added  # a transfer moves the point to another unit: it stays open
+                return added or raised  # a transfer moves the point to another unit: it stays open
             changed = connection.execute(
                 update(points)
                 .where(points.c.case_id == payload.case_id, points.c.status == OPEN)
-                .values(status=payload.outcome.value, handled_month=payload.handled_at.strftime("%Y-%m"),
+                .values(status=payload.outcome.value, handled_month=paris_month(payload.handled_at),
                         updated_at=utc_now())
             ).rowcount
-            return added or changed > 0
-        return False  # updates add reports, not points
+            return added or raised or changed > 0
+        return False
 
-    def _add_point(self, connection: Connection, case_id: str, departement: str, force: str, month: str) -> bool:
+    def _add_point(self, connection: Connection, case_id: str, departement: str, force: str, month: str,
+                   reports: int) -> bool:
         return insert_ignore(connection, points, {
             "case_id": case_id, "departement": departement, "force": force, "opened_month": month, "status": OPEN,
-            "handled_month": None, "updated_at": utc_now(),
+            "handled_month": None, "updated_at": utc_now(), "reports": reports,
         })
+
+    def _raise_reports(self, connection: Connection, case_id: str, report_count: int) -> bool:
+        """The point's report count up to the one an event of its case carries (events may come out of order)."""
+        return connection.execute(
+            update(points)
+            .where(points.c.case_id == case_id, points.c.reports < report_count)
+            .values(reports=report_count, updated_at=utc_now())
+        ).rowcount > 0
 
     def departement_ranking(self) -> list[DepartementRank]:
         open_points = func.sum(case((points.c.status == OPEN, 1), else_=0))
@@ -127,6 +156,7 @@ class NationalStatsStore:
                 func.sum(case((points.c.status == CaseOutcome.DISMANTLED.value, 1), else_=0)).label("dismantled"),
                 func.sum(case((points.c.status == CaseOutcome.UNFOUNDED.value, 1), else_=0)).label("unfounded"),
                 func.count().label("total_points"),
+                func.sum(points.c.reports).label("reports"),
             )
             .group_by(points.c.departement)
             .order_by(open_points.desc(), points.c.departement)
@@ -135,8 +165,13 @@ class NationalStatsStore:
             rows = connection.execute(query).mappings().all()
         return [DepartementRank(rank=i, departement=str(row["departement"]), open_points=int(row["open_points"]),
                                 dismantled=int(row["dismantled"]), unfounded=int(row["unfounded"]),
-                                total_points=int(row["total_points"]))
+                                total_points=int(row["total_points"]), reports=int(row["reports"]))
                 for i, row in enumerate(rows, start=1)]
+
+    def last_change(self) -> str | None:
+        """When a figure last changed (ISO UTC), None for an empty store."""
+        with self.engine.connect() as connection:
+            return connection.scalar(select(func.max(points.c.updated_at)))
 
     def monthly_series(self) -> list[MonthlyFigures]:
         figures: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: {"opened": 0, "dismantled": 0,

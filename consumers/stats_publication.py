@@ -1,10 +1,14 @@
 """The national figures as the ministry publishes them: the département ranking and the monthly series, as CSV and
-PNG files (``signalements stats export``) and as JSON over HTTP (``signalements stats serve``)."""
+PNG files (``signalements stats export``) and over HTTP (``signalements stats serve``): JSON, the same CSV, and the
+national page in French (consumers/national_page.py)."""
 
 from __future__ import annotations
 
 import csv
+import io
+import logging
 import threading
+import time
 from pathlib import Path
 
 import matplotlib
@@ -13,11 +17,14 @@ matplotlib.use("Agg")  # files only, no display
 
 import matplotlib.pyplot as plt  # noqa: E402
 import uvicorn  # noqa: E402
-from fastapi import FastAPI, Response  # noqa: E402
-from fastapi.responses import JSONResponse  # noqa: E402
+from fastapi import FastAPI, Request, Response  # noqa: E402
+from fastapi.responses import HTMLResponse, JSONResponse  # noqa: E402
+from fastapi.staticfiles import StaticFiles  # noqa: E402
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest  # noqa: E402
 from pydantic import BaseModel  # noqa: E402
 
+from consumers.france_map import FranceMap  # noqa: E402
+from consumers.national_page import STATIC_DIR, NationalPage  # noqa: E402
 from consumers.national_stats import (  # noqa: E402
     DepartementRank,
     MonthlyFigures,
@@ -25,21 +32,34 @@ from consumers.national_stats import (  # noqa: E402
     start_national_stats,
 )
 from signalements.kafka_link import KafkaLink, KafkaProbe, readiness_of  # noqa: E402
-from signalements.kafka_security import Role, check_access
+from signalements.kafka_security import Role, check_access  # noqa: E402
 from signalements.metrics import PipelineMetrics  # noqa: E402
 from signalements.settings import Settings  # noqa: E402
+
+log = logging.getLogger(__name__)
 
 RANKING_CSV, MONTHLY_CSV = "departements.csv", "monthly.csv"
 RANKING_PNG, MONTHLY_PNG = "departements.png", "monthly.png"
 CHART_TOP = 20  # départements shown on the chart (the CSV has them all)
 
 
+def figures_csv(rows: list[BaseModel], model: type[BaseModel]) -> str:
+    """The rows as CSV, a column per field of the model: what ``stats export`` writes and the page offers."""
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=list(model.model_fields))
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(row.model_dump())
+    return text.getvalue()
+
+
 def _write_csv(path: Path, rows: list[BaseModel], model: type[BaseModel]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(model.model_fields))
-        writer.writeheader()
-        for row in rows:
-            writer.writerow(row.model_dump())
+    path.write_text(figures_csv(rows, model), encoding="utf-8", newline="")
+
+
+def _csv_download(rows: list[BaseModel], model: type[BaseModel], filename: str) -> Response:
+    return Response(figures_csv(rows, model), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
 def _ranking_chart(path: Path, ranking: list[DepartementRank]) -> None:
@@ -85,8 +105,28 @@ def export_statistics(store: NationalStatsStore, directory: Path) -> list[Path]:
     return [directory / name for name in (RANKING_CSV, MONTHLY_CSV, RANKING_PNG, MONTHLY_PNG)]
 
 
-def create_stats_app(store: NationalStatsStore, metrics: PipelineMetrics, link: KafkaLink | None = None) -> FastAPI:
+def create_stats_app(store: NationalStatsStore, metrics: PipelineMetrics, link: KafkaLink | None = None,
+                     france_map: FranceMap | None = None) -> FastAPI:
+    """The JSON API, the CSV files and the national page (its map drawn from ``france_map``; without one, the page
+    shows département codes and no map)."""
     app = FastAPI(title="Signalements: national statistics", version="1")
+    page = NationalPage(store, france_map or FranceMap({}, {}))
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def national_page(request: Request, tri: str = "points") -> HTMLResponse:
+        """The national page, in French; ``tri``: points (open points), signalements (reports), departement."""
+        return page.render(request, tri)
+
+    @app.get(f"/{RANKING_CSV}", response_class=Response)
+    def departements_csv() -> Response:
+        """The ranking as CSV: the columns and numbers of /v1/stats/departements and of ``stats export``."""
+        return _csv_download(list(store.departement_ranking()), DepartementRank, RANKING_CSV)
+
+    @app.get(f"/{MONTHLY_CSV}", response_class=Response)
+    def monthly_csv() -> Response:
+        """The monthly series as CSV: the columns and numbers of /v1/stats/monthly and of ``stats export``."""
+        return _csv_download(list(store.monthly_series()), MonthlyFigures, MONTHLY_CSV)
 
     @app.get("/v1/stats/departements")
     def departements() -> list[DepartementRank]:
@@ -127,8 +167,11 @@ def serve_statistics(settings: Settings, store: NationalStatsStore, stop: thread
     link = KafkaLink(metrics.kafka_connected, "national statistics")
     KafkaProbe(settings, Role.NATIONAL_STATS, link).start(stop)
     consumer = start_national_stats(settings, store, stop, metrics, link)
+    started = time.perf_counter()
+    france_map = FranceMap.from_settings(settings)  # seconds the first time (the dissolve), then from its cache
+    log.info("map of France drawn in %.1f s", time.perf_counter() - started)
     server = uvicorn.Server(uvicorn.Config(
-        create_stats_app(store, metrics, link), host=settings.metrics_host, port=settings.stats_port,
+        create_stats_app(store, metrics, link, france_map), host=settings.metrics_host, port=settings.stats_port,
         log_level="warning",
     ))
 

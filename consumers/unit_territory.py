@@ -85,15 +85,17 @@ class UnitTerritories:
         return self._outlines(unit_id, frame) if unit_id in self._communes else []
 
     def _draw(self, unit_id: str, frame: MapFrame) -> list[CommuneOutline]:
-        pixel = 1 / (frame.zoom or 1)  # a pixel, in degrees: finer detail is invisible
-        outlines = []
-        for code, name, polygon in self._communes[unit_id]:
-            simplified = shapely.simplify(polygon, pixel, preserve_topology=True)
-            rings = [shapely.get_coordinates(ring) for part in shapely.get_parts(simplified)
-                     for ring in (part.exterior, *part.interiors)]
-            path = " ".join(
-                "M" + " L".join(f"{x} {y}" for x, y in (frame.project(lat, lon) for lon, lat in ring)) + " Z"
-                for ring in rings if len(ring) >= 4
-            )
-            outlines.append(CommuneOutline(code, name, path))
-        return outlines
+        return [CommuneOutline(code, name, outline_path(polygon, frame)) for code, name, polygon in self._communes[unit_id]]
+
+
+def outline_path(surface: shapely.Geometry, frame: MapFrame, smallest_ring: float = 0.0) -> str:
+    """A polygon or multipolygon as an SVG path's d attribute in the frame, simplified to about a pixel; rings
+    enclosing less than ``smallest_ring`` square degrees (islets, slivers between simplified neighbours) left out."""
+    pixel = 1 / (frame.zoom or 1)  # a pixel, in degrees: finer detail is invisible
+    simplified = shapely.simplify(surface, pixel, preserve_topology=True)
+    rings = [ring for part in shapely.get_parts(simplified) for ring in (part.exterior, *part.interiors)
+             if not smallest_ring or shapely.area(shapely.Polygon(ring)) >= smallest_ring]
+    return " ".join(
+        "M" + " L".join(f"{x} {y}" for x, y in (frame.project(lat, lon) for lon, lat in coordinates)) + " Z"
+        for coordinates in (shapely.get_coordinates(ring) for ring in rings) if len(coordinates) >= 4
+    )

@@ -176,7 +176,8 @@ def _print_banner(settings: Settings, intake_url: str, reference: JurisdictionRe
                   f"  lag http://{host}:{settings.lag_exporter_port}/metrics"
                   f"  stats http://{host}:{settings.stats_port}/metrics")
     stats_url = f"http://{host}:{settings.stats_port}"
-    console.print(f"[bold]Statistics[/]     {stats_url}/v1/stats/departements  {stats_url}/v1/stats/monthly")
+    console.print(f"[bold]Statistics[/]     {stats_url}/  (the national page)  JSON {stats_url}/v1/stats/departements"
+                  f"  {stats_url}/v1/stats/monthly")
     console.print("[bold]Status[/]         .venv/bin/signalements status   (live view of throughput, lag, latency)")
     desk_url = f"http://{settings.desk_host}:{settings.desk_port}"
     console.print(f"[bold]Desk[/]           {desk_url}/  login {DEMO_OFFICER}, password {desk_password}; one page per unit:")

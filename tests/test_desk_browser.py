@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
+from chromium_browser import chromium, screenshot
 from pipeline_probe import PipelineFactory, RunningPipeline, free_port, query_store, read_topic, wait_for
 from sample_submissions import portal_dealing_point
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions
@@ -35,7 +33,6 @@ pytestmark = pytest.mark.processes
 UNIT = "pn-75-pp"
 OTHER_UNIT = "gn-74-chamonix-mont-blanc"
 OFFICER = "gardien.dupont"
-SCREENSHOTS = Path(__file__).parent / "screenshots"
 
 
 @pytest.fixture(scope="module")
@@ -66,21 +63,8 @@ def desk_url(pipeline: RunningPipeline, officer_password: str) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[WebDriver]:
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1366,768",
-                     "--lang=fr-FR"):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
-    try:
+    with chromium() as driver:
         yield driver
-    finally:
-        driver.quit()
-
-
-def screenshot(browser: WebDriver, name: str) -> None:
-    SCREENSHOTS.mkdir(exist_ok=True)
-    browser.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
 
 
 def post_point(pipeline: RunningPipeline, housenumber: int, latitude: float) -> str:

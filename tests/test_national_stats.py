@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -92,14 +93,19 @@ def test_ranking_and_monthly_series_from_a_known_traffic_set(settings: Settings,
         final = wait_for(lambda: (r := ranking()) and len(r) == 3 and r, timeout_s=120, what="the new unit's point")
         monthly = httpx.get(f"{base}/v1/stats/monthly", timeout=5).json()
         samples = scrape(f"{base}/metrics")
+        page = httpx.get(f"{base}/", timeout=10).text
+        served_csv = httpx.get(f"{base}/departements.csv", timeout=10).text
     finally:
         server.terminate()
         server.wait(timeout=60)
 
     expected_ranking = [
-        {"rank": 1, "departement": "75", "open_points": 2, "dismantled": 0, "unfounded": 0, "total_points": 2},
-        {"rank": 2, "departement": "93", "open_points": 2, "dismantled": 1, "unfounded": 1, "total_points": 4},
-        {"rank": 3, "departement": "74", "open_points": 0, "dismantled": 1, "unfounded": 0, "total_points": 1},
+        {"rank": 1, "departement": "75", "open_points": 2, "dismantled": 0, "unfounded": 0, "total_points": 2,
+         "reports": 2},
+        {"rank": 2, "departement": "93", "open_points": 2, "dismantled": 1, "unfounded": 1, "total_points": 4,
+         "reports": 5},  # a's update brought it to 2 reports
+        {"rank": 3, "departement": "74", "open_points": 0, "dismantled": 1, "unfounded": 0, "total_points": 1,
+         "reports": 1},
     ]
     expected_monthly = [
         {"month": "2026-09", "force": "GN", "opened": 1, "dismantled": 1, "unfounded": 0},
@@ -109,14 +115,20 @@ def test_ranking_and_monthly_series_from_a_known_traffic_set(settings: Settings,
     assert final == expected_ranking
     assert monthly == expected_monthly
     assert metric(samples, "signalements_consumer_events_total", event_type="case.opened", outcome="duplicate") == 3
+    # The national page of the same service: its ranking rows, its map (every département drawn), its CSV.
+    assert re.findall(r'<tr data-departement="([^"]+)">', page) == ["75", "93", "74"]
+    assert len(re.findall(r'<path d="M[^"]+" class="classe-\d" data-departement=', page)) == 101 + 4
+    assert "Seine-Saint-Denis (93) : 2 points ouverts, 1 démantelé, 1 infondé ; 5 signalements" in page
 
     out = tmp_path / "export"
     exported = subprocess.run([sys.executable, "-m", "cli.main", "stats", "export", "--out", str(out)],
                               capture_output=True, text=True, env=env, timeout=120)
     assert exported.returncode == 0, exported.stderr
-    with (out / "departements.csv").open() as handle:
+    with (out / "departements.csv").open(newline="") as handle:
         assert [{k: (v if k == "departement" else int(v)) for k, v in row.items()} for row in csv.DictReader(handle)
                 ] == expected_ranking
+        handle.seek(0)
+        assert handle.read() == served_csv, "the page's CSV is the export's"
     with (out / "monthly.csv").open() as handle:
         rows = [{k: (int(v) if k not in ("month", "force") else v) for k, v in row.items()}
                 for row in csv.DictReader(handle)]
