@@ -155,6 +155,7 @@ class NationalPage:
     def __init__(self, store: NationalStatsStore, france_map: FranceMap) -> None:
         self.store = store
         self.france_map = france_map
+        self.map_pending = False  # True while the map is being drawn in the background
         self.templates = Jinja2Templates(directory=TEMPLATES_DIR)
         self.templates.env.globals.update(FORCES=FORCES, FIGURES=FIGURES, RANKING_SORTS=RANKING_SORTS,
                                           month_label=month_label)
@@ -170,7 +171,7 @@ class NationalPage:
             "title": "Points de deal : chiffres nationaux", "sort": sort, "ranking": sorted_ranking(ranking, sort),
             "series": series, "charts": monthly_charts(series), "totals": national_totals(ranking),
             "names": {code: self.france_map.name_of(code) for code in codes},
-            "map": self.france_map, "legend": classes,
+            "map": self.france_map, "map_pending": self.map_pending, "legend": classes,
             "colours": {code: class_of(classes, row.open_points) for code, row in by_code.items()},
             "titles": {code: departement_title(code, self.france_map.name_of(code), by_code.get(code)) for code in codes},
             "off_map": [row for row in ranking if row.departement not in self.france_map.drawn],

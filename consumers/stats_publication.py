@@ -23,7 +23,7 @@ from fastapi.staticfiles import StaticFiles  # noqa: E402
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest  # noqa: E402
 from pydantic import BaseModel  # noqa: E402
 
-from consumers.france_map import FranceMap  # noqa: E402
+from consumers.france_map import FranceMap, read_departement_names  # noqa: E402
 from consumers.national_page import STATIC_DIR, NationalPage  # noqa: E402
 from consumers.national_stats import (  # noqa: E402
     DepartementRank,
@@ -111,6 +111,7 @@ def create_stats_app(store: NationalStatsStore, metrics: PipelineMetrics, link: 
     shows département codes and no map)."""
     app = FastAPI(title="Signalements: national statistics", version="1")
     page = NationalPage(store, france_map or FranceMap({}, {}))
+    app.state.national_page = page  # its map may be drawn later, in the background (serve_statistics)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -157,6 +158,19 @@ def create_stats_app(store: NationalStatsStore, metrics: PipelineMetrics, link: 
     return app
 
 
+def draw_map_for(page: NationalPage, settings: Settings) -> None:
+    started = time.perf_counter()
+    page.map_pending = True
+    try:
+        page.france_map = FranceMap.from_settings(settings)
+    except Exception:  # the page keeps its figures without the map; the service carries on
+        log.exception("the map of France could not be drawn")
+        return
+    finally:
+        page.map_pending = False
+    log.info("map of France drawn in %.1f s", time.perf_counter() - started)
+
+
 def serve_statistics(settings: Settings, store: NationalStatsStore, stop: threading.Event) -> None:
     """Run the statistics consumer and serve its figures (and /metrics) on 127.0.0.1 until stopped."""
     from signalements import __version__
@@ -167,13 +181,14 @@ def serve_statistics(settings: Settings, store: NationalStatsStore, stop: thread
     link = KafkaLink(metrics.kafka_connected, "national statistics")
     KafkaProbe(settings, Role.NATIONAL_STATS, link).start(stop)
     consumer = start_national_stats(settings, store, stop, metrics, link)
-    started = time.perf_counter()
-    france_map = FranceMap.from_settings(settings)  # seconds the first time (the dissolve), then from its cache
-    log.info("map of France drawn in %.1f s", time.perf_counter() - started)
-    server = uvicorn.Server(uvicorn.Config(
-        create_stats_app(store, metrics, link, france_map), host=settings.metrics_host, port=settings.stats_port,
-        log_level="warning",
-    ))
+    # The figures are served at once; the map joins the page when drawn (seconds the first time: the dissolve of the
+    # communes into départements; then read from its cache), in the background.
+    app = create_stats_app(store, metrics, link, FranceMap(read_departement_names(settings.commune_reference_dir), {}))
+    app.state.national_page.map_pending = True
+    threading.Thread(target=draw_map_for, args=(app.state.national_page, settings), daemon=True,
+                     name="france-map").start()
+    server = uvicorn.Server(uvicorn.Config(app, host=settings.metrics_host, port=settings.stats_port,
+                                           log_level="warning"))
 
     def stop_server_when_asked() -> None:
         stop.wait()

@@ -29,7 +29,7 @@ from consumers.national_stats import (
     stats_schema_migrations,
 )
 from consumers.paris_time import paris_time
-from consumers.stats_publication import create_stats_app, export_statistics
+from consumers.stats_publication import create_stats_app, draw_map_for, export_statistics
 from consumers.store_schema import migrate
 from devkit.synthetic_cases import (
     CHAMONIX,
@@ -282,3 +282,17 @@ def test_without_commune_boundaries_the_page_gives_the_figures_without_a_map(sto
     page = TestClient(create_stats_app(store, PipelineMetrics())).get("/").text
     assert "Carte indisponible" in page and 'id="carte-france"' not in page
     assert [code for code, _ in ranking_rows(page)] == ["75", "93", "74"]
+
+
+def test_the_map_joins_the_page_once_drawn_in_the_background(
+    store: NationalStatsStore, map_settings: Settings, france: FranceMap,
+) -> None:
+    app = create_stats_app(store, PipelineMetrics(), france_map=FranceMap({"75": "Paris"}, {}))
+    app.state.national_page.map_pending = True
+    client = TestClient(app)
+    waiting = client.get("/").text
+    assert 'id="carte-en-preparation"' in waiting and 'id="carte-france"' not in waiting
+    assert [code for code, _ in ranking_rows(waiting)] == ["75", "93", "74"], "the figures do not wait for the map"
+    draw_map_for(app.state.national_page, map_settings)  # from the module's cache (the fixture ``france`` made it)
+    drawn = client.get("/").text
+    assert 'id="carte-france"' in drawn and 'id="carte-en-preparation"' not in drawn

@@ -93,7 +93,12 @@ def test_ranking_and_monthly_series_from_a_known_traffic_set(settings: Settings,
         final = wait_for(lambda: (r := ranking()) and len(r) == 3 and r, timeout_s=120, what="the new unit's point")
         monthly = httpx.get(f"{base}/v1/stats/monthly", timeout=5).json()
         samples = scrape(f"{base}/metrics")
-        page = httpx.get(f"{base}/", timeout=10).text
+        # The figures are served from the start; the map joins the page once drawn (in the background).
+        def page_with_its_map() -> str | None:
+            text = httpx.get(f"{base}/", timeout=10).text
+            return text if 'id="carte-france"' in text else None
+
+        page = wait_for(page_with_its_map, timeout_s=120, what="the page's map drawn")
         served_csv = httpx.get(f"{base}/departements.csv", timeout=10).text
     finally:
         server.terminate()
