@@ -24,7 +24,7 @@ from streams.deliveries import PRODUCER_METADATA_TIMEOUT_S, Deliveries, UnitQueu
 from streams.jurisdiction import JurisdictionReference
 from streams.offset_rewind import SignalementsApp, input_record, producer_knows_leaders
 from streams.reference_table import ReferenceFollower
-from streams.stage_runner import CaseEventWriter, StageRunner
+from streams.stage_runner import CaseEventWriter, Handoff, StageRunner
 from streams.stages import Enrich, Normalize, Route, StageStep
 from streams.worker_cipher import DeliverySeal
 
@@ -98,15 +98,18 @@ def create_app(settings: Settings, metrics: PipelineMetrics, reference: Jurisdic
                     on_position_outside=lambda channel: metrics.positions_outside_commune.labels(channel).inc())
     route = Route(case_router, delivery_seal)
 
-    for step, source in ((normalize, raw_topic), (enrich, normalized_topic), (route, enriched_topic)):
-        app.agent(source, name=step.stage.value)(stage_agent(step, runner, case_router if step is route else None))
+    # A raw submission is normalized and enriched in one agent (the canonical report handed over in process, never
+    # through Kafka); reports.normalized still feeds the enrich agent with the unrouted reports sent back by redrive.
+    app.agent(raw_topic, name=normalize.stage.value)(stage_agent(normalize, runner, Handoff(topics.normalized, enrich)))
+    app.agent(normalized_topic, name=enrich.stage.value)(stage_agent(enrich, runner))
+    app.agent(enriched_topic, name=route.stage.value)(stage_agent(route, runner, router=case_router))
     return app
 
 
-def stage_agent(step: StageStep, runner: StageRunner,
+def stage_agent(step: StageStep, runner: StageRunner, handoff: Handoff | None = None,
                 router: CaseRouter | None = None) -> Callable[[faust.StreamT], Awaitable[None]]:
-    """A Faust agent that hands each record to the stage runner; the route stage's control records (flush and
-    sweep ticks) go to its router instead."""
+    """A Faust agent that hands each record to the stage runner (and what it writes for ``handoff`` to the next
+    stage, in process); the route stage's control records (flush and sweep ticks) go to its router instead."""
 
     async def run_stage(stream: faust.StreamT) -> None:
         async for event in stream.events():
@@ -114,6 +117,6 @@ def stage_agent(step: StageStep, runner: StageRunner,
             if router is not None and is_route_tick(record.headers):
                 await router.on_tick(record)
             else:
-                await runner.run(step, record)
+                await runner.run(step, record, handoff)
 
     return run_stage

@@ -1,8 +1,11 @@
 """The worker's three stages, each one small unit that takes one input record and says what to write:
 
-    reports.raw.<channel> ──Normalize──▶ reports.normalized ──Enrich──▶ reports.enriched ──Route──▶ unit.<unit_id>
-            │                                   │
-            └──▶ reports.dlq                    └──▶ reports.unrouted
+    reports.raw.<channel> ──Normalize──▶ (in process) ──Enrich──▶ reports.enriched ──Route──▶ unit.<unit_id>
+            │                       reports.normalized ──┘ │
+            └──▶ reports.dlq        (redriven reports)     └──▶ reports.unrouted
+
+Normalize hands its canonical report to Enrich in the same agent (streams/stage_runner.py, ``Handoff``): one Faust
+hop fewer per report; ``reports.normalized`` is read by Enrich for the unrouted reports a redrive sends back.
 
 A stage knows nothing of Faust: it reads an ``InputRecord`` (bytes, headers, position) and returns a
 ``StageOutput`` (an outcome label and the records to write), or raises ``StageFailure`` for a record it cannot

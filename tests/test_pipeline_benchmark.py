@@ -32,7 +32,8 @@ def test_bench_measures_the_pipeline_the_relay_and_what_each_report_costs(kafka_
         figures["pipeline_reports_per_s"] / figures["relay_records_per_s"], abs=0.001)
     assert 0 < figures["latency_p50_s"] <= figures["latency_p95_s"] <= figures["latency_p99_s"]
     assert figures["worker_cpu_ms_per_report"] > 0
-    # Each report makes at least its normalized and enriched records and its case event on a unit queue.
-    assert figures["records_per_report_internal"] >= 2 and figures["records_per_report_unit_queues"] >= 1
+    # Each report makes its enriched record (normalized in the same agent: nothing on reports.normalized; a few route
+    # ticks besides) and at least its case event on a unit queue.
+    assert 1 <= figures["records_per_report_internal"] < 1.5 and figures["records_per_report_unit_queues"] >= 1
     parts = [value for name, value in figures.items() if name.startswith("records_per_report_")]
     assert figures["records_written_per_report"] == pytest.approx(sum(parts), abs=0.05)

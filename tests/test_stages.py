@@ -265,3 +265,60 @@ def test_case_events_of_the_previous_version_are_still_read_and_older_ones_refus
                ("ce_type", CASE_OPENED.ce_type.encode()), ("ce_dataschema", b"urn:signalements:schema:case.opened:1")]
     with pytest.raises(UnsupportedSchema, match="case.opened:1"):
         decode(headers, b"k", b"{}")
+
+
+class RecordedDeliveries:
+    """What the stage runner hands Kafka, and for which input position (the offset it holds until acknowledged)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[InputRecord | None, Outgoing]] = []
+
+    async def send(self, source: InputRecord | None, record: Outgoing, on_delivered: object = None) -> None:
+        self.sent.append((source, record))
+
+
+def test_normalize_hands_its_report_to_enrich_in_process_and_the_raw_offset_waits_for_the_enriched_record(
+    reference: JurisdictionReference,
+) -> None:
+    from typing import cast
+
+    from signalements.metrics import PipelineMetrics, Stage
+    from streams.deliveries import Deliveries
+    from streams.stage_runner import Handoff, StageRunner
+
+    async def ready() -> None:
+        return None
+
+    metrics, deliveries = PipelineMetrics(), RecordedDeliveries()
+    runner = StageRunner(TOPICS, metrics, cast(Deliveries, deliveries))
+    normalize = Normalize(TOPICS, SEALER.protect, DELIVERY_SEAL)
+    enrich = Enrich(TOPICS, reference, ready, on_unrouted=lambda reason: None)
+    raw = record_of(TOPICS.raw(Channel.MONCOMMISSARIAT), MONCOMMISSARIAT_SUBMISSION, portal_dealing_point())
+    asyncio.run(runner.run(normalize, raw, Handoff(TOPICS.normalized, enrich)))
+
+    [(source, written)] = deliveries.sent
+    assert written.topic == TOPICS.enriched, "nothing written to reports.normalized"
+    assert source is not None and (source.tp, source.offset) == (raw.tp, raw.offset)
+    assert decode(written.headers, written.key, written.value).event_type == REPORT_ENRICHED
+    for stage, outcome in ((Stage.NORMALIZE, "normalized"), (Stage.ENRICH, "enriched")):
+        labels = {"stage": stage.value, "channel": "moncommissariat", "outcome": outcome}
+        assert metrics.registry.get_sample_value("signalements_stage_records_out_total", labels) == 1
+
+    # The next stage failing: its dead letter keeps the handed-over bytes, addressed to reports.normalized (where a
+    # redrive sends them, and the enrich agent reads them).
+    class Refuses:
+        stage = Stage.ENRICH
+        channel_of = staticmethod(lambda record: "moncommissariat")
+
+        async def __call__(self, record: InputRecord) -> StageOutput:
+            raise StageFailure(ReasonCode.INVALID_PAYLOAD, "refused")
+
+    deliveries.sent.clear()
+    asyncio.run(runner.run(normalize, raw, Handoff(TOPICS.normalized, Refuses())))
+    [(source, letter)] = deliveries.sent
+    assert letter.topic == TOPICS.dead_letter and source is not None and source.offset == raw.offset
+    headers = dict(letter.headers)
+    report_id = report_id_for(Channel.MONCOMMISSARIAT, json.loads(raw.value or b"{}")["submission_id"])
+    # the original bytes of the handed-over record: the canonical report (its seals drawn afresh on each run)
+    assert json.loads(letter.value)["report_id"] == report_id and b'"jurisdiction"' not in letter.value
+    assert headers["ce_dlqtopic"].decode() == TOPICS.normalized and headers["ce_dlqstage"] == b"enrich"
