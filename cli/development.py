@@ -13,45 +13,59 @@ from cli.context import settings_from_environment
 from signalements.settings import Settings
 
 if TYPE_CHECKING:
-    from devkit.local_broker import LocalBroker
+    from devkit.local_broker import LocalCluster
 
 PANEL = "Development and benchmarks"
 
-broker_app = typer.Typer(help="The local development Kafka broker (KRaft, from Maven Central).", no_args_is_help=True)
+broker_app = typer.Typer(help="The local development Kafka broker or cluster (KRaft, from Maven Central).",
+                         no_args_is_help=True)
+NodesOption = Annotated[int | None, typer.Option(
+    "--nodes", min=1, max=5,
+    help="nodes of the local cluster, each broker and controller (default SIGNALEMENTS_LOCAL_BROKER_NODES, 1)")]
 
 
-def _local_broker(settings: Settings) -> LocalBroker:
-    from devkit.local_broker import LocalBroker
+def _local_cluster(settings: Settings, nodes: int | None = None) -> LocalCluster:
+    from devkit.local_broker import LocalCluster
 
-    return LocalBroker.from_settings(settings)
+    if nodes is not None:
+        settings = settings.model_copy(update={"local_broker_nodes": nodes})
+    return LocalCluster.from_settings(settings)
 
 
 @broker_app.command("start")
-def broker_start() -> None:
-    """Fetch Kafka if needed, format its storage once, start it in the background and wait until it answers."""
+def broker_start(nodes: NodesOption = None) -> None:
+    """Fetch Kafka if needed, format its storage once, start it in the background and wait until it answers (with
+    ``--nodes 3``: three nodes, one cluster id, a quorum of all three, every broker registered)."""
     settings = settings_from_environment()
     if not settings.uses_local_broker:
         typer.echo(f"KAFKA_BOOTSTRAP_SERVERS is set ({settings.bootstrap_servers}): using that cluster, starting nothing")
         return
-    broker = _local_broker(settings)
-    broker.start()
-    typer.echo(f"Kafka {broker.bootstrap_servers} is up; log: {broker.log_file}")
+    cluster = _local_cluster(settings, nodes)
+    cluster.start()
+    typer.echo(f"Kafka {cluster.bootstrap_servers} is up ({len(cluster.nodes)} node(s)); log: {cluster.log_file}")
+    if len(cluster.nodes) != settings.local_broker_nodes:
+        typer.echo(f"for the other commands: export SIGNALEMENTS_LOCAL_BROKER_NODES={len(cluster.nodes)}", err=True)
 
 
 @broker_app.command("stop")
-def broker_stop() -> None:
-    """Stop the local broker (its data stays under the state directory)."""
-    _local_broker(settings_from_environment()).stop()
+def broker_stop(nodes: NodesOption = None) -> None:
+    """Stop the local broker or cluster (its data stays under the state directory)."""
+    _local_cluster(settings_from_environment(), nodes).stop()
     typer.echo("Kafka stopped")
 
 
 @broker_app.command("status")
-def broker_status() -> None:
-    """Say whether the local broker runs."""
-    broker = _local_broker(settings_from_environment())
-    pid = broker.running_pid()
-    typer.echo(f"running, pid {pid}, {broker.bootstrap_servers}" if pid else "not running")
-    raise typer.Exit(0 if pid else 1)
+def broker_status(nodes: NodesOption = None) -> None:
+    """Say which nodes of the local broker or cluster run."""
+    cluster = _local_cluster(settings_from_environment(), nodes)
+    running = cluster.running()
+    if len(cluster.nodes) == 1:
+        pid = cluster.running_pid()
+        typer.echo(f"running, pid {pid}, {cluster.bootstrap_servers}" if pid else "not running")
+    else:
+        typer.echo(f"nodes running: {running or 'none'} of {[node.node_id for node in cluster.nodes]}, "
+                   f"{cluster.bootstrap_servers}")
+    raise typer.Exit(0 if running else 1)
 
 
 def demo(

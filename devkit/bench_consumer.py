@@ -21,7 +21,7 @@ from pydantic import BaseModel
 
 from consumers.case_events import publish
 from consumers.unit_consumer import LagBoard, UnitConsumer
-from devkit.local_broker import LocalBroker
+from devkit.local_broker import LocalCluster
 from devkit.synthetic_cases import PARIS_11, case_opened, case_updated
 from devkit.throwaway_postgres import create_database, throwaway_postgres
 from ops.access_control import AccessControl, unit_roles
@@ -61,7 +61,7 @@ def _broker(settings: Settings) -> Iterator[None]:
     if not settings.uses_local_broker:
         yield
         return
-    broker = LocalBroker.from_settings(settings)
+    broker = LocalCluster.from_settings(settings)
     started_here = broker.running_pid() is None
     broker.start()
     try:

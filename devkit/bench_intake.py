@@ -20,7 +20,7 @@ import httpx
 
 from devkit.commune_places import places_of
 from devkit.intake_key import development_headers
-from devkit.local_broker import LocalBroker
+from devkit.local_broker import LocalCluster
 from devkit.local_run import Services, wait_for_http
 from devkit.traffic_generator import GeneratedReport, TrafficGenerator, TrafficMix
 from ops.access_control import AccessControl
@@ -89,7 +89,7 @@ async def post_all(url: str, reports: list[GeneratedReport], concurrency: int, h
 
 def run_intake_bench(settings: Settings, reports: int, concurrency: int, warmup: int, seed: int = 1) -> dict[str, Any]:
     if settings.uses_local_broker:
-        LocalBroker.from_settings(settings).start()
+        LocalCluster.from_settings(settings).start()
     namespace = f"bench{uuid.uuid4().hex[:8]}."
     bench_settings = settings.pinned_to_cluster().model_copy(update={
         "topic_namespace": namespace,

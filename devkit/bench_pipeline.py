@@ -38,7 +38,7 @@ from pydantic import BaseModel
 from devkit.bench_costs import cpu_seconds, records_per_report, records_written
 from devkit.commune_places import places_of
 from devkit.dev_pki import ensure_development_secrets
-from devkit.local_broker import LocalBroker
+from devkit.local_broker import LocalCluster
 from devkit.local_run import Services
 from devkit.traffic_generator import DEMO_MIX, TrafficGenerator
 from ops.access_control import SERVICE_ROLES, AccessControl, unit_roles
@@ -496,7 +496,7 @@ def run_bench(settings: Settings, reports: int, rate: float = 0.0) -> None:
 
 
 def _run(settings: Settings, reports: int, rate: float) -> dict[str, object]:
-    broker = LocalBroker.from_settings(settings) if settings.uses_local_broker else None
+    broker = LocalCluster.from_settings(settings) if settings.uses_local_broker else None
     started_broker = broker is not None and broker.running_pid() is None
     if broker is not None:
         _say("starting the local broker" if started_broker else "using the running local broker")

@@ -26,7 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from devkit.bench_pipeline import bench_settings, delete_topics, free_port
 from devkit.dedup_traffic import COMMUNES
 from devkit.dev_pki import ensure_development_secrets
-from devkit.local_broker import LocalBroker
+from devkit.local_broker import LocalCluster
 from devkit.local_run import Services
 from ops.access_control import SERVICE_ROLES, AccessControl
 from schemas.channels import Channel, Force, ReportKind
@@ -172,7 +172,7 @@ def _run_until_ready(services: Services, log: Path) -> WorkerStart:
 
 
 def measure_recovery(settings: Settings, points: int) -> dict[str, object]:
-    broker = LocalBroker.from_settings(settings) if settings.uses_local_broker else None
+    broker = LocalCluster.from_settings(settings) if settings.uses_local_broker else None
     if broker is not None:
         broker.start()
     stamp = f"{datetime.now(UTC):%Y%m%dt%H%M%S}p{os.getpid()}r"

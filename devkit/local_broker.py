@@ -67,7 +67,8 @@ def ensure_kafka_runtime(runtime_dir: Path) -> Path:
 
 @dataclass(frozen=True)
 class LocalBroker:
-    """One broker+controller node whose data, config and log live under ``home``."""
+    """One broker+controller node whose data, config and log live under ``home``: alone (its own quorum), or a node
+    of a local cluster (``voters``: every node's id and controller port; ``cluster_id``: the one they format with)."""
 
     home: Path
     runtime_dir: Path
@@ -76,6 +77,9 @@ class LocalBroker:
     secured: bool = True
     secrets_dir: Path | None = None      # unset: <home>/secrets
     credentials_dir: Path | None = None  # unset: <secrets_dir>/kafka
+    node_id: int = 1
+    voters: tuple[tuple[int, int], ...] = ()
+    cluster_id_to_format: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LocalBroker:
@@ -149,8 +153,31 @@ class LocalBroker:
     def _mode(self) -> str:
         return "secured" if self.secured else "plaintext"
 
+    @property
+    def cluster_size(self) -> int:
+        return max(1, len(self.voters))
+
+    def _quorum(self) -> str:
+        if not self.voters:  # a single-node dynamic quorum (formatted --standalone)
+            return f"controller.quorum.bootstrap.servers=127.0.0.1:{self.controller_port}"
+        # A static quorum of every node: each formatted with the same cluster id, no --standalone.
+        return "controller.quorum.voters=" + ",".join(f"{node}@127.0.0.1:{port}" for node, port in self.voters)
+
+    def _cluster_tuning(self) -> str:
+        if not self.voters:
+            return ""
+        # A node lost is fenced, and its partitions led by another, after this session timeout (Kafka's 9 s would
+        # outlast the intake's 10 s produce timeout with the metadata refresh on top): the pause a broker crash costs.
+        return "broker.heartbeat.interval.ms=1000\nbroker.session.timeout.ms=4000"
+
     def _write_config(self) -> None:
-        values: dict[str, object] = {"port": self.port, "controller_port": self.controller_port, "data_dir": self._data}
+        replication = min(3, self.cluster_size)
+        values: dict[str, object] = {
+            "port": self.port, "controller_port": self.controller_port, "data_dir": self._data,
+            "node_id": self.node_id, "quorum": self._quorum(), "cluster_tuning": self._cluster_tuning(),
+            "replication": replication,
+            "min_isr": 2 if replication >= 3 else 1,
+        }
         if self.secured:
             ca = DevelopmentCA(self.secrets).ensure()
             node = ca.issue(NODE_PRINCIPAL, server=True, client=True)  # the controller listener is mutual TLS
@@ -173,18 +200,19 @@ class LocalBroker:
         """
         if (self._data / "meta.properties").exists():
             stamp = self._mode_stamp.read_text().strip() if self._mode_stamp.exists() else "plaintext"
-            if stamp == self._mode():
+            same_cluster = self.cluster_id_to_format in (None, self.cluster_id())
+            if stamp == self._mode() and same_cluster:
                 return
-            print(f"local broker: storage formatted {stamp}, wanted {self._mode()}: formatting it again", flush=True)
+            print(f"local broker: storage formatted {stamp} for cluster {self.cluster_id()}, wanted {self._mode()}"
+                  f" for {self.cluster_id_to_format or 'a new one'}: formatting it again", flush=True)
             shutil.rmtree(self._data)
         self.home.mkdir(parents=True, exist_ok=True)
         self._write_config()
-        cluster_id = subprocess.run(
-            self._java("kafka.tools.StorageTool", "random-uuid"), capture_output=True, text=True, check=True
-        ).stdout.strip().splitlines()[-1]
+        cluster_id = self.cluster_id_to_format or new_cluster_id(self.runtime_dir)
         scram = ["--add-scram", f"SCRAM-SHA-512=[name={ADMIN_PRINCIPAL},password={self._admin_password()}]"]
+        quorum = [] if self.voters else ["--standalone"]
         result = subprocess.run(
-            self._java("kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id, "-c", str(self._config),
+            self._java("kafka.tools.StorageTool", "format", *quorum, "-t", cluster_id, "-c", str(self._config),
                        *(scram if self.secured else [])),
             capture_output=True, text=True,
         )
@@ -215,9 +243,18 @@ class LocalBroker:
 
     def start(self, timeout_s: float = 90.0) -> None:
         """Start the broker in the background and return once it answers metadata requests."""
+        process = self.launch()
+        try:
+            self.wait_ready(timeout_s, process)
+        except BrokerError:
+            self.stop()
+            raise
+
+    def launch(self) -> subprocess.Popen[bytes] | None:
+        """Start the node's process unless it runs (None then), without waiting: a node of a cluster answers only
+        once a majority of the quorum runs."""
         if self.running_pid() is not None:
-            self.wait_ready(timeout_s)
-            return
+            return None
         self.format_storage()
         self._write_config()
         with self.log_file.open("ab") as log:
@@ -226,11 +263,22 @@ class LocalBroker:
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             )
         self.pid_file.write_text(str(process.pid))
-        try:
-            self.wait_ready(timeout_s, process)
-        except BrokerError:
-            self.stop()
-            raise
+        return process
+
+    def kill(self) -> None:
+        """kill -9: the node lost as a crash loses it (its data stays)."""
+        pid = self.running_pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                _reap(pid)
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.1)
+        self.pid_file.unlink(missing_ok=True)
 
     def wait_ready(self, timeout_s: float, process: subprocess.Popen[bytes] | None = None) -> None:
         deadline = time.monotonic() + timeout_s
@@ -269,9 +317,126 @@ class LocalBroker:
         self.pid_file.unlink(missing_ok=True)
 
 
+def new_cluster_id(runtime_dir: Path) -> str:
+    lib = ensure_kafka_runtime(runtime_dir)
+    return subprocess.run(
+        ["java", "-cp", f"{lib}/*", "kafka.tools.StorageTool", "random-uuid"], capture_output=True, text=True, check=True,
+    ).stdout.strip().splitlines()[-1]
+
+
 def _reap(pid: int) -> None:
     """Collect the broker if this process started it, so it does not linger as a zombie."""
     try:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
         pass
+
+
+@dataclass(frozen=True)
+class LocalCluster:
+    """N broker+controller nodes on loopback formatted with one cluster id, a static quorum of all of them; one node
+    is the single broker of old (``nodes`` of one)."""
+
+    nodes: tuple[LocalBroker, ...]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LocalCluster:
+        if settings.local_broker_nodes == 1:
+            return cls((LocalBroker.from_settings(settings),))
+        return cls.of(settings.state_dir / "kafka-cluster", settings.kafka_runtime_dir, settings.local_broker_ports,
+                      secured=settings.kafka_security_protocol == "SASL_SSL", secrets_dir=settings.secrets_dir,
+                      credentials_dir=settings.credentials_dir)
+
+    @classmethod
+    def of(cls, home: Path, runtime_dir: Path, ports: list[tuple[int, int]], *, secured: bool = True,
+           secrets_dir: Path | None = None, credentials_dir: Path | None = None) -> LocalCluster:
+        """A cluster under ``home`` with a node per (client port, controller port); its id is kept in
+        ``home/cluster.id``, so its nodes are formatted alike and stay formatted."""
+        id_file = home / "cluster.id"
+        if not id_file.exists():
+            home.mkdir(parents=True, exist_ok=True)
+            id_file.write_text(new_cluster_id(runtime_dir) + "\n")
+        cluster_id = id_file.read_text().strip()
+        voters = tuple((number, controller) for number, (_, controller) in enumerate(ports, start=1))
+        return cls(tuple(
+            LocalBroker(home=home / f"node-{number}", runtime_dir=runtime_dir, port=port, controller_port=controller,
+                        secured=secured, secrets_dir=secrets_dir or home / "secrets",
+                        credentials_dir=credentials_dir, node_id=number, voters=voters,
+                        cluster_id_to_format=cluster_id)
+            for number, (port, controller) in enumerate(ports, start=1)
+        ))
+
+    @property
+    def first(self) -> LocalBroker:
+        return self.nodes[0]
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return ",".join(node.bootstrap_servers for node in self.nodes)
+
+    def start(self, timeout_s: float = 120.0) -> None:
+        """Start every node, then return once each answers and every broker is registered with the quorum."""
+        if len(self.nodes) == 1:
+            self.first.start(timeout_s)
+            return
+        processes = [node.launch() for node in self.nodes]
+        try:
+            for node, process in zip(self.nodes, processes, strict=True):
+                node.wait_ready(timeout_s, process)
+            self.wait_registered(timeout_s)
+        except BrokerError:
+            self.stop()
+            raise
+
+    def wait_registered(self, timeout_s: float, expected: int | None = None) -> None:
+        """Until the cluster's metadata lists ``expected`` brokers (all of them) and an active controller."""
+        wanted = len(self.nodes) if expected is None else expected
+        deadline = time.monotonic() + timeout_s
+        seen: list[int] = []
+        while time.monotonic() < deadline:
+            running = [node for node in self.nodes if node.running_pid() is not None]
+            try:
+                admin = KafkaAdminClient(bootstrap_servers=bootstrap_list(",".join(n.bootstrap_servers for n in running)),
+                                         request_timeout_ms=3000, **self.first.client_options())
+                try:
+                    described = admin.describe_cluster()
+                finally:
+                    admin.close()
+                # DescribeCluster with fenced brokers included: a broker counts once unfenced (caught up with the
+                # metadata and able to lead partitions).
+                seen = sorted(int(broker["broker_id"]) for broker in described.get("brokers", [])
+                              if not broker.get("is_fenced", False))
+                if len(seen) >= wanted and described.get("controller_id", -1) not in (None, -1):
+                    return
+            except KafkaError:
+                pass
+            time.sleep(0.5)
+        raise BrokerError(f"the cluster lists brokers {seen} after {timeout_s:.0f}s, wanted {wanted}; see "
+                          f"{', '.join(str(node.log_file) for node in self.nodes)}")
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def running(self) -> list[int]:
+        return [node.node_id for node in self.nodes if node.running_pid() is not None]
+
+    # What callers of the single broker used, for the whole cluster.
+    def running_pid(self) -> int | None:
+        """A running node's pid (None when none runs)."""
+        return next((pid for node in self.nodes if (pid := node.running_pid()) is not None), None)
+
+    def cluster_id(self) -> str | None:
+        return self.first.cluster_id()
+
+    @property
+    def log_file(self) -> Path:
+        return self.first.log_file
+
+    @property
+    def ca_file(self) -> Path:
+        return self.first.ca_file
+
+    @property
+    def credentials(self) -> Path:
+        return self.first.credentials

@@ -18,7 +18,7 @@ from rich.console import Console
 from devkit.commune_places import places_of
 from devkit.dev_pki import ensure_development_secrets
 from devkit.intake_key import development_headers
-from devkit.local_broker import LocalBroker
+from devkit.local_broker import LocalCluster
 from devkit.traffic_generator import DEMO_MIX, TrafficGenerator
 from ops.access_control import SERVICE_ROLES, AccessControl, unit_roles
 from ops.desk_officers import add_officer
@@ -111,7 +111,7 @@ def demo_settings(settings: Settings) -> Settings:
 CLUSTER_STATE = ("faust", "intake", "units", "stats")
 
 
-def forget_state_of_another_cluster(settings: Settings, broker: LocalBroker) -> None:
+def forget_state_of_another_cluster(settings: Settings, broker: LocalCluster) -> None:
     """Clear the services' state if it was made against another local cluster than the one now running."""
     stamp, cluster = settings.state_dir / "cluster-id", broker.cluster_id()
     made_with = stamp.read_text().strip() if stamp.exists() else None
@@ -126,7 +126,7 @@ def forget_state_of_another_cluster(settings: Settings, broker: LocalBroker) -> 
 
 def run_local_pipeline(settings: Settings, rate: float, duration_s: float) -> None:
     settings = demo_settings(settings)
-    broker = LocalBroker.from_settings(settings) if settings.uses_local_broker else None
+    broker = LocalCluster.from_settings(settings) if settings.uses_local_broker else None
     started_broker = broker is not None and broker.running_pid() is None
     if broker is not None:
         console.print("starting Kafka (first run fetches it from Maven Central)…")

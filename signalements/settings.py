@@ -7,12 +7,16 @@ tool and deployment already uses: when it is set, the project uses that cluster 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+# Its environment names, then its field name (populate_by_name).
+BOOTSTRAP_NAMES = ("KAFKA_BOOTSTRAP_SERVERS", "SIGNALEMENTS_KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers")
 
 
 class Settings(BaseSettings):
@@ -22,7 +26,7 @@ class Settings(BaseSettings):
 
     kafka_bootstrap_servers: str | None = Field(
         default=None,
-        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "SIGNALEMENTS_KAFKA_BOOTSTRAP_SERVERS"),
+        validation_alias=AliasChoices(*BOOTSTRAP_NAMES[:2]),
         description="host:port[,host:port]; unset means the project's local broker",
     )
     topic_namespace: str = Field(
@@ -46,14 +50,19 @@ class Settings(BaseSettings):
     kafka_password: SecretStr | None = Field(default=None, description="the password of kafka_username")
 
     # The local development broker (only used when kafka_bootstrap_servers is unset).
-    local_broker_port: int = 9092
-    local_controller_port: int = 9093
+    local_broker_port: int = Field(default=9092, description="the local broker's client port (node n: + 2(n-1))")
+    local_controller_port: int = Field(default=9093, description="its controller port (node n: + 2(n-1))")
+    local_broker_nodes: int = Field(
+        default=1, ge=1, le=5, description="nodes of the local KRaft cluster, each broker and controller (`broker start --nodes`)"
+    )
     state_dir: Path = Field(default=PROJECT_ROOT / "var", description="broker data, logs, unit stores, Faust state")
     kafka_runtime_dir: Path = Field(default=PROJECT_ROOT / ".cache" / "kafka", description="Kafka jars from Maven")
 
     # Topics.
     topic_partitions: int = Field(default=3, ge=1)
-    topic_replication_factor: int = Field(default=1, ge=1)
+    topic_replication_factor: int = Field(
+        default=1, ge=1, description="replication of every topic the pipeline creates; unset with a local cluster: min(3, its nodes)"
+    )
     unit_topic_retention_ms: int = Field(default=90 * 24 * 3600 * 1000, description="unit queues keep 90 days")
 
     # Intake (producers/).
@@ -145,9 +154,35 @@ class Settings(BaseSettings):
         "ADMIN EXPRESS's shape",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _replication_follows_the_local_cluster(cls, data: Any) -> Any:
+        """A local cluster of three nodes gets replicated topics unless told otherwise (an external cluster says
+        its own replication: nothing here knows its size)."""
+        if not isinstance(data, dict) or "topic_replication_factor" in data:
+            return data
+        external = any(data.get(name) for name in BOOTSTRAP_NAMES)
+        nodes = data.get("local_broker_nodes")
+        if external or nodes is None:
+            return data
+        return {**data, "topic_replication_factor": min(3, int(nodes))}
+
+    @property
+    def topic_min_insync_replicas(self) -> int:
+        """Replicas that must have a record before it is acknowledged (acks=all): 2 of 3, so one broker may be
+        lost with nothing lost and nothing refused; 1 without replication."""
+        return 2 if self.topic_replication_factor >= 3 else 1
+
+    @property
+    def local_broker_ports(self) -> list[tuple[int, int]]:
+        """(client port, controller port) of each node of the local cluster."""
+        return [(self.local_broker_port + 2 * n, self.local_controller_port + 2 * n) for n in range(self.local_broker_nodes)]
+
     @property
     def bootstrap_servers(self) -> str:
-        return self.kafka_bootstrap_servers or f"127.0.0.1:{self.local_broker_port}"
+        if self.kafka_bootstrap_servers:
+            return self.kafka_bootstrap_servers
+        return ",".join(f"127.0.0.1:{port}" for port, _ in self.local_broker_ports)
 
     @property
     def uses_local_broker(self) -> bool:

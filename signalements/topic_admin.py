@@ -38,7 +38,12 @@ def raw_topics(settings: Settings) -> dict[str, dict[str, str]]:
 
 
 def unit_topic_config(settings: Settings) -> dict[str, str]:
-    return {"retention.ms": str(settings.unit_topic_retention_ms), "min.insync.replicas": "1"}
+    return {"retention.ms": str(settings.unit_topic_retention_ms)}
+
+
+def replicated(settings: Settings, config: dict[str, str]) -> dict[str, str]:
+    """A topic's config with the replication the settings ask for (min.insync.replicas follows the factor)."""
+    return {"min.insync.replicas": str(settings.topic_min_insync_replicas), **config}
 
 
 def wait_until_served(settings: Settings, role: str, names: list[str], timeout_s: float = 60.0) -> None:
@@ -81,7 +86,8 @@ def ensure_topics(settings: Settings, role: str, configs: dict[str, dict[str, st
     try:
         existing = set(admin.list_topics())
         missing = [
-            NewTopic(name, settings.topic_partitions, settings.topic_replication_factor, topic_configs=config)
+            NewTopic(name, settings.topic_partitions, settings.topic_replication_factor,
+                     topic_configs=replicated(settings, config))
             for name, config in configs.items()
             if name not in existing
         ]

@@ -37,7 +37,7 @@ from kafka.errors import TopicAlreadyExistsError
 from signalements.kafka_clients import close_quietly, new_admin
 from signalements.kafka_security import Role
 from signalements.settings import Settings
-from signalements.topic_admin import is_served, unit_topic_config
+from signalements.topic_admin import is_served, replicated, unit_topic_config
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ class UnitQueues:
         partitions = self._settings.topic_partitions
         try:
             admin.create_topics([NewTopic(topic, partitions, self._settings.topic_replication_factor,
-                                          topic_configs=unit_topic_config(self._settings))])
+                                          topic_configs=replicated(self._settings, unit_topic_config(self._settings)))])
         except TopicAlreadyExistsError:  # a unit consumer, a transfer or another worker created it: fine
             pass
         until = time.monotonic() + QUEUE_READY_TIMEOUT_S
