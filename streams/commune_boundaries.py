@@ -172,9 +172,13 @@ class CommuneBoundaries:
         number = self._index.get(code)
         if number is None:
             return None
-        polygon = self.geometries[number]
-        point = shapely.Point(longitude, latitude)
-        if shapely.contains(polygon, point):
-            return 0.0
-        (from_lon, from_lat), (to_lon, to_lat) = shapely.get_coordinates(shapely.shortest_line(point, polygon))
-        return distance_m(from_lat, from_lon, to_lat, to_lon)
+        return metres_outside(self.geometries[number], latitude, longitude)
+
+
+def metres_outside(polygon: shapely.Geometry, latitude: float, longitude: float) -> float:
+    """How far the point lies outside ``polygon`` (0 inside it), in metres."""
+    point = shapely.Point(longitude, latitude)
+    if shapely.contains(polygon, point):
+        return 0.0
+    (from_lon, from_lat), (to_lon, to_lat) = shapely.get_coordinates(shapely.shortest_line(point, polygon))
+    return distance_m(from_lat, from_lon, to_lat, to_lon)

@@ -53,6 +53,25 @@ def test_every_commune_of_the_reference_has_a_polygon_or_a_position_but_the_few_
     assert len(arrondissements) == 45 and arrondissements <= set(boundaries.codes)
 
 
+def test_every_communes_position_lies_in_its_own_polygon_or_within_a_kilometre_of_it(
+    reference: JurisdictionReference,
+) -> None:
+    """Over the whole reference: a town hall far outside its commune (a wrong record of the directory: a longitude
+    without its sign, the latitude written twice) is refused by the build, which takes a point of the polygon."""
+    boundaries = reference.boundaries
+    assert boundaries is not None and boundaries.positions is not None
+    far = {}
+    for code in boundaries.codes:
+        position = boundaries.positions.of(code)
+        if position is not None and (outside := boundaries.distance_outside_m(code, *position)) > 1_050:
+            far[code] = round(outside)
+    assert far == {}
+    refused = json.loads(MANIFEST.read_text(encoding="utf-8"))["town_halls_refused_far_outside_their_polygon"]
+    # The directory's known wrong records (Sainte-Rose with a longitude of +61.7, Coudun's latitude as longitude).
+    assert {"97129", "60166"} <= set(refused) and len(refused) < 2_000
+    assert boundaries.commune_at(*boundaries.positions.of("97129")) == "97129"  # type: ignore[misc]
+
+
 def test_a_point_inside_each_polygon_resolves_to_that_commune_by_coordinates(reference: JurisdictionReference) -> None:
     """Over the whole reference, not a sample: a point of each polygon's surface gives its own commune back."""
     boundaries = reference.boundaries
