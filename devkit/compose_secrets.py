@@ -1,5 +1,5 @@
 """The secrets docker-compose.yml mounts, made on the host before ``docker compose up``: a development CA, the
-broker's certificate for the name ``kafka``, and one password file per principal (the administrator, each service
+brokers' certificate for the names ``kafka-1`` to ``kafka-3``, and one password file per principal (the administrator, each service
 role, each demo unit). Written into ``deploy/secrets/`` (ignored by git), kept if present, never overwritten.
 
 A real deployment brings its own CA and passwords (docs/security.md); this is what a laptop with Docker needs.
@@ -18,8 +18,9 @@ from signalements.reporter_sealing import write_key_pair
 from signalements.settings import PROJECT_ROOT
 
 SECRETS_DIR = PROJECT_ROOT / "deploy" / "secrets"
-BROKER_NAME = "kafka"
-IDENTIFIER_KEY = "dedup-identifiers.key"  # the workers' HMAC key of phone numbers and handles  # the compose service, and the host name its certificate is for
+BROKER_NAME = "kafka"  # the certificate's name (and super user) of every node
+BROKER_NODES = ("kafka-1", "kafka-2", "kafka-3")  # the compose services, the host names the certificate is for
+IDENTIFIER_KEY = "dedup-identifiers.key"  # the workers' HMAC key of phone numbers and handles
 
 
 def compose_principals(demo_unit_ids: list[str]) -> list[str]:
@@ -43,7 +44,7 @@ def make_compose_secrets(demo_unit_ids: list[str], folder: Path = SECRETS_DIR) -
         created.append(ca.certificate_file.name)
     ca.ensure()
     had_broker_certificate = (folder / f"{BROKER_NAME}.pem").exists()
-    broker = ca.issue(BROKER_NAME, server=True, client=True, dns_names=(BROKER_NAME,))
+    broker = ca.issue(BROKER_NAME, server=True, client=True, dns_names=(BROKER_NAME, *BROKER_NODES))
     if not had_broker_certificate:
         created.append(broker.bundle.name)
     if ensure_identifier_key(folder / IDENTIFIER_KEY):

@@ -60,6 +60,8 @@ METRICS_PORT_FIELD = {
     "lag-exporter": "lag_exporter_port", "stats": "stats_port", "desk": "desk_port",
 }
 STATE_DIR = "/var/lib/signalements"
+KAFKA_NODES = ("kafka-1", "kafka-2", "kafka-3")
+WORKERS = ("worker-1", "worker-2")
 
 
 def default(field: str) -> Any:
@@ -105,8 +107,12 @@ def python_services(services: dict[str, dict[str, Any]]) -> dict[str, dict[str, 
     return {name: service for name, service in services.items() if "build" in service}
 
 
+def services_running(python_services: dict[str, dict[str, Any]], command: str) -> list[tuple[str, dict[str, Any]]]:
+    return [(name, s) for name, s in python_services.items() if s["command"][0] == command]
+
+
 def service_running(python_services: dict[str, dict[str, Any]], command: str) -> tuple[str, dict[str, Any]]:
-    matches = [(name, s) for name, s in python_services.items() if s["command"][0] == command]
+    matches = services_running(python_services, command)
     assert len(matches) == 1, f"expected one service running `signalements {command}`, found {[n for n, _ in matches]}"
     return matches[0]
 
@@ -179,14 +185,16 @@ def test_local_run_is_readable() -> None:
 
 
 def test_docker_compose_config_accepts_the_file(compose: dict[str, Any]) -> None:
-    assert {"kafka", "intake", "worker", "unit-consumer", "prometheus", "grafana"} <= set(compose["services"])
+    assert {*KAFKA_NODES, "intake", *WORKERS, "unit-consumer", "prometheus", "grafana"} <= set(compose["services"])
 
 
 def test_python_services_run_what_the_local_run_runs(python_services: dict[str, dict[str, Any]]) -> None:
     commands, creates_topics = local_run_commands()
     expected = commands | ({TOPICS_COMMAND} if creates_topics else set()) | {ACCESS_COMMAND}
     running = sorted(service["command"][0] for service in python_services.values())
-    assert running == sorted(expected), "one compose service per command of the local run"
+    # one compose service per command of the local run, but the two workers of one application
+    assert running == sorted([*expected, "worker"]), running
+    assert [name for name, _ in services_running(python_services, "worker")] == list(WORKERS)
     cli_commands = set(typer.main.get_command(cli_app).commands)  # type: ignore[attr-defined]
     assert set(running) <= cli_commands
     for name, service in python_services.items():
@@ -202,18 +210,21 @@ def test_services_start_after_kafka_and_the_topics(
         assert service_running(python_services, command)[1].get("restart", "no") == "no", "set-up runs once"
     for name, service in python_services.items():
         depends_on = service.get("depends_on", {})
-        assert depends_on.get("kafka", {}).get("condition") == "service_healthy", name
+        for node in KAFKA_NODES:
+            assert depends_on.get(node, {}).get("condition") == "service_healthy", (name, node)
         if name not in setup:
             for step in setup:
                 assert depends_on.get(step, {}).get("condition") == "service_completed_successfully", (name, step)
-    assert "healthcheck" in services["kafka"]
+    assert all("healthcheck" in services[node] for node in KAFKA_NODES)
 
 
 def test_published_ports_are_the_settings_defaults(python_services: dict[str, dict[str, Any]]) -> None:
     for command, field in METRICS_PORT_FIELD.items():
-        name, service = service_running(python_services, command)
+        name, service = services_running(python_services, command)[0]
         port = default(field)
         assert (port, port) in published_ports(service), f"{name} must publish {field}={port}"
+    # the second worker: the same port in its container, another on the host
+    assert published_ports(python_services["worker-2"]) == {(9111, default("worker_metrics_port"))}
     _, topics = service_running(python_services, TOPICS_COMMAND)
     assert not published_ports(topics)
 
@@ -240,13 +251,15 @@ def test_python_services_environment_is_settings(
     services: dict[str, dict[str, Any]], python_services: dict[str, dict[str, Any]]
 ) -> None:
     known = settings_env_names()
-    kafka_listeners = broker_properties()["advertised.listeners"]
+    node_ids = {services[node]["environment"]["NODE_ID"] for node in KAFKA_NODES}
+    template = broker_properties()["advertised.listeners"]
+    kafka_listeners = {template.replace("@NODE_ID@", node_id) for node_id in node_ids}
     for name, service in python_services.items():
         environment = {key: str(value) for key, value in service.get("environment", {}).items()}
         assert set(environment) <= known, f"{name}: not Settings fields: {sorted(set(environment) - known)}"
         assert environment.get("KAFKA_BOOTSTRAP_SERVERS"), f"{name} must use the compose broker"
-        for server in environment["KAFKA_BOOTSTRAP_SERVERS"].split(","):
-            assert server in kafka_listeners, f"{name}: {server} is not advertised by kafka ({kafka_listeners})"
+        servers = {f"SASL_SSL://{server}" for server in environment["KAFKA_BOOTSTRAP_SERVERS"].split(",")}
+        assert servers == kafka_listeners, f"{name}: {servers} are not the nodes' advertised listeners"
         # The values must be what Settings accepts: read them as a service process does, from its environment.
         clean = {k: v for k, v in os.environ.items() if k not in known}
         result = subprocess.run(
@@ -259,6 +272,7 @@ def test_python_services_environment_is_settings(
         assert settings["state_dir"] == STATE_DIR, name
         assert settings["kafka_security_protocol"] == "SASL_SSL", f"{name} runs secured"
         assert settings["kafka_ssl_cafile"] == "/run/secrets/ca.crt" and "ca.crt" in secret_names(service), name
+        assert settings["topic_replication_factor"] == 3, f"{name}: topics replicated on the three nodes"
 
 
 def test_stateful_services_keep_their_state_in_volumes(
@@ -266,36 +280,51 @@ def test_stateful_services_keep_their_state_in_volumes(
 ) -> None:
     named_volumes = set(compose.get("volumes") or {})
     for command in ("worker", "consume", "intake", "stats"):
-        name, service = service_running(python_services, command)
-        assert volume_targets(service).get(STATE_DIR) in named_volumes, f"{name} needs a named volume on {STATE_DIR}"
-    assert volume_targets(compose["services"]["kafka"]).get("/var/lib/kafka/data") in named_volumes
+        for name, service in services_running(python_services, command):
+            assert volume_targets(service).get(STATE_DIR) in named_volumes, f"{name} needs a named volume on {STATE_DIR}"
+    workers = {volume_targets(service)[STATE_DIR] for _, service in services_running(python_services, "worker")}
+    assert len(workers) == len(WORKERS), "each worker its own state (RocksDB), the standby copies in it"
+    data = {volume_targets(compose["services"][node]).get("/var/lib/kafka/data") for node in KAFKA_NODES}
+    assert data <= named_volumes and len(data) == len(KAFKA_NODES)
 
 
-def test_kafka_is_a_single_kraft_node_like_the_local_broker(services: dict[str, dict[str, Any]]) -> None:
-    kafka = services["kafka"]
+def test_kafka_is_a_three_node_kraft_cluster_secured_like_the_local_broker(services: dict[str, dict[str, Any]]) -> None:
     pom = ET.parse(PROJECT_ROOT / "broker" / "pom.xml").getroot()
     namespace = {"m": "http://maven.apache.org/POM/4.0.0"}
     version = pom.find("m:properties/m:kafka.version", namespace)
     if version is None:
         version = pom.find("properties/kafka.version")
     assert version is not None and version.text
-    image, _, tag = kafka["image"].rpartition(":")
-    assert image == "apache/kafka" and tag == version.text, "the same Kafka release as the local broker"
+    cluster_ids, node_ids = set(), []
+    for node in KAFKA_NODES:
+        kafka = services[node]
+        image, _, tag = kafka["image"].rpartition(":")
+        assert image == "apache/kafka" and tag == version.text, "the same Kafka release as the local broker"
+        cluster_ids.add(kafka["environment"]["CLUSTER_ID"])
+        node_ids.append(kafka["environment"]["NODE_ID"])
+        mounted = set(volume_targets(kafka))
+        assert {"/opt/signalements/server.properties", "/opt/signalements/start.sh"} <= mounted
+        assert "NODE_ID" in kafka["healthcheck"]["test"][1], "each node checks itself"
+    assert len(cluster_ids) == 1 and node_ids == ["1", "2", "3"]
     properties = broker_properties()
-    assert properties["process.roles"] == "broker,controller"
+    assert properties["process.roles"] == "broker,controller" and properties["node.id"] == "@NODE_ID@"
+    assert properties["controller.quorum.voters"] == "1@kafka-1:9093,2@kafka-2:9093,3@kafka-3:9093"
+    assert "controller.quorum.bootstrap.servers" not in properties, "a static quorum"
+    assert "--standalone" not in (PROJECT_ROOT / "deploy" / "kafka" / "start.sh").read_text(encoding="utf-8")
+    assert properties["min.insync.replicas"] == "2" and properties["offsets.topic.replication.factor"] == "3"
     assert properties["auto.create.topics.enable"] == "false"
-    assert properties["advertised.listeners"].split(",") == ["SASL_SSL://kafka:9092"], "no plaintext listener"
+    assert properties["advertised.listeners"].split(",") == ["SASL_SSL://kafka-@NODE_ID@:9092"], "no plaintext listener"
     assert properties["authorizer.class.name"] == "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
     assert properties["allow.everyone.if.no.acl.found"] == "false"
     assert properties["super.users"] == "User:admin;User:kafka"
     assert properties["listener.security.protocol.map"] == "SASL_SSL:SASL_SSL,CONTROLLER:SSL"
-    # The local broker is secured the same way.
+    # The local broker is secured the same way, and its cluster fences a lost node as fast.
     local = (PROJECT_ROOT / "broker" / "listeners-secured.properties").read_text(encoding="utf-8")
     for key in ("authorizer.class.name", "allow.everyone.if.no.acl.found", "sasl.enabled.mechanisms",
                 "listener.security.protocol.map", "ssl.principal.mapping.rules"):
         assert f"{key}={properties[key]}" in local, key
-    mounted = {target for target in volume_targets(kafka)}
-    assert {"/opt/signalements/server.properties", "/opt/signalements/start.sh"} <= mounted
+    local_cluster = (PROJECT_ROOT / "devkit" / "local_broker.py").read_text(encoding="utf-8")
+    assert f"broker.session.timeout.ms={properties['broker.session.timeout.ms']}" in local_cluster
 
 
 def test_each_service_holds_only_its_own_principals_password(python_services: dict[str, dict[str, Any]],
@@ -309,9 +338,10 @@ def test_each_service_holds_only_its_own_principals_password(python_services: di
         ACCESS_COMMAND: ["admin", "intake", "worker", "national-stats", "monitoring", *units],
     }
     for command, principals in expected.items():
-        name, service = service_running(python_services, command)
-        assert secret_names(service) == sorted(["ca.crt", *principals]), name
-    assert secret_names(services["kafka"]) == ["admin", "ca.crt", "kafka.pem"]
+        for name, service in services_running(python_services, command):
+            assert secret_names(service) == sorted(["ca.crt", *principals]), name
+    for node in KAFKA_NODES:
+        assert secret_names(services[node]) == ["admin", "ca.crt", "kafka.pem"], node
     _, access = service_running(python_services, ACCESS_COMMAND)
     command = access["command"]
     assert command[:3] == ["access", "grant", "--services"] and set(command[3::2]) == {"--unit"}, command
@@ -363,8 +393,8 @@ def test_prometheus_scrapes_every_metrics_port(python_services: dict[str, dict[s
     assert set(compose_jobs) == set(local_jobs) == set(METRICS_JOBS)
     for job, command in METRICS_JOBS.items():
         port = default(METRICS_PORT_FIELD[command])
-        service_name, _ = service_running(python_services, command)
-        assert compose_jobs[job] == {f"{service_name}:{port}"}, job
+        names = [name for name, _ in services_running(python_services, command)]
+        assert compose_jobs[job] == {f"{name}:{port}" for name in names}, job
         assert local_jobs[job] == {f"{default('metrics_host')}:{port}"}, job
     assert default("intake_host") == default("metrics_host"), "the local file uses one host for every job"
 
