@@ -69,8 +69,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalClu
     base = free_port_pairs(3)
     started = broker_command(state_dir, base, "start", "--nodes", "3")
     assert started.returncode == 0, started.stderr + started.stdout
+    # Its own CA and credentials, said explicitly: the session's broker put its own in the environment.
     local = Settings(state_dir=state_dir, local_broker_port=base[0], local_controller_port=base[1],
-                     local_broker_nodes=3)
+                     local_broker_nodes=3, kafka_ssl_cafile=state_dir / "secrets" / "ca.crt",
+                     kafka_credentials_dir=state_dir / "secrets" / "kafka")
     handle = LocalCluster.from_settings(local)
     try:
         status = broker_command(state_dir, base, "status", "--nodes", "3")
