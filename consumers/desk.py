@@ -44,6 +44,10 @@ STATUSES = {"open": "ouvert", "dismantled": "démantelé", "unfounded": "infond�
 OUTCOMES = {CaseOutcome.DISMANTLED: "démantelé", CaseOutcome.UNFOUNDED: "infondé", CaseOutcome.TRANSFERRED: "transféré"}
 CHANNELS = {"moncommissariat": "moncommissariat", "brigade-numerique": "Ma brigade numérique"}
 SORTS = {"activite": "dernière activité", "signalements": "nombre de signalements", "nature": "nature"}
+# What the citizen saw, as the portal's drop-down says it in French (schemas.submissions.ActivityKind).
+ACTIVITIES = {"street_sales": "vente de rue", "stash": "lieu de stockage",
+              "new_spot_after_operation": "nouveau point après une opération", "home_delivery": "livraison à domicile",
+              "other": "autre"}
 SESSION_COOKIE = "bureau_session"
 
 
@@ -137,7 +141,7 @@ class UnitDesk:
         self.templates = Jinja2Templates(directory=HERE / "desk_templates")
         self.templates.env.filters["paris"] = paris_time
         self.templates.env.globals.update(KINDS=KINDS, STATUSES=STATUSES, OUTCOMES=OUTCOMES, CHANNELS=CHANNELS,
-                                          SORTS=SORTS)
+                                          SORTS=SORTS, ACTIVITIES=ACTIVITIES)
 
     def page(self, request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
         return self.templates.TemplateResponse(

@@ -14,11 +14,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, select
 
 from consumers.case_store import CaseStore, store_url_for
-from consumers.desk import SESSION_COOKIE, case_map, create_desk_app, paris_time
+from consumers.desk import ACTIVITIES, SESSION_COOKIE, case_map, create_desk_app, paris_time
 from consumers.store_schema import MIGRATIONS, cases, migrate
 from consumers.unit_territory import UnitTerritories
 from devkit.synthetic_cases import CHAMONIX, PARIS_11, case_linked, case_opened, case_updated
 from ops.desk_officers import add_officer, revoke_officer
+from schemas.submissions import ActivityKind
 from signalements.settings import Settings
 
 NAMES = {PARIS_11.unit_id: "Préfecture de police", CHAMONIX.unit_id: "Brigade de Chamonix"}
@@ -85,6 +86,7 @@ def test_a_unit_desk_lists_its_cases_place_first_with_counts_and_a_map(desk_sett
     case_id = rows[0][0]
     case_page = client.get(f"/unites/{PARIS_11.unit_id}/cas/{case_id}")
     assert case_page.status_code == 200 and "Traiter le cas" in case_page.text
+    assert set(ACTIVITIES) == {kind.value for kind in ActivityKind}, "every activity the portal offers, in French"
     assert paris_time((now - timedelta(hours=2)).isoformat()) in case_page.text
 
 

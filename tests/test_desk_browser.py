@@ -112,6 +112,7 @@ def test_an_officer_logs_in_sees_a_new_case_on_the_desk_and_its_map_then_handles
     wait.until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "form.traitement")))
     assert "Oberkampf" in browser.find_element(By.TAG_NAME, "h1").text or "oberkampf" in browser.page_source
     screenshot(browser, "case")
+    assert "Activité : vente de rue" in browser.page_source, "what the citizen saw, in French"
     browser.find_element(By.CSS_SELECTOR, 'input[name="issue"][value="dismantled"]').click()
     browser.find_element(By.CSS_SELECTOR, "form.traitement button").click()
     wait.until(expected_conditions.presence_of_element_located((By.ID, "confirmer")))
