@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from kafka.errors import KafkaError
 from pipeline_probe import RunningPipeline, make_settings, query_store, running_pipeline, wait_for
 from sample_submissions import portal_dealing_point
 
@@ -93,15 +94,31 @@ def test_topics_on_three_nodes_are_replicated_three_times_with_two_in_sync(
     created = ensure_topics(settings, Role.ADMIN, pipeline_topics(settings))
     assert created
     wait_until_served(settings, Role.ADMIN, created)
+    from kafka.admin import ConfigResource, ConfigResourceType
+
     admin = new_admin(settings, Role.ADMIN, "tests")
     try:
-        for description in admin.describe_topics(created):
-            assert {len(p["replica_nodes"]) for p in description["partitions"]} == {3}, description
-        from kafka.admin import ConfigResource, ConfigResourceType
+        # Each broker learns of new topics from the quorum in its own time: asked again until the one answering
+        # knows them all.
+        def replica_counts() -> set[int] | None:
+            try:
+                descriptions = admin.describe_topics(created)
+            except KafkaError:
+                return None
+            if any(d.get("error_code", 0) != 0 or not d["partitions"] for d in descriptions):
+                return None
+            return {len(p["replica_nodes"]) for d in descriptions for p in d["partitions"]}
 
-        described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, created[0])])
-        [by_name] = described.values()
-        assert by_name[created[0]]["min.insync.replicas"]["value"] == "2", described
+        def min_insync() -> str | None:
+            try:
+                described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, created[0])])
+                [by_name] = described.values()
+                return str(by_name[created[0]]["min.insync.replicas"]["value"])
+            except (KafkaError, KeyError, ValueError):
+                return None
+
+        assert wait_for(replica_counts, timeout_s=60, what="the new topics described") == {3}
+        assert wait_for(min_insync, timeout_s=60, what="the topic's configuration") == "2"
     finally:
         admin.close()
 
