@@ -149,9 +149,13 @@ class UnitDesk:
             status_code=status_code)
 
     def officer_of(self, request: Request) -> OfficerAccount | None:
-        """The officer of the request's session, as the accounts file holds them now (None once revoked)."""
-        login = self.sessions.login_of(request.cookies.get(SESSION_COOKIE))
-        return self.officers.current(login) if login else None
+        """The officer of the request's session, as the accounts file holds them now (None once revoked); read once
+        per request (the access check, then the page's banner)."""
+        if not hasattr(request.state, "officer"):
+            login = self.sessions.login_of(request.cookies.get(SESSION_COOKIE))
+            request.state.officer = self.officers.current(login) if login else None
+        officer: OfficerAccount | None = request.state.officer
+        return officer
 
     def refusal(self, request: Request, unit_id: str | None, fragment: bool = False) -> Response | None:
         """None when the request's officer may open ``unit_id``'s desk (or, without a unit, any page); else the

@@ -15,7 +15,6 @@ under the map when they have points.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import logging
 import math
@@ -32,7 +31,7 @@ import shapely
 
 from consumers.unit_territory import MapFrame, outline_path
 from signalements.settings import Settings
-from streams.jurisdiction import CommuneBoundaries
+from streams.jurisdiction import CommuneBoundaries, CommuneReference
 
 log = logging.getLogger(__name__)
 
@@ -118,18 +117,6 @@ def class_of(classes: list[ColourClass], value: int) -> int:
     return next((c.number for c in classes if c.low <= value <= c.high), 0)
 
 
-def read_departement_names(commune_dir: Path) -> dict[str, str]:
-    with (commune_dir / "departements.csv").open(newline="", encoding="utf-8") as handle:
-        return {row["code"]: row["name"] for row in csv.DictReader(handle, delimiter=";")}
-
-
-def read_commune_departements(commune_dir: Path) -> dict[str, str]:
-    """The département of each current commune and municipal arrondissement (the codes the boundaries carry)."""
-    with (commune_dir / "communes.csv").open(newline="", encoding="utf-8") as handle:
-        return {row["code"]: row["departement"] for row in csv.DictReader(handle, delimiter=";")
-                if row["kind"] in ("commune", "arrondissement")}
-
-
 def dissolve_by_departement(boundaries: CommuneBoundaries, departement_of: dict[str, str]) -> dict[str, shapely.Geometry]:
     """Each département's surface: the union of its communes' polygons, its gaps filled, simplified to the cached
     detail."""
@@ -192,9 +179,9 @@ def load_shapes(path: Path) -> dict[str, shapely.Geometry]:
         return dict(zip((str(code) for code in arrays["codes"]), surfaces, strict=True))
 
 
-def departement_shapes(settings: Settings) -> dict[str, shapely.Geometry]:
-    """The départements' surfaces from the cache file, dissolved and cached first if there is none yet; none without
-    commune boundaries."""
+def departement_shapes(settings: Settings, departement_of: dict[str, str]) -> dict[str, shapely.Geometry]:
+    """The départements' surfaces from the cache file, dissolved and cached first if there is none yet (each commune
+    in ``departement_of``'s département); none without commune boundaries."""
     if settings.boundaries_file is None:
         return {}
     cache = shapes_cache_file(settings, settings.boundaries_file)
@@ -204,8 +191,7 @@ def departement_shapes(settings: Settings) -> dict[str, shapely.Geometry]:
         except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile) as error:
             log.warning("département outlines: unreadable cache %s (%s), dissolving again", cache, error)
     started = time.perf_counter()
-    shapes = dissolve_by_departement(CommuneBoundaries.load(settings.boundaries_file),
-                                     read_commune_departements(settings.commune_reference_dir))
+    shapes = dissolve_by_departement(CommuneBoundaries.load(settings.boundaries_file), departement_of)
     log.info("département outlines dissolved from the commune boundaries in %.1f s", time.perf_counter() - started)
     try:
         save_shapes(cache, shapes)
@@ -240,8 +226,11 @@ class FranceMap:
         self.drawn = {outline.code for drawn in self.panels if not drawn.panel.magnified for outline in drawn.outlines}
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> FranceMap:
-        return cls(read_departement_names(settings.commune_reference_dir), departement_shapes(settings))
+    def from_settings(cls, settings: Settings, reference: CommuneReference | None = None) -> FranceMap:
+        """The map of the configured boundaries, named and grouped by the commune reference (read unless given)."""
+        communes = reference or CommuneReference.load(settings.commune_reference_dir)
+        departement_of = {code: commune.departement for code, commune in communes.communes.items()}
+        return cls(communes.departement_names, departement_shapes(settings, departement_of))
 
     def name_of(self, code: str) -> str:
         return self.names.get(code, code)

@@ -23,7 +23,7 @@ from fastapi.staticfiles import StaticFiles  # noqa: E402
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest  # noqa: E402
 from pydantic import BaseModel  # noqa: E402
 
-from consumers.france_map import FranceMap, read_departement_names  # noqa: E402
+from consumers.france_map import FranceMap  # noqa: E402
 from consumers.national_page import STATIC_DIR, NationalPage  # noqa: E402
 from consumers.national_stats import (  # noqa: E402
     DepartementRank,
@@ -35,6 +35,7 @@ from signalements.kafka_link import KafkaLink, KafkaProbe, readiness_of  # noqa:
 from signalements.kafka_security import Role, check_access  # noqa: E402
 from signalements.metrics import PipelineMetrics  # noqa: E402
 from signalements.settings import Settings  # noqa: E402
+from streams.jurisdiction import CommuneReference  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -158,11 +159,10 @@ def create_stats_app(store: NationalStatsStore, metrics: PipelineMetrics, link: 
     return app
 
 
-def draw_map_for(page: NationalPage, settings: Settings) -> None:
+def draw_map_for(page: NationalPage, settings: Settings, reference: CommuneReference | None = None) -> None:
     started = time.perf_counter()
-    page.map_pending = True
     try:
-        page.france_map = FranceMap.from_settings(settings)
+        page.france_map = FranceMap.from_settings(settings, reference)
     except Exception:  # the page keeps its figures without the map; the service carries on
         log.exception("the map of France could not be drawn")
         return
@@ -183,9 +183,10 @@ def serve_statistics(settings: Settings, store: NationalStatsStore, stop: thread
     consumer = start_national_stats(settings, store, stop, metrics, link)
     # The figures are served at once; the map joins the page when drawn (seconds the first time: the dissolve of the
     # communes into départements; then read from its cache), in the background.
-    app = create_stats_app(store, metrics, link, FranceMap(read_departement_names(settings.commune_reference_dir), {}))
+    reference = CommuneReference.load(settings.commune_reference_dir)
+    app = create_stats_app(store, metrics, link, FranceMap(reference.departement_names, {}))
     app.state.national_page.map_pending = True
-    threading.Thread(target=draw_map_for, args=(app.state.national_page, settings), daemon=True,
+    threading.Thread(target=draw_map_for, args=(app.state.national_page, settings, reference), daemon=True,
                      name="france-map").start()
     server = uvicorn.Server(uvicorn.Config(app, host=settings.metrics_host, port=settings.stats_port,
                                            log_level="warning"))

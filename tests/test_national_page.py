@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from consumers import france_map as france_map_module
 from consumers.case_events import CaseEvent
-from consumers.france_map import FranceMap, read_departement_names, shapes_cache_file
+from consumers.france_map import FranceMap, shapes_cache_file
 from consumers.national_stats import (
     STATS_MIGRATIONS,
     DepartementRank,
@@ -45,6 +45,7 @@ from schemas.envelope import DecodedEvent, decode, encode
 from schemas.events import CaseHandled, CaseOutcome
 from signalements.metrics import PipelineMetrics
 from signalements.settings import PROJECT_ROOT, Settings
+from streams.jurisdiction import CommuneReference
 
 SEPT, NOV = datetime(2026, 9, 10, tzinfo=UTC), datetime(2026, 11, 12, tzinfo=UTC)
 WITHOUT_OUTLINE = {"975", "977", "978"}  # no polygon in the shipped boundaries
@@ -182,7 +183,7 @@ def test_the_map_draws_each_departement_once_coloured_by_its_open_points(client:
     panels = map_panels(client.get("/").text)
     everywhere = [outline for key, outlines in panels.items() if key != "petite-couronne" for outline in outlines]
     codes = [code for code, _, _, _ in everywhere]
-    named = set(read_departement_names(PROJECT_ROOT / "reference" / "france"))
+    named = set(CommuneReference.load(PROJECT_ROOT / "reference" / "france").departement_names)
     assert len(codes) == len(set(codes)) == 101 and set(codes) == named - WITHOUT_OUTLINE
     assert [code for code, _, _, _ in panels["petite-couronne"]] == ["75", "92", "93", "94"]
     assert {key: len(outlines) for key, outlines in panels.items() if key not in ("metropole", "petite-couronne")} == {
