@@ -1,8 +1,8 @@
 """State recovery time of a worker with N distinct points in its deduplication state (part of ``bench-dedup``).
 
-The state of N distinct dealing points (their case, H3 cell, address and report-id entries, exactly as the route
-stage writes them, from ``decide_report``) is produced straight to the worker's ``dedup-state`` changelog topic on
-the real broker, each entry on the partition of its unit as the route stage would write it. Then a fresh worker
+The state of N distinct dealing points (their case records, exactly as the route stage writes them, from
+``decide_report``: the changelog holds nothing else, a restore derives their index entries) is produced straight to
+the worker's ``dedup-state`` changelog topic on the real broker. Then a fresh worker
 (empty state directory) is started and timed: from process start to ready, and the changelog reading itself (from
 Faust's own log lines); with its resident memory and its RocksDB size on disk once recovered.
 """
@@ -36,7 +36,7 @@ from signalements.kafka_security import Role
 from signalements.settings import Settings
 from signalements.topic_admin import ensure_topics, pipeline_topics
 from streams.case_tables import policy_from
-from streams.deduplication import decide_report
+from streams.deduplication import case_key, decide_report
 from streams.worker_cipher import state_cipher
 
 FAUST_TIME = re.compile(r"^\[(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2},\d{3})\]")
@@ -88,8 +88,9 @@ def point_state_entries(count: int, settings: Settings):  # noqa: ANN201 (a gene
         canonical = template.report.model_copy(update={"report_id": report_id, "submission_id": f"bench-{index}", "place": place})
         report = template.model_copy(update={"report": canonical, "jurisdiction": jurisdictions[unit_id]})
         effects = decide_report(EmptyState(), report, canonical.submitted_at, policy)
-        for key, value in effects.writes.items():
-            yield unit_id, key, None if value is None else seal.seal(value)
+        # The changelog holds the case records only: restoring one derives its index entries.
+        assert effects.case is not None
+        yield unit_id, case_key(effects.case.case_id), seal.seal(effects.case.model_dump_json().encode())
 
 
 def _faust_time(line: str) -> float | None:

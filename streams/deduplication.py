@@ -93,6 +93,31 @@ class StateRecord(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class JournaledEvent(StateRecord):
+    opened: bool
+    linked: bool = False
+    payload: str
+    copies_to: list[str] | None = None  # None in a journal written before copies were decided
+    report_received_at: AwareDatetime | None = None
+
+
+class JournalEntry(StateRecord):
+    """The events one record of ``partition`` at ``offset`` decided for the case, kept in the case record until
+    that offset is committed (so they are known acknowledged): a replay of the record sends them again."""
+
+    partition: int
+    offset: int
+    outcome: DedupOutcome | None = None
+    events: list[JournaledEvent] = []
+
+
+class PendingHint(StateRecord):
+    """A throttled case's flush, derived from its record: sent with ``key`` (its area), due at ``due_at``."""
+
+    key: str
+    due_at: AwareDatetime
+
+
 class CaseState(StateRecord):
     case_id: str
     unit_id: str
@@ -113,6 +138,14 @@ class CaseState(StateRecord):
     version: int
     last_event_at: AwareDatetime
     pending: list[EnrichedReport] = []
+    # Its reports' ids, each with the offset (``sequence``) of the record that brought it: the ``seen:`` index.
+    reports: dict[str, int] = {}
+    # The address and network keys this case claimed, each with the sequence of the record that claimed it: the
+    # ``addr:`` and ``net:`` index point at the latest claim, as they did when they were written one by one.
+    claims: dict[str, int] = {}
+    # Contact fingerprints (who said what about this case) and when, for the resubmission window.
+    fingerprints: dict[str, AwareDatetime] = {}
+    journal: list[JournalEntry] = []
 
     def open_at(self, moment: datetime, window: timedelta) -> bool:
         return moment - self.last_seen <= window
@@ -123,6 +156,8 @@ class CaseRef(StateRecord):
 
     case_id: str | None = None
     seen_at: AwareDatetime | None = None
+    # The sequence of the record whose case claimed the key (None in an entry of an older state).
+    sequence: int | None = None
 
 
 class CellCases(StateRecord):
@@ -155,7 +190,15 @@ def network_key(identifier: str) -> str:
 
 
 def resubmission_key(fingerprint: str) -> str:
+    """An older state's resubmission entry (fingerprints are now kept in their case)."""
     return f"resub:{fingerprint}"
+
+
+def pending_key(case_id: str) -> str:
+    return f"pending:{case_id}"
+
+
+DERIVED_PREFIXES = ("seen:", "addr:", "net:", "cell:", "pending:")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -240,26 +283,24 @@ class CaseEvent:
 
 @dataclass
 class Effects:
-    """What one record does: writes to the state (None deletes), pending-flush hints, events to send."""
+    """What one record does: the case it writes (None: none), the index entries that follow (None deletes), the
+    pending-flush hints (as the case's derived ``pending:`` entry says them), the events to send."""
 
     outcome: DedupOutcome | None = None
-    writes: dict[str, bytes | None] = field(default_factory=dict)
+    case: CaseState | None = None
+    index: dict[str, bytes | None] = field(default_factory=dict)
     pending: dict[str, tuple[str, datetime] | None] = field(default_factory=dict)
     events: list[CaseEvent] = field(default_factory=list)
     throttled: bool = False
 
-
-class OverlayView:
-    """The state as it will be after the writes decided so far for this record."""
-
-    def __init__(self, base: StateView, writes: dict[str, bytes | None]) -> None:
-        self.base = base
-        self.writes = writes
-
-    def get(self, key: str) -> bytes | None:
-        if key in self.writes:
-            return self.writes[key]
-        return self.base.get(key)
+    @property
+    def writes(self) -> dict[str, bytes | None]:
+        """Every state write: the case record and its index entries."""
+        writes: dict[str, bytes | None] = {}
+        if self.case is not None:
+            writes[case_key(self.case.case_id)] = self.case.model_dump_json().encode()
+        writes.update(self.index)
+        return writes
 
 
 def load_case(view: StateView, case_id: str) -> CaseState | None:
@@ -340,34 +381,97 @@ def _far_apart(position: tuple[float, float] | None, anchor: tuple[float, float]
     return h3.great_circle_distance(position, anchor, "m") > policy.distance_m
 
 
-def _index_report(view: StateView, effects: Effects, case: CaseState, report: EnrichedReport, policy: DedupPolicy) -> None:
-    """Make later reports of this case findable by what this report says (new identifiers, its address)."""
-    ref = CaseRef(case_id=case.case_id).model_dump_json().encode()
+def _claims(view: StateView, case: CaseState, report: EnrichedReport, policy: DedupPolicy, sequence: int) -> dict[str, int]:
+    """The case's claims once this report is in it: the address or network keys it says, where they lead elsewhere."""
+    claims = dict(case.claims)
     if case.kind is ReportKind.DELIVERY_NETWORK:
-        for identifier in network_identifiers(report, policy):
-            key = network_key(identifier)
-            existing = _ref(view, key)
-            if existing is None or existing.case_id != case.case_id:
-                effects.writes[key] = ref
-        return
-    address = point_address(report)
-    if address is not None:
-        key = address_key(report.jurisdiction.commune_code, address)
+        keys = [network_key(identifier) for identifier in network_identifiers(report, policy)]
+    else:
+        address = point_address(report)
+        keys = [] if address is None else [address_key(report.jurisdiction.commune_code, address)]
+    for key in keys:
         existing = _ref(view, key)
         if existing is None or existing.case_id != case.case_id:
-            effects.writes[key] = ref
-    if case.anchor is not None and case.report_count == 1:
-        key = cell_key(h3.latlng_to_cell(case.anchor[0], case.anchor[1], policy.h3_resolution))
+            claims[key] = sequence
+    return claims
+
+
+def index_writes(view: StateView, old: CaseState | None, new: CaseState | None, policy: DedupPolicy) -> dict[str, bytes | None]:
+    """The index entries that follow from a case record changing from ``old`` to ``new`` (None: absent, deleted).
+
+    The same function runs when the worker writes the case and when a worker restores the case from the changelog,
+    so the index is the same on both and never needs a Kafka record of its own.
+    """
+    writes: dict[str, bytes | None] = {}
+    if new is None:
+        if old is not None:
+            _unindex(view, writes, old, policy)
+        return writes
+    ref = CaseRef(case_id=new.case_id).model_dump_json().encode()
+    for report_id in new.reports:
+        if old is None or report_id not in old.reports:
+            writes[seen_key(report_id)] = ref
+    for key, sequence in new.claims.items():
+        if old is not None and old.claims.get(key) == sequence:
+            continue
+        existing = _ref(view, key)
+        # A later claim wins (the key then leads to the newer case); replaying claims in their order gives the same.
+        if existing is None or existing.case_id == new.case_id or existing.sequence is None or existing.sequence <= sequence:
+            writes[key] = CaseRef(case_id=new.case_id, sequence=sequence).model_dump_json().encode()
+    if new.anchor is not None and (old is None or old.anchor is None):
+        key = _anchor_cell(new.anchor, policy)
         raw = view.get(key)
         case_ids = CellCases.model_validate_json(raw).case_ids if raw else []
-        # Expired cases leave the cell lazily, here: a cell only ever lists the cases that may still match.
-        alive = [cid for cid in case_ids if _open_case(view, cid, report.report.submitted_at, policy) is not None]
-        effects.writes[key] = CellCases(case_ids=[*alive, case.case_id]).model_dump_json().encode()
+        if new.case_id not in case_ids:
+            writes[key] = CellCases(case_ids=[*case_ids, new.case_id]).model_dump_json().encode()
+    if new.pending:
+        hint = PendingHint(key=_tick_key(new), due_at=new.last_event_at + policy.update_throttle)
+        writes[pending_key(new.case_id)] = hint.model_dump_json().encode()
+    elif old is not None and old.pending:
+        writes[pending_key(new.case_id)] = None
+    return writes
 
 
-def decide_report(view: StateView, report: EnrichedReport, now: datetime, policy: DedupPolicy, area: str = "") -> Effects:
+def _unindex(view: StateView, writes: dict[str, bytes | None], case: CaseState, policy: DedupPolicy) -> None:
+    for report_id in case.reports:
+        writes[seen_key(report_id)] = None
+    for key in case.claims:
+        existing = _ref(view, key)
+        if existing is not None and existing.case_id == case.case_id:
+            writes[key] = None
+    if case.anchor is not None:
+        key = _anchor_cell(case.anchor, policy)
+        raw = view.get(key)
+        case_ids = [cid for cid in (CellCases.model_validate_json(raw).case_ids if raw else []) if cid != case.case_id]
+        writes[key] = CellCases(case_ids=case_ids).model_dump_json().encode() if case_ids else None
+    if case.pending:
+        writes[pending_key(case.case_id)] = None
+
+
+def _anchor_cell(anchor: tuple[float, float], policy: DedupPolicy) -> str:
+    return cell_key(h3.latlng_to_cell(anchor[0], anchor[1], policy.h3_resolution))
+
+
+def _record(view: StateView, effects: Effects, old: CaseState | None, new: CaseState, report: EnrichedReport,
+            policy: DedupPolicy, sequence: int, fingerprint: str | None) -> None:
+    """The case as written: with the report's id and fingerprint in it; and the index entries that follow."""
+    submitted = report.report.submitted_at
+    fingerprints = {
+        key: seen_at for key, seen_at in new.fingerprints.items() if submitted - seen_at <= policy.resubmission_window
+    }
+    if fingerprint is not None:
+        fingerprints[fingerprint] = max(submitted, fingerprints.get(fingerprint, submitted))
+    case = new.model_copy(update={
+        "reports": {**new.reports, report.report.report_id: sequence}, "fingerprints": fingerprints,
+    })
+    effects.case = case
+    effects.index = index_writes(view, old, case, policy)
+
+
+def decide_report(view: StateView, report: EnrichedReport, now: datetime, policy: DedupPolicy, area: str = "",
+                  sequence: int = 0) -> Effects:
     """The deduplication decision for one enriched report; ``now`` is the record's Kafka timestamp, ``area`` its
-    key (streams/dedup_area.py)."""
+    key (streams/dedup_area.py), ``sequence`` its offset (the order of the index claims)."""
     effects = Effects()
     canonical = report.report
     if view.get(seen_key(canonical.report_id)) is not None:
@@ -375,28 +479,32 @@ def decide_report(view: StateView, report: EnrichedReport, now: datetime, policy
         return effects
 
     case = find_case(view, report, policy)
-    if case is not None:
-        fingerprint = contact_fingerprint(report, case.case_id, policy)
-        if fingerprint is not None:
-            previous = _ref(view, resubmission_key(fingerprint))
-            if previous and previous.seen_at and canonical.submitted_at - previous.seen_at <= policy.resubmission_window:
-                effects.outcome = DedupOutcome.RESUBMISSION
-                effects.writes[seen_key(canonical.report_id)] = CaseRef(case_id=case.case_id).model_dump_json().encode()
-                return effects
-        _merge(view, effects, case, report, now, policy)
-    else:
-        case = _open(view, effects, report, now, policy, area)
-        fingerprint = contact_fingerprint(report, case.case_id, policy)
-    effects.writes[seen_key(canonical.report_id)] = CaseRef(case_id=case.case_id).model_dump_json().encode()
-    if fingerprint is not None:
-        effects.writes[resubmission_key(fingerprint)] = (
-            CaseRef(case_id=case.case_id, seen_at=canonical.submitted_at).model_dump_json().encode()
-        )
+    if case is None:
+        opened = _open(view, effects, report, now, policy, area, sequence)
+        fingerprint = contact_fingerprint(report, opened.case_id, policy)
+        _record(view, effects, None, opened, report, policy, sequence, fingerprint)
+        return effects
+    fingerprint = contact_fingerprint(report, case.case_id, policy)
+    if fingerprint is not None and _resubmitted(view, case, fingerprint, canonical.submitted_at, policy):
+        effects.outcome = DedupOutcome.RESUBMISSION
+        _record(view, effects, case, case, report, policy, sequence, None)
+        return effects
+    merged = _merge(view, effects, case, report, now, policy, sequence)
+    _record(view, effects, case, merged, report, policy, sequence, fingerprint)
     return effects
 
 
+def _resubmitted(view: StateView, case: CaseState, fingerprint: str, submitted: datetime, policy: DedupPolicy) -> bool:
+    seen_at = case.fingerprints.get(fingerprint)
+    if seen_at is None:  # an older state kept fingerprints in entries of their own
+        previous = _ref(view, resubmission_key(fingerprint))
+        seen_at = previous.seen_at if previous else None
+    return seen_at is not None and submitted - seen_at <= policy.resubmission_window
+
+
 def _open(
-    view: StateView, effects: Effects, report: EnrichedReport, now: datetime, policy: DedupPolicy, area: str
+    view: StateView, effects: Effects, report: EnrichedReport, now: datetime, policy: DedupPolicy, area: str,
+    sequence: int,
 ) -> CaseState:
     canonical, jurisdiction = report.report, report.jurisdiction
     # Stable: the same first report always opens the same case, whoever processes it and however often.
@@ -418,9 +526,8 @@ def _open(
         version=1,
         last_event_at=now,
     )
+    case = case.model_copy(update={"claims": _claims(view, case, report, policy, sequence)})
     effects.outcome = DedupOutcome.OPENED
-    effects.writes[case_key(case_id)] = case.model_dump_json().encode()
-    _index_report(OverlayView(view, effects.writes), effects, case, report, policy)
     effects.events.append(
         CaseEvent(
             CaseOpened(
@@ -458,8 +565,9 @@ def _link(effects: Effects, case: CaseState, report: EnrichedReport, now: dateti
 
 
 def _merge(
-    view: StateView, effects: Effects, case: CaseState, report: EnrichedReport, now: datetime, policy: DedupPolicy
-) -> None:
+    view: StateView, effects: Effects, case: CaseState, report: EnrichedReport, now: datetime, policy: DedupPolicy,
+    sequence: int,
+) -> CaseState:
     canonical = report.report
     merged = case.model_copy(
         update={
@@ -468,19 +576,18 @@ def _merge(
             "last_seen": max(case.last_seen, canonical.submitted_at),
             "channels": sorted({*case.channels, canonical.channel}),
             "pending": [*case.pending, report],
+            "claims": _claims(view, case, report, policy, sequence),
         }
     )
     effects.outcome = DedupOutcome.MERGED
-    _index_report(OverlayView(view, effects.writes), effects, merged, report, policy)
     _link(effects, merged, report, now)
     due_at = merged.last_event_at + policy.update_throttle
     if not case.pending and now >= due_at:
-        merged = _emit_update(effects, merged, now, triggered_by=report)
-    else:
-        # A busy case: this report waits for the case's next update, at most one per throttle interval.
-        effects.throttled = True
-        effects.pending[case.case_id] = (_tick_key(case), due_at)
-    effects.writes[case_key(case.case_id)] = merged.model_dump_json().encode()
+        return _emit_update(effects, merged, now, triggered_by=report)
+    # A busy case: this report waits for the case's next update, at most one per throttle interval.
+    effects.throttled = True
+    effects.pending[case.case_id] = (_tick_key(case), due_at)
+    return merged
 
 
 def _emit_update(effects: Effects, case: CaseState, now: datetime, triggered_by: EnrichedReport | None) -> CaseState:
@@ -506,13 +613,16 @@ def flush_case(view: StateView, case_id: str, now: datetime, policy: DedupPolicy
     case = load_case(view, case_id)
     if case is None or not case.pending:
         effects.pending[case_id] = None  # a stale hint: nothing waits any more
+        if view.get(pending_key(case_id)) is not None:
+            effects.index[pending_key(case_id)] = None
         return effects
     due_at = case.last_event_at + policy.update_throttle
     if now < due_at:
         effects.pending[case_id] = (_tick_key(case), due_at)
         return effects
     flushed = _emit_update(effects, case, now, triggered_by=None)
-    effects.writes[case_key(case_id)] = flushed.model_dump_json().encode()
+    effects.case = flushed
+    effects.index = index_writes(view, case, flushed, policy)
     return effects
 
 
@@ -551,4 +661,6 @@ def expired_keys(entries: Iterable[tuple[str, bytes]], now: datetime, policy: De
         elif key.startswith("cell:"):
             if not any(case_id in live_cases for case_id in CellCases.model_validate_json(raw).case_ids):
                 expired.append(key)
+        elif key.startswith("pending:") and key.removeprefix("pending:") not in live_cases:
+            expired.append(key)
     return expired

@@ -1,87 +1,68 @@
-"""The route stage's exactness through crashes, restarts and rewinds: each record's decision journaled, its state
-writes applied once, its events sent again until a commit says they are acknowledged.
+"""The route stage's exactness through crashes, restarts and rewinds, with one changelog record per record routed.
 
 Faust is at-least-once: a record may be handed to the route stage again after a crash, a rebalance or a rewind of
-its partition (streams/offset_rewind.py), while the state (local RocksDB and changelog) already holds its writes
-and those of the records after it. Three entries of the state make that safe:
+its partition (streams/offset_rewind.py), while the state already holds its writes and those of the records after
+it. A record's writes are one case record (streams/deduplication.py) and the index entries derived from it,
+written to the local store in one atomic batch; only the case record goes to the changelog. So a record's writes
+are either all in the state or none are, and the case record says what the record did:
 
-- ``wal:<partition>:<offset>``, the record's journal: every state write and every event it decided, written before
-  any of them;
-- the writes themselves, applied in order;
-- ``applied:<partition>``, which records' writes are all in the state: every offset up to a watermark, and the few
-  above it that came out of order (faust-streaming hands records out of order around a restart: it may skip some,
-  which its consumer's rewind then fetches again, streams/offset_rewind.py); written after the writes.
+- its report's id in ``reports``, with the record's offset: the record was routed (the ``seen:`` index leads from
+  the report to the case);
+- its events in ``journal``, the entries of the records whose offset is not committed yet (a commit comes only
+  after their events are acknowledged, streams/deliveries.py). An entry is dropped the next time its case is written
+  after that commit.
 
-A record already applied is never decided or applied again: the state is already past it, and writing its journal's
-(older) values again would undo what the records after it did. It only sends its journal's events again (same event
-ids: consumers apply them once), in case they were not acknowledged before the crash; without a journal (deleted
-once its offset was committed, so its events were acknowledged) it does nothing. A record not applied yet may have
-its journal and part of its writes in the state (a crash between them): its journal is applied whole. Any other
-record is decided against the state as it is.
+A record met again is therefore never decided or applied again: the state is already past it, and deciding it
+again would merge it twice. Its journal entry's events are sent again while its offset is not committed (same
+event ids: consumers apply them once); past the commit it does nothing. A record whose writes are not in the state
+is decided against the state as it is, whatever order Faust hands records out in (faust-streaming may skip records
+around a restart, which its consumer's rewind then fetches again).
 
-Found by the kill -9 fault test: after a restart the route stage replayed a partition's journals, committed, then
-the partition was rewound to its start (the seek to the committed offset had asked the broker before that commit);
-replaying the first record's journal wrote its case back to one report, and the journals after it had been
-deleted by the commit, so the merged reports of that case were lost. A single watermark was not enough: in the same
-restart Faust had skipped ten records before the rewind brought them back, and a watermark past them took them for
-applied.
+A flush tick is met again the same way (its entry in the case's journal); once its entry is dropped, deciding it
+again flushes nothing: the tick's own timestamp is before the case's next flush is due. A sweep is simply done
+again.
+
+The kill -9 fault test found why a record applied must never be applied again: after a restart the route stage
+replayed a partition, committed, then the partition was rewound to its start (the seek to the committed offset had
+asked the broker before that commit); writing the first record's decision again put its case back to one report.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-from pydantic import AliasChoices, AwareDatetime, BaseModel, Field
-
 from schemas.events import CaseLinked, CaseOpened
-from streams.deduplication import CaseEvent, DedupOutcome, Effects
+from streams.deduplication import (
+    CaseEvent,
+    CaseRef,
+    CaseState,
+    DedupPolicy,
+    Effects,
+    JournaledEvent,
+    JournalEntry,
+    case_key,
+    index_writes,
+    seen_key,
+)
 from streams.worker_cipher import WorkerCipher
 
-JOURNAL_PREFIX = "wal:"
-APPLIED_PREFIX = "applied:"
+# Keys of the state written before the case records held their journal: deleted by the sweep.
+LEGACY_PREFIXES = ("wal:", "applied:")
 
 
-class PendingHint(BaseModel):
-    # The key of the case's reports (its deduplication area): the flush tick sent with it reaches the case's partition.
-    # ``unit_id``: the name this field had when reports were keyed by unit.
-    key: str = Field(validation_alias=AliasChoices("key", "unit_id"))
-    due_at: AwareDatetime
+class CaseStore(Protocol):
+    """A partition's state as the journal writes it: sealed values; the case record is changelogged, the index
+    entries stay local; both in one atomic write."""
+
+    def get(self, partition: int, key: str) -> bytes | None: ...
+
+    def write(self, partition: int, case: tuple[str, bytes] | None, local: dict[str, bytes | None]) -> None: ...
 
 
-class JournaledEvent(BaseModel):
-    opened: bool
-    linked: bool = False
-    payload: str
-    copies_to: list[str] | None = None  # None in a journal written before copies were decided
-    report_received_at: AwareDatetime | None = None
-
-
-class Journal(BaseModel):
-    """Everything one record did to the state and sent."""
-
-    outcome: DedupOutcome | None
-    throttled: bool
-    writes: dict[str, str | None]
-    pending: dict[str, PendingHint | None]
-    events: list[JournaledEvent]
-
-    @classmethod
-    def of(cls, effects: Effects) -> Journal:
-        return cls(
-            outcome=effects.outcome,
-            throttled=effects.throttled,
-            writes={key: None if value is None else value.decode() for key, value in effects.writes.items()},
-            pending={
-                case_id: None if hint is None else PendingHint(key=hint[0], due_at=hint[1])
-                for case_id, hint in effects.pending.items()
-            },
-            events=[_journaled(event) for event in effects.events],
-        )
-
-
-def _journaled(event: CaseEvent) -> JournaledEvent:
+def journaled(event: CaseEvent) -> JournaledEvent:
     trigger = event.triggered_by
     return JournaledEvent(
         opened=isinstance(event.payload, CaseOpened),
@@ -92,113 +73,109 @@ def _journaled(event: CaseEvent) -> JournaledEvent:
     )
 
 
-# Offsets applied out of order, at most: past this, the records below them are taken as gone (deleted by the
-# topic's retention while no worker ran) and the watermark moves up to them.
-MAX_OUT_OF_ORDER = 1_000
-
-
-class AppliedOffsets(BaseModel):
-    """Every offset up to ``watermark``, and those in ``above``, have their writes in the state."""
-
-    watermark: int = -1
-    above: list[int] = []
-
-    def __contains__(self, offset: object) -> bool:
-        return isinstance(offset, int) and (offset <= self.watermark or offset in self.above)
-
-    def add(self, offset: int) -> AppliedOffsets:
-        above = sorted({*self.above, offset})
-        watermark = self.watermark
-        if len(above) > MAX_OUT_OF_ORDER:
-            watermark = max(watermark, above[0] - 1)
-        while above and above[0] <= watermark + 1:
-            watermark = max(watermark, above.pop(0))
-        return AppliedOffsets(watermark=watermark, above=above)
-
-
-class StateTable(Protocol):
-    """The part of a Faust table the journal uses (keys and values as Faust's raw codec gives them)."""
-
-    def get(self, key: str) -> bytes | None: ...
-
-    def __setitem__(self, key: str, value: bytes) -> None: ...
-
-    def __delitem__(self, key: str) -> None: ...
-
-
-def journal_key(partition: int, offset: int) -> str:
-    return f"{JOURNAL_PREFIX}{partition}:{offset}"
-
-
-def applied_key(partition: int) -> str:
-    return f"{APPLIED_PREFIX}{partition}"
-
-
 @dataclass(frozen=True)
 class Step:
-    """What processing one record came to: the journal whose events to send (None: nothing to send), whether the
-    record was decided now (False: already applied, or replayed from its journal)."""
+    """What processing one record came to: the decision (None: routed and acknowledged before, nothing to do),
+    whether its events are to be sent, whether it was met again rather than decided now."""
 
-    journal: Journal | None
-    decided: bool
+    entry: JournalEntry | None
+    send: bool
     replayed: bool
+    throttled: bool = False
+
+
+class SealedView:
+    """A partition's state as the pure deduplication reads it: values opened (a value altered is refused)."""
+
+    def __init__(self, store: CaseStore, seal: WorkerCipher, partition: int) -> None:
+        self.store, self.seal, self.partition = store, seal, partition
+
+    def get(self, key: str) -> bytes | None:
+        raw = self.store.get(self.partition, key)
+        return None if raw is None else self.seal.open(raw)
 
 
 class RouteJournal:
-    def __init__(self, state: StateTable, pending: StateTable, seal: WorkerCipher) -> None:
-        self.state = state
-        self.pending = pending
+    def __init__(self, store: CaseStore, seal: WorkerCipher) -> None:
+        self.store = store
         self.seal = seal
 
-    def applied(self, partition: int) -> AppliedOffsets:
-        raw = self.state.get(applied_key(partition))
-        return AppliedOffsets() if raw is None else AppliedOffsets.model_validate_json(self.seal.open(bytes(raw)))
+    def view(self, partition: int) -> SealedView:
+        return SealedView(self.store, self.seal, partition)
 
-    def journal(self, partition: int, offset: int) -> Journal | None:
-        raw = self.state.get(journal_key(partition, offset))
-        return Journal.model_validate_json(self.seal.open(bytes(raw))) if raw else None
+    def step(self, partition: int, offset: int, decide: Callable[[], Effects], committed: int | None, *,
+             report_id: str | None = None, case_id: str | None = None) -> Step:
+        """Process the record at ``partition``/``offset`` (a report, or a flush tick of ``case_id``): its writes
+        happen here, at most once; the caller sends the returned entry's events when ``send`` says so.
+        ``committed`` is the partition's committed offset (None: not known)."""
+        met = self._met_before(partition, offset, report_id, case_id, committed)
+        if met is not None:
+            return met
+        effects = decide()
+        entry = JournalEntry(partition=partition, offset=offset, outcome=effects.outcome,
+                             events=[journaled(event) for event in effects.events])
+        local = {key: None if value is None else self.seal.seal(value) for key, value in effects.index.items()}
+        case = None
+        if effects.case is not None:
+            kept = [
+                old for old in effects.case.journal
+                if old.partition == partition and old.offset != offset and (committed is None or old.offset >= committed)
+            ]
+            record = effects.case.model_copy(update={"journal": [*kept, entry] if entry.events else kept})
+            case = (case_key(record.case_id), self.seal.seal(record.model_dump_json().encode()))
+        if case is not None or local:
+            self.store.write(partition, case, local)
+        return Step(entry, send=bool(entry.events), replayed=False, throttled=effects.throttled)
 
-    def step(self, partition: int, offset: int, decide: Callable[[], Effects]) -> Step:
-        """Process the record at ``partition``/``offset``: its state writes happen here, at most once; the caller
-        sends the returned journal's events."""
-        journal = self.journal(partition, offset)
-        applied = self.applied(partition)
-        if offset in applied:
-            return Step(journal, decided=False, replayed=journal is not None)
-        replayed = journal is not None
-        if journal is None:
-            journal = Journal.of(decide())
-            self.state[journal_key(partition, offset)] = self.seal.seal(journal.model_dump_json().encode())
-        self._apply(journal)
-        self._mark(partition, applied.add(offset))
-        return Step(journal, decided=not replayed, replayed=replayed)
+    def _met_before(self, partition: int, offset: int, report_id: str | None, case_id: str | None,
+                    committed: int | None) -> Step | None:
+        view = self.view(partition)
+        if report_id is not None:
+            raw = view.get(seen_key(report_id))
+            case_id = CaseRef.model_validate_json(raw).case_id if raw else None
+            if case_id is None:
+                return None
+        if case_id is None:
+            return None
+        raw_case = view.get(case_key(case_id))
+        if raw_case is None:
+            return None
+        case = CaseState.model_validate_json(raw_case)
+        entry = next((e for e in case.journal if e.partition == partition and e.offset == offset), None)
+        acknowledged = committed is not None and offset < committed
+        if entry is not None:
+            return Step(entry, send=not acknowledged, replayed=True)
+        if report_id is not None and case.reports.get(report_id) == offset:
+            return Step(None, send=False, replayed=True)
+        return None  # not this record's: a duplicate of another record's report, or a tick to decide
 
-    def already_applied(self, partition: int, offset: int) -> bool:
-        return offset in self.applied(partition)
 
-    def mark_applied(self, partition: int, offset: int) -> None:
-        """After the writes of a record that has no journal (a sweep, which is simply done again after a crash)."""
-        self._mark(partition, self.applied(partition).add(offset))
+class _RestoringView:
+    """A partition's index while changelog records are restored: the writes derived so far over the stored ones."""
 
-    def _mark(self, partition: int, applied: AppliedOffsets) -> None:
-        self.state[applied_key(partition)] = self.seal.seal(applied.model_dump_json().encode())
+    def __init__(self, read: Callable[[str], bytes | None], local: dict[str, bytes | None], seal: WorkerCipher) -> None:
+        self.read, self.local, self.seal = read, local, seal
 
-    def forget(self, partition: int, offset: int) -> None:
-        self.delete(journal_key(partition, offset))
+    def get(self, key: str) -> bytes | None:
+        raw = self.local[key] if key in self.local else self.read(key)
+        return None if raw is None else self.seal.open(raw)
 
-    def delete(self, key: str) -> None:
-        if self.state.get(key) is not None:
-            del self.state[key]
 
-    def _apply(self, journal: Journal) -> None:
-        for key, value in journal.writes.items():
-            if value is None:
-                self.delete(key)
-            else:
-                self.state[key] = self.seal.seal(value.encode())
-        for case_id, hint in journal.pending.items():
-            if hint is None:
-                if self.pending.get(case_id) is not None:
-                    del self.pending[case_id]
-            else:
-                self.pending[case_id] = hint.model_dump_json().encode()
+def restored_index(records: Iterable[tuple[int, str, bytes | None]], read: Callable[[int, str], bytes | None],
+                   policy: DedupPolicy, seal: WorkerCipher) -> dict[int, dict[str, bytes | None]]:
+    """The index entries (sealed; None deletes) that changelog records (partition, key, sealed value), restored in
+    their order over a store read by ``read``, derive: what the worker wrote locally when it wrote them."""
+    derived: dict[int, dict[str, bytes | None]] = {}
+    cases: dict[tuple[int, str], bytes | None] = {}
+    for partition, key, value in records:
+        if not key.startswith("case:"):
+            continue
+        local = derived.setdefault(partition, {})
+        old_raw = cases[(partition, key)] if (partition, key) in cases else read(partition, key)
+        old = None if old_raw is None else CaseState.model_validate_json(seal.open(old_raw))
+        new = None if value is None else CaseState.model_validate_json(seal.open(value))
+        view = _RestoringView(functools.partial(read, partition), local, seal)
+        writes = index_writes(view, old, new, policy)
+        local.update({k: None if v is None else seal.seal(v) for k, v in writes.items()})
+        cases[(partition, key)] = value
+    return derived

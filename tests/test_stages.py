@@ -249,7 +249,7 @@ def test_the_worker_creates_beforehand_exactly_the_changelog_topics_faust_uses(t
     ensure_development_secrets(settings)
     app = create_app(settings, PipelineMetrics(), JurisdictionReference.from_settings(settings))
     faust_names = {table.changelog_topic.get_topic_name() for table in app.tables.values()}
-    assert faust_names == set(changelog_topics(settings)) == {"t.w-dedup-state-changelog", "t.w-dedup-pending-changelog"}
+    assert faust_names == set(changelog_topics(settings)) == {"t.w-dedup-state-changelog"}
 
 
 def test_case_events_of_the_previous_version_are_still_read_and_older_ones_refused() -> None:
