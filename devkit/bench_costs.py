@@ -58,3 +58,27 @@ def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     # utime and stime are the 14th and 15th fields of stat(5); the split starts at the 3rd
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def last_unit_write_ms(settings: Settings) -> int | None:
+    """When the worker wrote its last record to a unit queue of the namespace: the largest CreateTime of the last
+    record of every unit queue partition (the worker's producer stamps each record as it sends it)."""
+    consumer = new_consumer(settings, Role.ADMIN, "signalements-bench")
+    try:
+        names = [name for name in consumer.topics() if name.startswith(f"{settings.topic_namespace}unit.")]
+        partitions = [TopicPartition(name, p) for name in names for p in consumer.partitions_for_topic(name) or ()]
+        ends = {tp: end for tp, end in consumer.end_offsets(partitions).items() if end > 0}
+        if not ends:
+            return None
+        consumer.assign(list(ends))
+        for tp, end in ends.items():
+            consumer.seek(tp, end - 1)
+        latest: dict[TopicPartition, int] = {}
+        for _ in range(20):
+            for tp, records in consumer.poll(timeout_ms=1000).items():
+                latest[tp] = max([latest.get(tp, 0), *(record.timestamp for record in records)])
+            if len(latest) == len(ends):
+                break
+        return max(latest.values()) if latest else None
+    finally:
+        consumer.close()

@@ -35,7 +35,7 @@ from pathlib import Path
 from kafka import KafkaProducer, TopicPartition
 from pydantic import BaseModel
 
-from devkit.bench_costs import cpu_seconds, records_per_report, records_written
+from devkit.bench_costs import cpu_seconds, last_unit_write_ms, records_per_report, records_written
 from devkit.commune_places import places_of
 from devkit.dev_pki import ensure_development_secrets
 from devkit.local_broker import LocalCluster
@@ -448,6 +448,10 @@ def measure_pipeline(
     )
     worker_cpu_s = cpu_seconds(worker_pid) - cpu_before
     figures = pipeline_figures(store_dir, [s.report_id for s in submissions], produced.first_ms)
+    # The worker alone: from the first measured raw record to its last write on a unit queue (consumers left out).
+    last_write_ms = last_unit_write_ms(settings)
+    if last_write_ms is not None and last_write_ms > produced.first_ms:
+        figures["worker_reports_per_s"] = round(len(submissions) * 1000 / (last_write_ms - produced.first_ms), 1)
     figures["produce_reports_per_s"] = round(len(submissions) / produced.duration_s, 1)
     figures["worker_cpu_ms_per_report"] = round(worker_cpu_s * 1000 / len(submissions), 3)
     figures.update(records_per_report(records_written(settings), expected))
@@ -534,6 +538,8 @@ def _run(settings: Settings, reports: int, rate: float) -> dict[str, object]:
         **relay,
         # issue 15's yardstick: the pipeline against the same run's no-logic Faust relay of the same records
         "pipeline_to_relay_ratio": round(pipeline["pipeline_reports_per_s"] / relay["relay_records_per_s"], 3),
+        **({"worker_to_relay_ratio": round(pipeline["worker_reports_per_s"] / relay["relay_records_per_s"], 3)}
+           if "worker_reports_per_s" in pipeline else {}),
         "kafka": bench.bootstrap_servers,
         "partitions": bench.topic_partitions,
         "namespace": bench.topic_namespace,

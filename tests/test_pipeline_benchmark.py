@@ -32,6 +32,12 @@ def test_bench_measures_the_pipeline_the_relay_and_what_each_report_costs(kafka_
         figures["pipeline_reports_per_s"] / figures["relay_records_per_s"], abs=0.001)
     assert 0 < figures["latency_p50_s"] <= figures["latency_p95_s"] <= figures["latency_p99_s"]
     assert figures["worker_cpu_ms_per_report"] > 0
+    # The worker alone finishes before the consumers have stored everything.
+    assert figures["worker_reports_per_s"] >= figures["pipeline_reports_per_s"] > 0
+    assert figures["worker_to_relay_ratio"] == pytest.approx(
+        figures["worker_reports_per_s"] / figures["relay_records_per_s"], abs=0.001)
+    # One changelog record per report at most (the case record; a duplicate writes none): issue 15's target.
+    assert 0 < figures["records_per_report_changelogs"] <= 1.0
     # Each report makes its enriched record (normalized in the same agent: nothing on reports.normalized; a few route
     # ticks besides) and at least its case event on a unit queue.
     assert 1 <= figures["records_per_report_internal"] < 1.5 and figures["records_per_report_unit_queues"] >= 1
