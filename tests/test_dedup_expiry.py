@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from rocksdict import Options, Rdict
 from pipeline_probe import make_settings, read_topic, services_environment, wait_for
+from rocksdict import Options, Rdict
 
 from devkit.dedup_traffic import TrafficShape, ground_truth_traffic
 from devkit.local_run import Services

@@ -34,12 +34,12 @@ class DictStore:
         return self.local.get(key)
 
     def write(self, partition: int, case: tuple[str, bytes] | None, local: dict[str, bytes | None]) -> None:
-        self._apply(local)
+        self.apply(local)
         if case is not None:
             self.local[case[0]] = case[1]
             self.changelog.append((partition, *case))
 
-    def _apply(self, writes: dict[str, bytes | None]) -> None:
+    def apply(self, writes: dict[str, bytes | None]) -> None:
         for key, value in writes.items():
             if value is None:
                 self.local.pop(key, None)
@@ -185,10 +185,10 @@ def test_restoring_the_changelog_derives_the_index_the_worker_wrote() -> None:
     restored = DictStore()
     # Restoring in two batches, as Faust does, each derived over what the previous one left.
     for batch in (store.changelog[:3], store.changelog[3:]):  # the last batch holds both cases
-        for partition, writes in restored_index(batch, restored.get, POLICY, SEAL).items():
-            restored._apply(writes)
+        for writes in restored_index(batch, restored.get, POLICY, SEAL).values():
+            restored.apply(writes)
         for _, key, value in batch:
-            restored._apply({key: value})
+            restored.apply({key: value})
     assert restored.opened() == store.opened()
 
 
