@@ -135,11 +135,17 @@ def generate(
 def bench(
     reports: Annotated[int, typer.Option(help="synthetic reports to push through the pipeline")] = 5000,
     rate: Annotated[float, typer.Option(help="reports per second; 0 sends as fast as possible")] = 0.0,
+    workers: Annotated[int, typer.Option(min=1, help="worker processes in the group (each another machine)")] = 1,
+    steady_rate: Annotated[
+        float, typer.Option(help="then offer reports at this steady rate and measure their latency apart; 0: no")
+    ] = 300.0,
+    steady_seconds: Annotated[float, typer.Option(min=1, help="how long the steady phase lasts")] = 20.0,
 ) -> None:
     """Push synthetic reports through a freshly started pipeline and print one JSON line of figures."""
-    from devkit.bench_pipeline import run_bench
+    from devkit.bench_pipeline import BenchPlan, run_bench
 
-    run_bench(settings_from_environment(), reports=reports, rate=rate)
+    run_bench(settings_from_environment(), BenchPlan(reports=reports, rate=rate, workers=workers,
+                                                     steady_rate=steady_rate, steady_s=steady_seconds))
 
 
 def bench_intake(

@@ -426,9 +426,35 @@ def delete_topics(settings: Settings) -> None:
         admin.close()
 
 
+def worker_names(workers: int) -> list[str]:
+    return [f"worker-{number}" for number in range(1, workers + 1)]
+
+
+def start_workers(settings: Settings, services: Services, workers: int) -> None:
+    """``workers`` worker processes in one consumer group, each another machine: its own state directory (Faust's
+    RocksDB) and metrics port; then wait until each has its partitions (a later join would rebalance mid-run)."""
+    for number, name in enumerate(worker_names(workers), start=1):
+        state_dir = settings.state_dir / name
+        state_dir.mkdir(parents=True, exist_ok=True)
+        services.start(name, "worker", env={"SIGNALEMENTS_STATE_DIR": str(state_dir),
+                                            "SIGNALEMENTS_WORKER_METRICS_PORT": str(free_port() if number > 1 else
+                                                                                   settings.worker_metrics_port)})
+    logs = [settings.log_dir / f"{name}.log" for name in worker_names(workers)]
+
+    def ready() -> int:
+        return sum(1 for log in logs if log.exists() and "Worker ready" in log.read_text(errors="replace"))
+
+    wait_until("workers ready", ready, workers, READY_TIMEOUT_S, services.check_alive)
+
+
+def workers_cpu_seconds(services: Services, workers: int) -> float:
+    # the CLI runs each worker in its own process
+    return sum(cpu_seconds(services.processes[name].pid) for name in worker_names(workers))
+
+
 def measure_pipeline(
     settings: Settings, services: Services, producer: KafkaProducer, warmup: list[Submission],
-    submissions: list[Submission], rate: float,
+    submissions: list[Submission], rate: float, workers: int = 1,
 ) -> tuple[dict[str, float], Produced, Produced]:
     """Figures of the pipeline, and what was produced (warm-up, measured) to feed the relay the same records."""
     topics = Topics(settings.topic_namespace)
@@ -437,8 +463,7 @@ def measure_pipeline(
     warmed = produce(producer, submission_records(topics, warmup))
     wait_until("warm-up stored", lambda: count_stored(store_dir), len(warmup), READY_TIMEOUT_S, services.check_alive)
     _say(f"pipeline: producing {len(submissions)} reports")
-    worker_pid = services.processes["worker"].pid  # the CLI runs the worker in its own process
-    cpu_before = cpu_seconds(worker_pid)
+    cpu_before = workers_cpu_seconds(services, workers)
     produced = produce(producer, submission_records(topics, submissions), rate)
     _say(f"produced in {produced.duration_s:.2f}s ({len(submissions) / produced.duration_s:.0f}/s)")
     expected = len(warmup) + len(submissions)
@@ -446,7 +471,7 @@ def measure_pipeline(
         "pipeline stored", lambda: count_stored(store_dir), expected, 120 + len(submissions) * 0.05,
         services.check_alive,
     )
-    worker_cpu_s = cpu_seconds(worker_pid) - cpu_before
+    worker_cpu_s = workers_cpu_seconds(services, workers) - cpu_before
     figures = pipeline_figures(store_dir, [s.report_id for s in submissions], produced.first_ms)
     # The worker alone: from the first measured raw record to its last write on a unit queue (consumers left out).
     last_write_ms = last_unit_write_ms(settings)
@@ -456,6 +481,26 @@ def measure_pipeline(
     figures["worker_cpu_ms_per_report"] = round(worker_cpu_s * 1000 / len(submissions), 3)
     figures.update(records_per_report(records_written(settings), expected))
     return figures, warmed, produced
+
+
+def measure_steady(
+    settings: Settings, services: Services, producer: KafkaProducer, submissions: list[Submission], rate: float,
+    already_stored: int,
+) -> dict[str, float]:
+    """Latency of reports offered at a steady ``rate`` once the backlog is gone: what a report waits when the
+    pipeline keeps up (or, above its throughput, how fast the queue grows)."""
+    topics = Topics(settings.topic_namespace)
+    store_dir = settings.unit_store_dir
+    _say(f"steady: {len(submissions)} reports at {rate:.0f}/s")
+    produced = produce(producer, submission_records(topics, submissions), rate)
+    wait_until("steady stored", lambda: count_stored(store_dir), already_stored + len(submissions),
+               120 + len(submissions) * 0.05, services.check_alive)
+    figures = pipeline_figures(store_dir, [s.report_id for s in submissions], produced.first_ms)
+    return {
+        "steady_rate": rate,
+        "steady_offered_per_s": round(len(submissions) / produced.duration_s, 1),
+        **{f"steady_{name}": value for name, value in figures.items() if name.startswith("latency_")},
+    }
 
 
 def measure_relay(
@@ -485,21 +530,37 @@ def measure_relay(
         stop_process(relay)
 
 
-def run_bench(settings: Settings, reports: int, rate: float = 0.0) -> None:
-    """Measure the pipeline and the relay with ``reports`` records; ``rate`` > 0 paces the producer (reports/s).
+@dataclass(frozen=True)
+class BenchPlan:
+    """What one run measures."""
+
+    reports: int  # the measured reports, flat out (or paced by ``rate``)
+    rate: float = 0.0  # > 0 paces the measured reports (reports/s)
+    workers: int = 1  # worker processes in the group
+    steady_rate: float = 0.0  # > 0: then reports at this steady rate, their latency measured apart
+    steady_s: float = 20.0  # for this long
+
+    @property
+    def steady_reports(self) -> int:
+        return round(self.steady_rate * self.steady_s) if self.steady_rate > 0 else 0
+
+
+def run_bench(settings: Settings, plan: BenchPlan) -> None:
+    """Measure the pipeline and the relay with ``plan.reports`` records, then the steady phase if asked.
 
     As fast as possible (the default), the latencies are mostly queueing behind the backlog, so they grow with
-    ``reports``; a paced run below the throughput measures the latency of a pipeline that keeps up.
+    ``reports``; the steady phase (or a paced run) below the throughput measures the latency of a pipeline that
+    keeps up.
     """
-    if reports < 1:
-        raise ValueError("reports must be at least 1")
+    if plan.reports < 1 or plan.workers < 1:
+        raise ValueError("reports and workers must be at least 1")
     # Only the final JSON line may reach stdout: anything printed meanwhile (Services' console) goes to stderr.
     with contextlib.redirect_stdout(sys.stderr):
-        result = _run(settings, reports, rate)
+        result = _run(settings, plan)
     print(json.dumps(result), flush=True)
 
 
-def _run(settings: Settings, reports: int, rate: float) -> dict[str, object]:
+def _run(settings: Settings, plan: BenchPlan) -> dict[str, object]:
     broker = LocalCluster.from_settings(settings) if settings.uses_local_broker else None
     started_broker = broker is not None and broker.running_pid() is None
     if broker is not None:
@@ -509,19 +570,27 @@ def _run(settings: Settings, reports: int, rate: float) -> dict[str, object]:
     bench = bench_settings(settings, stamp)
     reference = JurisdictionReference.from_settings(bench)
     _say(f"namespace {bench.topic_namespace} on {bench.bootstrap_servers}; state and logs in {bench.state_dir}")
-    warmup, submissions = prepare_submissions(reference, seed=int(time.time()), warmup_min=WARMUP_MIN, count=reports)
+    warmup, submissions = prepare_submissions(reference, seed=int(time.time()), warmup_min=WARMUP_MIN,
+                                              count=plan.reports + plan.steady_reports)
+    submissions, steady = submissions[:plan.reports], submissions[plan.reports:]
+    steady_figures: dict[str, float] = {}
     services = Services(bench.log_dir, bench.as_environment())
     producer: KafkaProducer | None = None
     try:
         create_topics(bench, reference.demo_unit_ids)
         producer = bench_producer(bench)
-        services.start("worker", "worker")
+        start_workers(bench, services, plan.workers)
         unit_args = [arg for unit_id in reference.demo_unit_ids for arg in ("--unit", unit_id)]
         services.start("consumers", "consume", *unit_args)
-        pipeline, warmed, produced = measure_pipeline(bench, services, producer, warmup, submissions, rate)
+        pipeline, warmed, produced = measure_pipeline(bench, services, producer, warmup, submissions, plan.rate,
+                                                      plan.workers)
         _say(f"pipeline: {pipeline}")
+        if steady:
+            steady_figures = measure_steady(bench, services, producer, steady, plan.steady_rate,
+                                            len(warmup) + len(submissions))
+            _say(f"steady: {steady_figures}")
         services.stop()  # an idle worker and consumers would still take CPU from the relay
-        relay = measure_relay(bench, producer, warmed.records, produced.records, rate)
+        relay = measure_relay(bench, producer, warmed.records, produced.records, plan.rate)
         _say(f"relay: {relay}")
     finally:
         if producer is not None:
@@ -532,9 +601,11 @@ def _run(settings: Settings, reports: int, rate: float) -> dict[str, object]:
         if broker is not None and started_broker:
             broker.stop()
     return {
-        "reports": reports,
-        "rate": rate or None,
+        "reports": plan.reports,
+        "rate": plan.rate or None,
+        "workers": plan.workers,
         **pipeline,
+        **steady_figures,
         **relay,
         # issue 15's yardstick: the pipeline against the same run's no-logic Faust relay of the same records
         "pipeline_to_relay_ratio": round(pipeline["pipeline_reports_per_s"] / relay["relay_records_per_s"], 3),

@@ -17,21 +17,28 @@ from signalements.settings import PROJECT_ROOT
 pytestmark = pytest.mark.processes
 
 REPORTS = 60
+STEADY_RATE, STEADY_S = 10, 3
 
 
 def test_bench_measures_the_pipeline_the_relay_and_what_each_report_costs(kafka_bootstrap: str, tmp_path: Path) -> None:
     env = {"PATH": "", "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "SIGNALEMENTS_STATE_DIR": str(tmp_path),
            **broker_access_environment()}
-    result = subprocess.run([sys.executable, "-m", "cli.main", "bench", "--reports", str(REPORTS)],
+    # Two workers in the group, as the scale-out figure is measured; then a short steady phase.
+    command = ["bench", "--reports", str(REPORTS), "--workers", "2", "--steady-rate", str(STEADY_RATE),
+               "--steady-seconds", str(STEADY_S)]
+    result = subprocess.run([sys.executable, "-m", "cli.main", *command],
                             capture_output=True, text=True, env=env, timeout=600, cwd=PROJECT_ROOT)
     assert result.returncode == 0, result.stderr[-4000:]
     figures = json.loads(result.stdout.strip().splitlines()[-1])
 
-    assert figures["reports"] == REPORTS and figures["pipeline_reports_per_s"] > 0 and figures["relay_records_per_s"] > 0
+    assert figures["reports"] == REPORTS and figures["workers"] == 2 and figures["pipeline_reports_per_s"] > 0 and figures["relay_records_per_s"] > 0
     assert figures["pipeline_to_relay_ratio"] == pytest.approx(
         figures["pipeline_reports_per_s"] / figures["relay_records_per_s"], abs=0.001)
     assert 0 < figures["latency_p50_s"] <= figures["latency_p95_s"] <= figures["latency_p99_s"]
     assert figures["worker_cpu_ms_per_report"] > 0
+    # The steady phase: its own reports, offered at about the asked rate, their latency measured apart.
+    assert figures["steady_rate"] == STEADY_RATE and 0 < figures["steady_offered_per_s"] <= STEADY_RATE * 1.1
+    assert 0 < figures["steady_latency_p50_s"] <= figures["steady_latency_p95_s"] <= figures["steady_latency_p99_s"]
     # The worker alone finishes before the consumers have stored everything.
     assert figures["worker_reports_per_s"] >= figures["pipeline_reports_per_s"] > 0
     assert figures["worker_to_relay_ratio"] == pytest.approx(
