@@ -12,6 +12,7 @@ ops/access_control.py. ``secured=False`` is the quick local mode: one PLAINTEXT 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -145,6 +146,11 @@ class LocalBroker:
             f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
             "-cp", f"{lib}/*", main_class, *args,
         ]
+
+    @property
+    def quorum_state_file(self) -> Path:
+        """Where KRaft keeps this node's view of the quorum (leader id and epoch, its vote)."""
+        return self._data / "__cluster_metadata-0" / "quorum-state"
 
     @property
     def _mode_stamp(self) -> Path:
@@ -420,6 +426,23 @@ class LocalCluster:
 
     def running(self) -> list[int]:
         return [node.node_id for node in self.nodes if node.running_pid() is not None]
+
+    def active_controller(self) -> int | None:
+        """The node leading the controller quorum, as the running nodes last learnt it: the leader of the highest
+        epoch in their quorum-state files (KRaft writes one on every election). DescribeCluster cannot tell: in
+        KRaft it names any broker as the "controller" to clients."""
+        known: list[tuple[int, int]] = []
+        for node in self.nodes:
+            state_file = node.quorum_state_file
+            if node.running_pid() is None or not state_file.exists():
+                continue
+            try:
+                state = json.loads(state_file.read_text())
+            except (OSError, ValueError):  # being rewritten: the next look will read it
+                continue
+            if int(state.get("leaderId", -1)) >= 0:
+                known.append((int(state["leaderEpoch"]), int(state["leaderId"])))
+        return max(known)[1] if known else None
 
     # What callers of the single broker used, for the whole cluster.
     def running_pid(self) -> int | None:

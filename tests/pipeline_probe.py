@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import httpx
 from kafka import TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
+from kafka.errors import KafkaError
 from prometheus_client.parser import text_string_to_metric_families
 
 from devkit.dev_pki import ensure_development_secrets
@@ -87,14 +88,45 @@ def services_environment(settings: Settings) -> dict[str, str]:
     return environment
 
 
-def wait_for(probe: Callable[[], T | None], timeout_s: float = 60, what: str = "condition") -> T:
+def wait_for(probe: Callable[[], T | None], timeout_s: float = 60, what: str = "condition",
+             explain: Callable[[], str] | None = None) -> T:
+    """Poll ``probe`` until it returns something true; on timeout, fail with ``explain()`` (where things stand)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         result = probe()
         if result:
             return result
         time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}" + (f"\n{explain()}" if explain else ""))
+
+
+def flow_positions(settings: Settings) -> str:
+    """Where the records of the namespace stand: each topic's end offsets, and each group's committed offsets on it
+    (a stage that stopped reading shows as a group behind its topic's end). For the message of a failed wait."""
+    from kafka import KafkaAdminClient
+
+    from signalements.kafka_clients import new_admin
+
+    lines: list[str] = []
+    try:
+        admin: KafkaAdminClient = new_admin(settings, Role.ADMIN, "tests-flow-positions")
+        consumer = new_consumer(settings, Role.ADMIN, "tests-flow-positions")
+        try:
+            names = sorted(n for n in admin.list_topics() if n.startswith(settings.topic_namespace))
+            partitions = [TopicPartition(n, p) for n in names for p in consumer.partitions_for_topic(n) or ()]
+            ends = consumer.end_offsets(partitions)
+            lines += [f"end {tp.topic}[{tp.partition}] = {end}" for tp, end in sorted(ends.items())]
+            groups = [g[0] for g in admin.list_consumer_groups() if str(g[0]).startswith(settings.topic_namespace)]
+            for group in sorted(groups):
+                offsets = admin.list_consumer_group_offsets(group)
+                lines += [f"group {group} at {tp.topic}[{tp.partition}] = {meta.offset}"
+                          for tp, meta in sorted(offsets.items())]
+        finally:
+            consumer.close()
+            admin.close()
+    except (KafkaError, OSError) as error:  # a diagnosis must never hide the failure it explains
+        lines.append(f"(positions not read: {error!r})")
+    return "\n".join(lines)
 
 
 def read_topic(settings: Settings, topic: str, timeout_s: float = 5) -> list[ConsumerRecord]:

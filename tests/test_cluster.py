@@ -1,5 +1,6 @@
 """The local three-node cluster (`signalements broker start --nodes 3`) and the pipeline on it, short versions of the
-production faults: one broker killed (kill -9) while reports flow through the intake, then two of three down.
+production faults while reports flow through the intake: one broker killed (kill -9), then the active controller
+of the quorum, then two of three nodes down.
 
 Replication 3 and min.insync.replicas 2: with one broker lost every report still gets 202 (two replicas
 acknowledge it) and reaches its unit once; with two lost the intake answers 503 with Retry-After, never a 202 for a
@@ -10,20 +11,32 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 from kafka.errors import KafkaError
-from pipeline_probe import RunningPipeline, make_settings, query_store, running_pipeline, wait_for
+from pipeline_probe import (
+    RunningPipeline,
+    flow_positions,
+    free_port,
+    make_settings,
+    query_store,
+    running_pipeline,
+    services_environment,
+    wait_for,
+)
 from sample_submissions import portal_dealing_point
 
 from devkit.local_broker import LocalCluster
+from devkit.local_run import Services
 from schemas.channels import Channel
 from schemas.reports import report_id_for
 from signalements.kafka_clients import new_admin
@@ -171,6 +184,20 @@ def stored_case_counts(settings: Settings, report_ids: list[str]) -> dict[str, i
     return {report_id: counts.get(report_id, 0) for report_id in report_ids}
 
 
+def kill_for_a_while(handle: LocalCluster, node_id: int, traffic: Traffic, down_s: float = 15) -> tuple[float, int]:
+    """kill -9 one node for ``down_s`` while the traffic flows, then start it again: the longest pause between two
+    202s meanwhile, and how many reports were accepted while it was down."""
+    node = next(node for node in handle.nodes if node.node_id == node_id)
+    node.kill()
+    killed_at, killed_count = time.monotonic(), len(traffic.accepted)
+    time.sleep(down_s)
+    accepted = len(traffic.accepted) - killed_count
+    pause = traffic.longest_pause_s(killed_at)
+    node.launch()
+    handle.wait_registered(120)
+    return pause, accepted
+
+
 def test_a_broker_lost_under_load_loses_nothing_and_two_lost_are_refused_not_accepted(
     cluster: tuple[LocalCluster, Settings], tmp_path: Path,
 ) -> None:
@@ -181,20 +208,25 @@ def test_a_broker_lost_under_load_loses_nothing_and_two_lost_are_refused_not_acc
     with running_pipeline(settings, [UNIT]) as pipeline:
         with Traffic(pipeline, per_second=4) as traffic:
             wait_for(lambda: len(traffic.accepted) >= 10, timeout_s=60, what="reports flowing")
-            lost = handle.nodes[1]
-            lost.kill()
-            killed_at, killed_count = time.monotonic(), len(traffic.accepted)
-            time.sleep(15)
-            assert len(traffic.accepted) >= killed_count + 10, "the intake kept accepting on two brokers"
-            pause = traffic.longest_pause_s(killed_at)
-            lost.launch()
-            handle.wait_registered(120)
+            # First a broker that does not lead the controller quorum, then the one that does: each node here is
+            # both, so the second loses a broker and the active controller at once.
+            controller = wait_for(handle.active_controller, timeout_s=30, what="the quorum's leader")
+            broker = next(node.node_id for node in handle.nodes if node.node_id != controller)
+            pause, accepted = kill_for_a_while(handle, broker, traffic)
+            assert accepted >= 10, "the intake kept accepting on two brokers"
+            controller = wait_for(handle.active_controller, timeout_s=30, what="the quorum's leader")
+            controller_pause, controller_accepted = kill_for_a_while(handle, controller, traffic)
+            assert controller_accepted >= 10, "the intake kept accepting with the active controller lost"
+            assert wait_for(lambda: (leader := handle.active_controller()) != controller and leader, timeout_s=30,
+                            what="another node leading the quorum") != controller
             time.sleep(5)
-        print(f"one broker killed: longest pause between two 202s {pause:.2f} s; "
-              f"{len(traffic.accepted) - killed_count} accepted after the kill")
+        print(f"broker {broker} killed: longest pause between two 202s {pause:.2f} s, {accepted} accepted while down; "
+              f"active controller {controller} killed: {controller_pause:.2f} s, {controller_accepted} accepted")
+        pipeline.services.check_alive()  # the worker and the consumers rode it out without a restart
         assert traffic.refused == [], "one broker lost: no report refused"
         counts = wait_for(lambda: (c := stored_case_counts(settings, traffic.accepted)) and all(c.values()) and c,
-                          timeout_s=180, what="every accepted report in its unit's store")
+                          timeout_s=180, what="every accepted report in its unit's store",
+                          explain=lambda: flow_positions(settings))
         assert set(counts.values()) == {1}, "each report in one case, opened once"
 
         # Two of three down: refused with Retry-After, never accepted; back by itself when they return.
@@ -216,4 +248,60 @@ def test_a_broker_lost_under_load_loses_nothing_and_two_lost_are_refused_not_acc
         wait_for(accepted_again, timeout_s=120, what="the intake accepting again")
         report_id = report_id_for(Channel.MONCOMMISSARIAT, body["submission_id"])
         wait_for(lambda: stored_case_counts(settings, [report_id])[report_id] == 1, timeout_s=120,
-                 what="the report refused, then accepted, stored once")
+                 what="the report refused, then accepted, stored once", explain=lambda: flow_positions(settings))
+
+
+# The session timeout the deployment runs with (docs/operating.md): a worker killed leaves the group this long
+# after its last heartbeat; shorter, a worker paused by a long GC or a slow recovery would be evicted mid-rebalance.
+RECOMMENDED_SESSION_TIMEOUT_S = 10.0
+
+
+def delivery_delays(settings: Settings, since: datetime) -> dict[str, float]:
+    """report id → seconds from its intake to its unit's store, for the reports received after ``since``."""
+    rows = query_store(settings, UNIT, "SELECT report_id, received_at, stored_at FROM case_reports")
+    return {str(report_id): (datetime.fromisoformat(str(stored)) - datetime.fromisoformat(str(received))).total_seconds()
+            for report_id, received, stored in rows if datetime.fromisoformat(str(received)) >= since}
+
+
+def test_two_workers_one_killed_the_other_takes_over_with_nothing_lost_or_opened_twice(
+    cluster: tuple[LocalCluster, Settings], tmp_path: Path,
+) -> None:
+    handle, local = cluster
+    settings = make_settings(local.bootstrap_servers, tmp_path, kafka_ssl_cafile=local.ca_file,
+                             kafka_credentials_dir=local.credentials_dir, topic_replication_factor=3,
+                             worker_session_timeout_s=RECOMMENDED_SESSION_TIMEOUT_S)
+    # The second worker is another machine: its own state directory (its standby copy) and metrics port.
+    (tmp_path / "second").mkdir()
+    second = Services(settings.log_dir / "second", {
+        **services_environment(settings), "SIGNALEMENTS_STATE_DIR": str(tmp_path / "second"),
+        "SIGNALEMENTS_WORKER_METRICS_PORT": str(free_port())})
+    second_log = settings.log_dir / "second" / "worker.log"
+    with running_pipeline(settings, [UNIT]) as pipeline:
+        try:
+            second.start("worker", "worker")
+            wait_for(lambda: second_log.exists() and "Worker ready" in second_log.read_text(errors="replace"),
+                     timeout_s=180, what="the second worker in the group with its partitions")
+            with Traffic(pipeline, per_second=4) as traffic:
+                wait_for(lambda: len(traffic.accepted) >= 20 and all(stored_case_counts(settings, traffic.accepted[:20])
+                                                                     .values()),
+                         timeout_s=120, what="reports delivered by both workers")
+                killed_at = datetime.now(UTC)
+                first = pipeline.services.processes["worker"]
+                os.killpg(first.pid, signal.SIGKILL)
+                first.wait(timeout=30)
+                time.sleep(RECOMMENDED_SESSION_TIMEOUT_S + 20)
+            counts = wait_for(lambda: (c := stored_case_counts(settings, traffic.accepted)) and all(c.values()) and c,
+                              timeout_s=180, what="every accepted report in its unit's store",
+                              explain=lambda: flow_positions(settings))
+            second.check_alive()
+        finally:
+            second.stop()
+    assert traffic.refused == [], "a worker lost: the intake refuses nothing"
+    assert set(counts.values()) == {1}, "each report in one case, opened once"
+    delays = delivery_delays(settings, killed_at)
+    assert delays, "reports accepted after the kill were delivered"
+    # The reports of the killed worker's partitions wait for the session timeout and the takeover: the longest
+    # delay after the kill is the time to the first delivery on them.
+    print(f"a worker killed (session timeout {RECOMMENDED_SESSION_TIMEOUT_S:.0f} s): longest delivery after the "
+          f"kill {max(delays.values()):.2f} s, median {sorted(delays.values())[len(delays) // 2]:.2f} s over "
+          f"{len(delays)} reports")
