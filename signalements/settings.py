@@ -92,6 +92,16 @@ class Settings(BaseSettings):
     worker_session_timeout_s: float = Field(
         default=60.0, ge=6, description="a worker silent this long leaves the group; its partitions move to the others"
     )
+    # Client tuning of the worker (docs/benchmarks.md says how each value was chosen).
+    worker_producer_linger_s: float = Field(
+        default=0.0, ge=0, description="how long the worker's producer waits to fill a batch (Faust's producer_linger)"
+    )
+    worker_max_poll_records: int | None = Field(
+        default=None, ge=1, description="records per fetch handed to the streams at most (unset: the client's own)"
+    )
+    worker_stream_buffer_maxsize: int = Field(
+        default=4096, ge=1, description="records each stream may hold fetched and not yet processed"
+    )
 
     # Deduplication of reports into cases (streams/deduplication.py).
     dedup_distance_m: float = Field(default=150.0, gt=0, description="reports of points closer than this are one point")

@@ -56,6 +56,9 @@ def create_app(settings: Settings, metrics: PipelineMetrics, reference: Jurisdic
         producer_acks=-1,
         broker_commit_interval=settings.worker_commit_interval_s,
         broker_session_timeout=settings.worker_session_timeout_s,
+        producer_linger=settings.worker_producer_linger_s,
+        broker_max_poll_records=settings.worker_max_poll_records,
+        stream_buffer_maxsize=settings.worker_stream_buffer_maxsize,
         consumer_auto_offset_reset="earliest",
         # Each raw topic has its own consumer offsets; nothing in the skeleton needs co-partitioned joins yet.
         topic_disable_leader=True,
