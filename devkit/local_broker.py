@@ -306,11 +306,19 @@ class LocalBroker:
         raise BrokerError(f"the broker did not answer within {timeout_s:.0f}s ({last_error}); see {self.log_file}")
 
     def stop(self, timeout_s: float = 30.0) -> None:
+        pid = self.terminate()
+        if pid is not None:
+            self.wait_stopped(pid, time.monotonic() + timeout_s)
+
+    def terminate(self) -> int | None:
+        """Ask the node to shut down (SIGTERM), without waiting: the pid asked, None when it did not run."""
         pid = self.running_pid()
-        if pid is None:
-            return
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
+        if pid is not None:
+            os.kill(pid, signal.SIGTERM)
+        return pid
+
+    def wait_stopped(self, pid: int, deadline: float) -> None:
+        """Wait for the node asked to stop; kill -9 at ``deadline``."""
         while time.monotonic() < deadline:
             try:
                 os.kill(pid, 0)
@@ -420,9 +428,14 @@ class LocalCluster:
         raise BrokerError(f"the cluster lists brokers {seen} after {timeout_s:.0f}s, wanted {wanted}; see "
                           f"{', '.join(str(node.log_file) for node in self.nodes)}")
 
-    def stop(self) -> None:
-        for node in self.nodes:
-            node.stop()
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """All nodes asked at once: one by one, the last would wait its whole timeout for a controlled shutdown that
+        a quorum without majority can never grant."""
+        asked = [(node, node.terminate()) for node in self.nodes]
+        deadline = time.monotonic() + timeout_s
+        for node, pid in asked:
+            if pid is not None:
+                node.wait_stopped(pid, deadline)
 
     def running(self) -> list[int]:
         return [node.node_id for node in self.nodes if node.running_pid() is not None]
