@@ -66,6 +66,13 @@ class Topics:
         unit_id = topic[len(prefix):] if topic.startswith(prefix) else ""
         return unit_id if _UNIT_ID_RE.match(unit_id) else None
 
+    def is_per_unit(self, topic: str) -> bool:
+        """A unit's queue or its actions topic (one of each per unit, about 6,100 units)."""
+        for prefix in (f"{self.namespace}unit.", f"{self.namespace}actions."):
+            if topic.startswith(prefix) and _UNIT_ID_RE.match(topic[len(prefix):]):
+                return True
+        return False
+
     @property
     def actions_pattern(self) -> str:
         return "^" + re.escape(f"{self.namespace}actions.") + ".*"

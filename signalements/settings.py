@@ -64,6 +64,11 @@ class Settings(BaseSettings):
         default=1, ge=1, description="replication of every topic the pipeline creates; unset with a local cluster: min(3, its nodes)"
     )
     unit_topic_retention_ms: int = Field(default=90 * 24 * 3600 * 1000, description="unit queues keep 90 days")
+    # One partition per unit: a unit receives a few reports a day at most, one consumer reads its queue, and its
+    # events then keep one order; three would make the national cluster carry 3 × 6,100 partitions for nothing.
+    unit_topic_partitions: int = Field(
+        default=1, ge=1, description="partitions of each unit's queue and of its actions topic"
+    )
 
     # Intake (producers/).
     intake_host: str = "127.0.0.1"

@@ -41,6 +41,13 @@ def unit_topic_config(settings: Settings) -> dict[str, str]:
     return {"retention.ms": str(settings.unit_topic_retention_ms)}
 
 
+def partitions_for(settings: Settings, topic: str) -> int:
+    """How many partitions ``topic`` is created with: a unit's topics have their own count."""
+    if Topics(settings.topic_namespace).is_per_unit(topic):
+        return settings.unit_topic_partitions
+    return settings.topic_partitions
+
+
 def replicated(settings: Settings, config: dict[str, str]) -> dict[str, str]:
     """A topic's config with the replication the settings ask for (min.insync.replicas follows the factor)."""
     return {"min.insync.replicas": str(settings.topic_min_insync_replicas), **config}
@@ -86,7 +93,7 @@ def ensure_topics(settings: Settings, role: str, configs: dict[str, dict[str, st
     try:
         existing = set(admin.list_topics())
         missing = [
-            NewTopic(name, settings.topic_partitions, settings.topic_replication_factor,
+            NewTopic(name, partitions_for(settings, name), settings.topic_replication_factor,
                      topic_configs=replicated(settings, config))
             for name, config in configs.items()
             if name not in existing

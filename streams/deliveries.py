@@ -37,7 +37,7 @@ from kafka.errors import TopicAlreadyExistsError
 from signalements.kafka_clients import close_quietly, new_admin
 from signalements.kafka_security import Role
 from signalements.settings import Settings
-from signalements.topic_admin import is_served, replicated, unit_topic_config
+from signalements.topic_admin import is_served, partitions_for, replicated, unit_topic_config
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ class UnitQueues:
     def _create_and_wait(self, topic: str) -> None:
         """On the admin thread: create the topic if missing, then wait until every partition has a leader."""
         admin = self._admin_client()
-        partitions = self._settings.topic_partitions
+        partitions = partitions_for(self._settings, topic)
         try:
             admin.create_topics([NewTopic(topic, partitions, self._settings.topic_replication_factor,
                                           topic_configs=replicated(self._settings, unit_topic_config(self._settings)))])

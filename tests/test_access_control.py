@@ -25,7 +25,7 @@ from schemas.topics import Topics
 from signalements.kafka_clients import new_consumer, new_producer
 from signalements.kafka_security import KafkaAccessRefused, Role, check_access, principal_name, unit_role
 from signalements.settings import Settings
-from signalements.topic_admin import ensure_topics, pipeline_topics
+from signalements.topic_admin import ensure_topics, partitions_for, pipeline_topics
 
 UNIT_A, UNIT_B = "pn-75-11", "gn-74-chamonix-mont-blanc"
 
@@ -50,7 +50,7 @@ def read_all(settings: Settings, role: str, topic: str) -> list[bytes]:
     """Every record of ``topic`` as ``role`` sees it, from the beginning (its end offsets asked first)."""
     consumer = new_consumer(settings, role, "tests-boundary", request_timeout_ms=10_000)
     try:
-        partitions = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
+        partitions = [TopicPartition(topic, p) for p in range(partitions_for(settings, topic))]
         end = consumer.end_offsets(partitions)  # an unauthorized topic fails here, with the broker's own error
         consumer.assign(partitions)
         consumer.seek_to_beginning(*partitions)
@@ -140,7 +140,7 @@ def test_monitoring_sees_offsets_but_reads_no_record(granted: Settings) -> None:
     topics = Topics(granted.topic_namespace)
     consumer = new_consumer(granted, Role.MONITORING, "tests-boundary")
     try:
-        partitions = [TopicPartition(topics.unit(UNIT_A), p) for p in range(granted.topic_partitions)]
+        partitions = [TopicPartition(topics.unit(UNIT_A), p) for p in range(granted.unit_topic_partitions)]
         assert sum(consumer.end_offsets(partitions).values()) == 1  # the lag exporter's view
         consumer.assign(partitions)
         consumer.seek_to_beginning(*partitions)

@@ -66,7 +66,7 @@ def test_the_same_events_twice_change_nothing(settings: Settings) -> None:
     assert metric(samples, "signalements_consumer_events_total", event_type="case.opened", outcome="stored") == 1
     assert metric(samples, "signalements_consumer_events_total", event_type="case.updated", outcome="updated") == 1
     lags = [(labels["partition"], value) for name, labels, value in samples if name == "signalements_unit_consumer_lag_records"]
-    assert {partition for partition, _ in lags} <= {str(p) for p in range(settings.topic_partitions)} and lags
+    assert {partition for partition, _ in lags} <= {str(p) for p in range(settings.unit_topic_partitions)} and lags
     assert sum(value for _, value in lags) == 0  # everything read
     backend = "postgresql" if settings.consumer_database_url else "sqlite"
     assert metric(samples, "signalements_consumer_store_transaction_seconds_count", backend=backend) >= 1

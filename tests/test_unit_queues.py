@@ -20,7 +20,7 @@ from schemas.topics import Topics
 from signalements.kafka_clients import new_admin
 from signalements.kafka_security import Role
 from signalements.settings import Settings
-from signalements.topic_admin import ensure_topics, unit_topic_config
+from signalements.topic_admin import ensure_topics, partitions_for, unit_topic_config
 from streams.jurisdiction import JurisdictionReference
 
 # Starts the pipeline's services, a broker or external tools as processes (see tests/conftest.py).
@@ -31,7 +31,7 @@ DEMBENI = SyntheticUnit("gn-976-dembeni", "97607", "Dembeni", "976", Force.GENDA
 
 
 def test_a_unit_queue_is_created_on_first_use_with_its_configuration(settings: Settings) -> None:
-    settings = settings.model_copy(update={"topic_partitions": 4, "unit_topic_retention_ms": 123_456_789})
+    settings = settings.model_copy(update={"unit_topic_partitions": 4, "unit_topic_retention_ms": 123_456_789})
     topic = Topics(settings.topic_namespace).unit("gn-2a-sartene")
 
     assert ensure_topics(settings, Role.ADMIN, {topic: unit_topic_config(settings)}) == [topic]
@@ -46,6 +46,16 @@ def test_a_unit_queue_is_created_on_first_use_with_its_configuration(settings: S
     assert len(described["partitions"]) == 4
     assert {len(p["replica_nodes"]) for p in described["partitions"]} == {settings.topic_replication_factor}
     assert "123456789" in repr(configs)
+
+
+def test_a_units_topics_have_one_partition_and_the_pipelines_their_own_count() -> None:
+    settings = Settings(topic_namespace="ns.")
+    topics = Topics(settings.topic_namespace)
+    assert partitions_for(settings, topics.unit("pn-75-pp")) == 1
+    assert partitions_for(settings, topics.actions("gn-2a-sartene")) == 1
+    assert partitions_for(settings, topics.enriched) == partitions_for(settings, topics.dead_letter) == 3
+    assert partitions_for(settings, "unit.pn-75-pp") == 3, "another namespace's queue is not this pipeline's unit's"
+    assert partitions_for(settings.model_copy(update={"unit_topic_partitions": 2}), topics.unit("pn-75-pp")) == 2
 
 
 def test_unit_ids_follow_the_published_scheme() -> None:
