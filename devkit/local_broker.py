@@ -81,6 +81,7 @@ class LocalBroker:
     node_id: int = 1
     voters: tuple[tuple[int, int], ...] = ()
     cluster_id_to_format: str | None = None
+    heap_mb: int = 512
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LocalBroker:
@@ -92,6 +93,7 @@ class LocalBroker:
             secured=settings.kafka_security_protocol == "SASL_SSL",
             secrets_dir=settings.secrets_dir,
             credentials_dir=settings.credentials_dir,
+            heap_mb=settings.local_broker_heap_mb,
         )
 
     @property
@@ -265,7 +267,7 @@ class LocalBroker:
         self._write_config()
         with self.log_file.open("ab") as log:
             process = subprocess.Popen(
-                self._java("kafka.Kafka", str(self._config), heap="512m"),
+                self._java("kafka.Kafka", str(self._config), heap=f"{self.heap_mb}m"),
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             )
         self.pid_file.write_text(str(process.pid))
@@ -359,11 +361,11 @@ class LocalCluster:
             return cls((LocalBroker.from_settings(settings),))
         return cls.of(settings.state_dir / "kafka-cluster", settings.kafka_runtime_dir, settings.local_broker_ports,
                       secured=settings.kafka_security_protocol == "SASL_SSL", secrets_dir=settings.secrets_dir,
-                      credentials_dir=settings.credentials_dir)
+                      credentials_dir=settings.credentials_dir, heap_mb=settings.local_broker_heap_mb)
 
     @classmethod
     def of(cls, home: Path, runtime_dir: Path, ports: list[tuple[int, int]], *, secured: bool = True,
-           secrets_dir: Path | None = None, credentials_dir: Path | None = None) -> LocalCluster:
+           secrets_dir: Path | None = None, credentials_dir: Path | None = None, heap_mb: int = 512) -> LocalCluster:
         """A cluster under ``home`` with a node per (client port, controller port); its id is kept in
         ``home/cluster.id``, so its nodes are formatted alike and stay formatted."""
         id_file = home / "cluster.id"
@@ -376,7 +378,7 @@ class LocalCluster:
             LocalBroker(home=home / f"node-{number}", runtime_dir=runtime_dir, port=port, controller_port=controller,
                         secured=secured, secrets_dir=secrets_dir or home / "secrets",
                         credentials_dir=credentials_dir, node_id=number, voters=voters,
-                        cluster_id_to_format=cluster_id)
+                        cluster_id_to_format=cluster_id, heap_mb=heap_mb)
             for number, (port, controller) in enumerate(ports, start=1)
         ))
 

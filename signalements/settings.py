@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     local_broker_nodes: int = Field(
         default=1, ge=1, le=5, description="nodes of the local KRaft cluster, each broker and controller (`broker start --nodes`)"
     )
+    # 512 MB holds the demo units' topics; every unit of France (12,200 topics, each replica on every node of three)
+    # filled it and the node spent its time in full GCs (docs/kafka.md#every-unit).
+    local_broker_heap_mb: int = Field(default=512, ge=256, description="JVM heap of each local Kafka node")
     state_dir: Path = Field(default=PROJECT_ROOT / "var", description="broker data, logs, unit stores, Faust state")
     kafka_runtime_dir: Path = Field(default=PROJECT_ROOT / ".cache" / "kafka", description="Kafka jars from Maven")
 
@@ -98,6 +101,8 @@ class Settings(BaseSettings):
         default=60.0, ge=6, description="a worker silent this long leaves the group; its partitions move to the others"
     )
     # Client tuning of the worker (docs/benchmarks.md says how each value was chosen).
+    # 0: each delivery's acknowledgement is awaited before the input offset passes it, so a linger sits on the
+    # critical path (5 ms halved the throughput, docs/benchmarks.md).
     worker_producer_linger_s: float = Field(
         default=0.0, ge=0, description="how long the worker's producer waits to fill a batch (Faust's producer_linger)"
     )
