@@ -207,6 +207,18 @@ def bench_dedup(
          boundary_points=boundary_points)
 
 
+def bench_units(
+    units: Annotated[int, typer.Option(min=1, help="units (each a queue and an actions topic); France has about 6,100")] = 6101,
+    restart: Annotated[bool, typer.Option(help="also stop and start the brokers holding them")] = True,
+) -> None:
+    """Every unit on the local broker or cluster: time to create their topics, brokers' memory, restart; one JSON line."""
+    import json
+
+    from devkit.bench_units import run_units_bench
+
+    typer.echo(json.dumps(run_units_bench(settings_from_environment(), units, restart)))
+
+
 def bench_desk(
     cases: Annotated[int, typer.Option(min=1, help="open cases in the unit's store")] = 10_000,
 ) -> None:
@@ -230,5 +242,5 @@ def compose_secrets() -> None:
 def register(app: typer.Typer) -> None:
     app.add_typer(broker_app, name="broker", rich_help_panel=PANEL)
     for command in (demo, generate, bench, bench_intake, bench_consumer, bench_jurisdiction, bench_dedup, bench_desk,
-                    compose_secrets):
+                    bench_units, compose_secrets):
         app.command(rich_help_panel=PANEL)(command)

@@ -6,12 +6,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from pipeline_probe import broker_access_environment
 
-from signalements.settings import PROJECT_ROOT
+from signalements.kafka_clients import new_admin
+from signalements.kafka_security import Role
+from signalements.settings import PROJECT_ROOT, Settings
 
 # Starts the pipeline's services, a broker or external tools as processes (see tests/conftest.py).
 pytestmark = pytest.mark.processes
@@ -50,3 +53,26 @@ def test_bench_measures_the_pipeline_the_relay_and_what_each_report_costs(kafka_
     assert 1 <= figures["records_per_report_internal"] < 1.5 and figures["records_per_report_unit_queues"] >= 1
     parts = [value for name, value in figures.items() if name.startswith("records_per_report_")]
     assert figures["records_written_per_report"] == pytest.approx(sum(parts), abs=0.05)
+
+
+def test_bench_units_creates_a_queue_and_an_actions_topic_per_unit_then_deletes_them(
+    kafka_bootstrap: str, settings: Settings, tmp_path: Path,
+) -> None:
+    env = {"PATH": "", "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "SIGNALEMENTS_STATE_DIR": str(tmp_path),
+           **broker_access_environment()}
+    result = subprocess.run([sys.executable, "-m", "cli.main", "bench-units", "--units", "25", "--no-restart"],
+                            capture_output=True, text=True, env=env, timeout=300, cwd=PROJECT_ROOT)
+    assert result.returncode == 0, result.stderr[-4000:]
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["units"] == 25 and figures["topics"] == 50
+    assert figures["partitions"] == 50, "one partition per unit topic"
+    assert figures["create_s"] > 0 and figures["delete_s"] >= 0
+    assert figures["brokers_rss_mb_after"] is None, "another cluster's memory is not this machine's to read"
+    admin = new_admin(settings, Role.ADMIN, "tests")
+    try:
+        deadline = time.monotonic() + 30
+        while any(name.startswith(figures["namespace"]) for name in admin.list_topics()):
+            assert time.monotonic() < deadline, "the benchmark's topics are deleted"
+            time.sleep(0.5)
+    finally:
+        admin.close()
