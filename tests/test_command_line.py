@@ -17,7 +17,7 @@ SUBCOMMANDS = [
     ["demo"], ["bench"], ["bench-dedup"],
     ["cases", "list"], ["cases", "show"], ["cases", "parked"], ["cases", "handle"], ["stats", "serve"], ["stats", "export"],
     ["bench-consumer"], ["bench-intake"], ["bench-jurisdiction"], ["generate"], ["replay"], ["status"], ["contract"],
-    ["lag-exporter"], ["desk"], ["bench-desk"], ["resolve"], ["reference"], ["dead-letters"], ["unrouted"],
+    ["lag-exporter"], ["desk"], ["bench-desk"], ["bench-units"], ["resolve"], ["reference"], ["dead-letters"], ["unrouted"],
     ["access", "grant"], ["access", "revoke"], ["access", "show"], ["intake-clients", "add"], ["compose-secrets"],
     ["desk-officers", "add"], ["desk-officers", "revoke"], ["desk-officers", "list"],
 ]
@@ -26,7 +26,7 @@ PANELS = {
     "Operator tools": ["status", "contract", "replay", "resolve", "cases", "reference", "dead-letters", "unrouted",
                        "access", "intake-clients", "desk-officers"],
     "Development and benchmarks": ["demo", "generate", "bench", "bench-intake", "bench-consumer", "bench-jurisdiction",
-                                   "bench-dedup", "bench-desk", "compose-secrets", "broker"],
+                                   "bench-dedup", "bench-desk", "bench-units", "compose-secrets", "broker"],
 }
 
 
