@@ -11,6 +11,7 @@ ops/access_control.py. ``secured=False`` is the quick local mode: one PLAINTEXT 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -329,7 +330,8 @@ class LocalBroker:
             _reap(pid)
             time.sleep(0.2)
         else:
-            os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):  # it ended between the last look and now
+                os.kill(pid, signal.SIGKILL)
         self.pid_file.unlink(missing_ok=True)
 
 
