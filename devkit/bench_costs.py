@@ -60,6 +60,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process (from /proc), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def last_unit_write_ms(settings: Settings) -> int | None:
     """When the worker wrote its last record to a unit queue of the namespace: the largest CreateTime of the last
     record of every unit queue partition (the worker's producer stamps each record as it sends it)."""

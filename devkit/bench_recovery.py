@@ -23,6 +23,7 @@ from kafka.admin import NewTopic
 from kafka.partitioner import murmur2
 from prometheus_client.parser import text_string_to_metric_families
 
+from devkit.bench_costs import rss_mb
 from devkit.bench_pipeline import bench_settings, delete_topics, free_port
 from devkit.dedup_traffic import COMMUNES
 from devkit.dev_pki import ensure_development_secrets
@@ -133,13 +134,6 @@ def _wait_for_standbys(services: Services, metrics_url: str, timeout_s: float = 
         time.sleep(0.5)
 
 
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def _worker_pid(services: Services) -> int:
     """The worker's own process (the Popen is the CLI, which runs the worker in the same process)."""
     return services.processes["worker"].pid
@@ -210,7 +204,7 @@ def measure_recovery(settings: Settings, points: int) -> dict[str, object]:
         written_s = time.perf_counter() - started
         _say(f"recovery: {entries} entries in {written_s:.0f}s; starting a fresh worker")
         fresh = _run_until_ready(services, bench.log_dir / "worker.log")
-        rss = _rss_mb(_worker_pid(services))
+        rss = rss_mb(_worker_pid(services))
         disk = sum(f.stat().st_size for f in (bench.state_dir / "faust").rglob("*") if f.is_file())
         # A second worker on another machine joins: Faust gives it standby copies of the first one's partitions
         # (table_standby_replicas=1), so when the first leaves it takes over without reading everything again.

@@ -10,11 +10,11 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
+from devkit.bench_costs import rss_mb
 from devkit.local_broker import LocalCluster
 from schemas.topics import Topics
 from signalements.kafka_clients import new_admin
@@ -74,15 +74,8 @@ def brokers_rss_mb(cluster: LocalCluster | None) -> float | None:
     cluster this machine does not run."""
     if cluster is None:
         return None
-    total = 0.0
-    for node in cluster.nodes:
-        pid = node.running_pid()
-        if pid is None:
-            continue
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1]) / 1024
-    return round(total, 1)
+    pids = [node.running_pid() for node in cluster.nodes]
+    return round(sum(rss_mb(pid) for pid in pids if pid is not None), 1)
 
 
 def _say(figures: dict[str, object]) -> None:

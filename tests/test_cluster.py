@@ -184,6 +184,18 @@ def stored_case_counts(settings: Settings, report_ids: list[str]) -> dict[str, i
     return {report_id: counts.get(report_id, 0) for report_id in report_ids}
 
 
+# The session timeout the deployment runs with (docs/operating.md): a worker killed leaves the group this long
+# after its last heartbeat; shorter, a worker paused by a long GC or a slow recovery would be evicted mid-rebalance.
+RECOMMENDED_SESSION_TIMEOUT_S = 10.0
+
+
+def pipeline_settings(local: Settings, tmp_path: Path) -> Settings:
+    """A pipeline of its own on the cluster, replicated three times, its workers on the recommended timeout."""
+    return make_settings(local.bootstrap_servers, tmp_path, kafka_ssl_cafile=local.ca_file,
+                         kafka_credentials_dir=local.credentials_dir, topic_replication_factor=3,
+                         worker_session_timeout_s=RECOMMENDED_SESSION_TIMEOUT_S)
+
+
 def kill_for_a_while(handle: LocalCluster, node_id: int, traffic: Traffic, down_s: float = 15) -> tuple[float, int]:
     """kill -9 one node for ``down_s`` while the traffic flows, then start it again: the longest pause between two
     202s meanwhile, and how many reports were accepted while it was down."""
@@ -202,9 +214,7 @@ def test_a_broker_lost_under_load_loses_nothing_and_two_lost_are_refused_not_acc
     cluster: tuple[LocalCluster, Settings], tmp_path: Path,
 ) -> None:
     handle, local = cluster
-    settings = make_settings(local.bootstrap_servers, tmp_path, kafka_ssl_cafile=local.ca_file,
-                             kafka_credentials_dir=local.credentials_dir, topic_replication_factor=3,
-                             worker_session_timeout_s=10.0)
+    settings = pipeline_settings(local, tmp_path)
     with running_pipeline(settings, [UNIT]) as pipeline:
         with Traffic(pipeline, per_second=4) as traffic:
             wait_for(lambda: len(traffic.accepted) >= 10, timeout_s=60, what="reports flowing")
@@ -245,11 +255,6 @@ def test_a_broker_lost_under_load_loses_nothing_and_two_lost_are_refused_not_acc
                  what="the report refused, then accepted, stored once", explain=lambda: flow_positions(settings))
 
 
-# The session timeout the deployment runs with (docs/operating.md): a worker killed leaves the group this long
-# after its last heartbeat; shorter, a worker paused by a long GC or a slow recovery would be evicted mid-rebalance.
-RECOMMENDED_SESSION_TIMEOUT_S = 10.0
-
-
 def delivery_delays(settings: Settings, since: datetime) -> dict[str, float]:
     """report id → seconds from its intake to its unit's store, for the reports received after ``since``."""
     rows = query_store(settings, UNIT, "SELECT report_id, received_at, stored_at FROM case_reports")
@@ -261,9 +266,7 @@ def test_two_workers_one_killed_the_other_takes_over_with_nothing_lost_or_opened
     cluster: tuple[LocalCluster, Settings], tmp_path: Path,
 ) -> None:
     handle, local = cluster
-    settings = make_settings(local.bootstrap_servers, tmp_path, kafka_ssl_cafile=local.ca_file,
-                             kafka_credentials_dir=local.credentials_dir, topic_replication_factor=3,
-                             worker_session_timeout_s=RECOMMENDED_SESSION_TIMEOUT_S)
+    settings = pipeline_settings(local, tmp_path)
     # The second worker is another machine: its own state directory (its standby copy) and metrics port.
     (tmp_path / "second").mkdir()
     second = Services(settings.log_dir / "second", {
